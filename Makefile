@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make lab` and `make test`.
+# Both build .venv first (once; again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Jupyter refuses to start as root unless told that is intended.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: install lab test test-fast workshop demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dashnb needs Python 3.10 or newer; set PYTHON=python3.x")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lab]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+
+workshop: $(STAMP)
+	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04_latency_lab.ipynb
+
+# Every test: unit, integration, real-kernel, nbval over the notebooks, browser.
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+
+# Everything but the slow, kernel and browser tests: the inner loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m 'not slow and not kernel and not browser'
+
+demo: $(STAMP)
+	$(BIN)/python -m dashnb bench
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
