@@ -1,0 +1,370 @@
+"""A TCP relay that gives loopback the round-trip time of a real network.
+
+Every byte is held for rtt/2 in each direction. Delivery is pipelined: a chunk read at time t
+leaves at t + rtt/2 whatever else is in flight, so a burst costs rtt/2 once, not once per chunk.
+Order is kept (with jitter a chunk never overtakes the one before it).
+
+On loopback the kernel completes the TCP handshake at once. The relay charges that round trip
+to the first bytes the client sends: they cannot leave before accept + 1 RTT, exactly when a
+client on a real network would have its SYN-ACK. A TLS handshake then costs its own round trips
+naturally, because its messages cross the relay like any other bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+
+log = logging.getLogger(__name__)
+
+_EOF = object()
+
+
+class _Delay:
+    """One direction of one connection: a time-ordered queue drained by a single timer."""
+
+    __slots__ = ("loop", "sink", "queue", "timer", "last_due", "closed", "on_eof")
+
+    def __init__(self, loop, sink, on_eof):
+        self.loop = loop
+        self.sink = sink  # transport to write to
+        self.queue = collections.deque()
+        self.timer = None
+        self.last_due = 0.0
+        self.closed = False
+        self.on_eof = on_eof
+
+    def push(self, item, due: float) -> None:
+        # Never deliver before the previous chunk: jitter must not reorder a byte stream.
+        due = max(due, self.last_due)
+        self.last_due = due
+        if due <= self.loop.time() and not self.queue:
+            self._deliver(item)
+            return
+        self.queue.append((due, item))
+        if self.timer is None:
+            self.timer = self.loop.call_at(due, self._drain)
+
+    def _drain(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        q = self.queue
+        while q and q[0][0] <= now:
+            self._deliver(q.popleft()[1])
+        if q and not self.closed:
+            self.timer = self.loop.call_at(q[0][0], self._drain)
+
+    def _deliver(self, item) -> None:
+        if self.closed:
+            return
+        if item is _EOF:
+            self.closed = True
+            self.on_eof()
+            return
+        if not self.sink.is_closing():
+            self.sink.write(item)
+
+    def cancel(self) -> None:
+        self.closed = True
+        self.queue.clear()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class Link:
+    """Relay state for one client connection; the server side reads it to count and to close idle links."""
+
+    _ids = 0
+
+    def __init__(self, relay: "Relay", client_transport):
+        Link._ids += 1
+        self.id = Link._ids
+        self.relay = relay
+        self.client = client_transport
+        self.peer = client_transport.get_extra_info("peername")
+        self.upstream = None  # transport to the backend server
+        self.accepted_at = relay.loop.time()
+        self.last_activity = self.accepted_at
+        self.requests = 0
+        self.busy = 0  # requests being answered; an idle timer never fires during one
+        self.admitted = False
+        self.closed = False
+        self.idle_handle = None
+        self.to_server: _Delay | None = None
+        self.to_client: _Delay | None = None
+        self.stalled = False  # tls_stall: accepted, never answered
+        self.backlog = []  # client bytes read while the connection waits for a slot
+        self.pending = []  # (due, bytes) read before the upstream connection is ready
+
+
+class _ClientSide(asyncio.Protocol):
+    def __init__(self, relay: "Relay"):
+        self.relay = relay
+        self.link: Link | None = None
+
+    def connection_made(self, transport):
+        transport.set_write_buffer_limits(high=1 << 20)
+        self.link = self.relay._accepted(transport)
+
+    def data_received(self, data):
+        self.relay._from_client(self.link, data)
+
+    def eof_received(self):
+        self.relay._client_eof(self.link)
+        return True  # keep our side open until the EOF has crossed the relay
+
+    def connection_lost(self, exc):
+        self.relay._client_lost(self.link)
+
+    def pause_writing(self):
+        if self.link.upstream is not None:
+            self.link.upstream.pause_reading()
+
+    def resume_writing(self):
+        if self.link.upstream is not None and not self.link.upstream.is_closing():
+            self.link.upstream.resume_reading()
+
+
+class _ServerSide(asyncio.Protocol):
+    def __init__(self, relay: "Relay", link: Link):
+        self.relay = relay
+        self.link = link
+
+    def connection_made(self, transport):
+        transport.set_write_buffer_limits(high=1 << 20)
+
+    def data_received(self, data):
+        self.relay._from_server(self.link, data)
+
+    def eof_received(self):
+        self.relay._server_eof(self.link)
+        return True
+
+    def connection_lost(self, exc):
+        self.relay._server_eof(self.link)
+
+    def pause_writing(self):
+        self.link.client.pause_reading()
+
+    def resume_writing(self):
+        if not self.link.client.is_closing():
+            self.link.client.resume_reading()
+
+
+class Relay:
+    """Accepts client connections and forwards them, delayed, to the backend the options choose."""
+
+    def __init__(self, loop, options_getter, backend_for, counters, rng: random.Random):
+        self.loop = loop
+        self._options = options_getter  # () -> EmulatorOptions (swapped live by configure)
+        self._backend_for = backend_for  # (options) -> (host, port) or None for "never finish TLS"
+        self.counters = counters
+        self.rng = rng
+        self.links: dict[int, Link] = {}
+        self.by_upstream_port: dict[int, Link] = {}
+        self.waiting: collections.deque[Link] = collections.deque()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def listen(self, sock) -> None:
+        self.server = await self.loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024)
+
+    # -- timing ---------------------------------------------------------------------------
+
+    def _one_way(self, opts) -> float:
+        delay = opts.rtt_ms / 2000.0
+        if opts.jitter_ms:
+            delay += self.rng.uniform(0.0, opts.jitter_ms / 2000.0)
+        return delay
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def _accepted(self, transport) -> Link:
+        link = Link(self, transport)
+        self.links[link.id] = link
+        self.counters.tcp_accepted(link)
+        opts = self._options()
+        if opts.max_connections is not None and self.counters.open_connections >= opts.max_connections:
+            # Like a server whose accept queue is full of work: the client is connected but nobody talks to it.
+            self.waiting.append(link)
+            self.counters.queued_connections = len(self.waiting)
+            log.debug("connection %d waits: %d open (cap %d)", link.id, self.counters.open_connections, opts.max_connections)
+        else:
+            self._admit(link)
+        return link
+
+    def _admit(self, link: Link) -> None:
+        link.admitted = True
+        self.counters.opened(link)
+        opts = self._options()
+        target = self._backend_for(opts)
+        if target is None:
+            link.stalled = True
+            return
+        link.to_client = _Delay(self.loop, link.client, lambda: self._close_client(link))
+        self.arm_idle(link)
+        self.loop.create_task(self._connect_upstream(link, target))
+
+    async def _connect_upstream(self, link: Link, target) -> None:
+        try:
+            transport, _ = await self.loop.create_connection(lambda: _ServerSide(self, link), *target)
+        except OSError as exc:  # the backend is gone: we are stopping
+            log.debug("relay could not reach backend: %s", exc)
+            self._abort(link)
+            return
+        if link.closed:
+            transport.close()
+            return
+        link.upstream = transport
+        self.by_upstream_port[transport.get_extra_info("sockname")[1]] = link
+        link.to_server = _Delay(self.loop, transport, lambda: self._half_close_upstream(link))
+        pending, link.pending = link.pending, []
+        for due, item in pending:
+            link.to_server.push(item, due)
+        self.counters.upstream_ready(link)
+
+    def _from_client(self, link: Link, data: bytes) -> None:
+        now = self.loop.time()
+        link.last_activity = now
+        self.counters.bytes_in += len(data)
+        if link.stalled:
+            return  # a handshake that never completes: the bytes go nowhere
+        if not link.admitted:
+            link.backlog.append(data)
+            return
+        opts = self._options()
+        # The TCP handshake round trip: nothing the client sends can arrive before it completes.
+        due = max(now, link.accepted_at + opts.rtt_ms / 1000.0) + self._one_way(opts)
+        if link.to_server is None:
+            link.pending.append((due, data))
+        else:
+            link.to_server.push(data, due)
+
+    def _from_server(self, link: Link, data: bytes) -> None:
+        now = self.loop.time()
+        link.last_activity = now
+        self.counters.bytes_out += len(data)
+        if link.to_client is not None:
+            link.to_client.push(data, now + self._one_way(self._options()))
+
+    def _client_eof(self, link: Link) -> None:
+        if not link.admitted:
+            link.backlog.append(_EOF)
+            return
+        if link.stalled:
+            self._abort(link)
+            return
+        due = self.loop.time() + self._one_way(self._options())
+        if link.to_server is None:
+            link.pending.append((due, _EOF))
+        else:
+            link.to_server.push(_EOF, due)
+
+    def _server_eof(self, link: Link) -> None:
+        if link.to_client is not None and not link.to_client.closed:
+            link.to_client.push(_EOF, self.loop.time() + self._one_way(self._options()))
+
+    def _half_close_upstream(self, link: Link) -> None:
+        if link.upstream is not None and not link.upstream.is_closing():
+            if link.upstream.can_write_eof():
+                link.upstream.write_eof()
+            else:
+                link.upstream.close()
+
+    def _close_client(self, link: Link) -> None:
+        # The server's FIN has crossed the network: the client now sees the connection end.
+        if not link.client.is_closing():
+            link.client.close()
+
+    def close_idle(self, link: Link) -> None:
+        """The server side gave up on an idle connection, as a load balancer does."""
+        log.debug("closing connection %d after keep-alive idle timeout", link.id)
+        self.counters.idle_closed += 1
+        if link.upstream is not None and not link.upstream.is_closing():
+            link.upstream.close()
+        if link.to_client is not None:
+            link.to_client.push(_EOF, self.loop.time() + self._one_way(self._options()))
+
+    def _abort(self, link: Link) -> None:
+        if not link.client.is_closing():
+            link.client.abort()
+        self._client_lost(link)
+
+    def _client_lost(self, link: Link) -> None:
+        if link.closed:
+            return
+        link.closed = True
+        self.links.pop(link.id, None)
+        if link.idle_handle is not None:
+            link.idle_handle.cancel()
+        for d in (link.to_server, link.to_client):
+            if d is not None:
+                d.cancel()
+        if link.upstream is not None:
+            self.by_upstream_port.pop(link.upstream.get_extra_info("sockname")[1], None)
+            if not link.upstream.is_closing():
+                link.upstream.close()
+        if link.admitted:
+            self.counters.closed(link)
+            self._admit_waiting()
+        else:
+            try:
+                self.waiting.remove(link)
+            except ValueError:
+                pass
+            self.counters.queued_connections = len(self.waiting)
+            self.counters.closed_unadmitted(link)
+
+    def _admit_waiting(self) -> None:
+        opts = self._options()
+        while self.waiting and (
+            opts.max_connections is None or self.counters.open_connections < opts.max_connections
+        ):
+            link = self.waiting.popleft()
+            self.counters.queued_connections = len(self.waiting)
+            # Admitted late: the server takes the connection now, so the handshake's round trip starts now.
+            link.accepted_at = self.loop.time()
+            self._admit(link)
+            backlog, link.backlog = link.backlog, []
+            for data in backlog:
+                if data is _EOF:
+                    self._client_eof(link)
+                else:
+                    self._from_client(link, data)
+
+    # -- server-side keep-alive idle timeout ----------------------------------------------
+
+    def arm_idle(self, link: Link) -> None:
+        timeout = self._options().keepalive_timeout
+        if link.idle_handle is not None:
+            link.idle_handle.cancel()
+            link.idle_handle = None
+        if timeout is not None and not link.closed:
+            link.idle_handle = self.loop.call_at(link.last_activity + timeout, self._idle_check, link)
+
+    def _idle_check(self, link: Link) -> None:
+        link.idle_handle = None
+        timeout = self._options().keepalive_timeout
+        if timeout is None or link.closed:
+            return
+        if link.busy or self.loop.time() - link.last_activity < timeout:
+            # Re-arm lazily rather than on every byte: one timer per connection, rarely moved.
+            link.idle_handle = self.loop.call_at(
+                max(link.last_activity + timeout, self.loop.time() + 0.001), self._idle_check, link
+            )
+            return
+        self.close_idle(link)
+
+    def rearm_all(self) -> None:
+        for link in list(self.links.values()):
+            if link.admitted:
+                self.arm_idle(link)
+
+    def close_all(self) -> None:
+        for link in list(self.links.values()):
+            self._abort(link)
+        if self.server is not None:
+            self.server.close()
+

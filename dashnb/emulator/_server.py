@@ -1,0 +1,332 @@
+"""The emulator's HTTP side: an aiohttp low-level server speaking DashScope, and its counters.
+
+It runs on the emulator's own event loop, behind the relay (see `_relay`), which owns the
+network timing. This module owns what the *server* does: answer, think, stall, refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import uuid
+
+from aiohttp import web
+
+from . import _replies as R
+
+log = logging.getLogger(__name__)
+
+NATIVE_PATH = "/api/v1/services/aigc/text-generation/generation"
+COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
+MODELS_PATH = "/compatible-mode/v1/models"
+STATS_PATH = "/_emulator/stats"
+
+_SSE = "text/event-stream;charset=UTF-8"
+_JSON = "application/json"
+
+
+class Counters:
+    """What the server saw. Touched only on the emulator's loop; read through `snapshot`."""
+
+    def __init__(self):
+        # Gauges describe the present, so a reset keeps them; the rest counts from the last reset.
+        self.open_connections = 0
+        self.queued_connections = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.tcp_connections = 0
+        self.tls_handshakes = 0
+        self.requests = 0
+        self.peak_open_connections = self.open_connections
+        self.idle_closed = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.statuses = collections.Counter()
+        self.closed_requests_per_connection = []
+
+    # called by the relay
+    def tcp_accepted(self, link) -> None:
+        self.tcp_connections += 1
+
+    def opened(self, link) -> None:
+        self.open_connections += 1
+        if self.open_connections > self.peak_open_connections:
+            self.peak_open_connections = self.open_connections
+
+    def upstream_ready(self, link) -> None:
+        pass
+
+    def closed(self, link) -> None:
+        self.open_connections -= 1
+        self.closed_requests_per_connection.append(link.requests)
+
+    def closed_unadmitted(self, link) -> None:
+        self.closed_requests_per_connection.append(0)
+
+    def snapshot(self, open_links) -> dict:
+        per_connection = list(self.closed_requests_per_connection)
+        per_connection += [link.requests for link in open_links if link.admitted]
+        return {
+            "tcp_connections": self.tcp_connections,
+            "tls_handshakes": self.tls_handshakes,
+            "requests": self.requests,
+            "open_connections": self.open_connections,
+            "peak_open_connections": self.peak_open_connections,
+            "queued_connections": self.queued_connections,
+            "idle_closed": self.idle_closed,
+            "requests_per_connection": per_connection,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, told when a connection becomes usable (after TLS, if any)."""
+
+    def __init__(self, handler, *, on_ready, **kwargs):
+        super().__init__(handler, **kwargs)
+        self._on_ready = on_ready
+
+    def connection_made(self, handler, transport) -> None:
+        super().connection_made(handler, transport)
+        self._on_ready(transport)
+
+
+class _RateLimiter:
+    """A token bucket: `rate` requests a second, bursts up to `rate`."""
+
+    def __init__(self):
+        self.rate = None
+        self.tokens = 0.0
+        self.stamp = 0.0
+
+    def take(self, rate: float, now: float) -> float:
+        """0 if the request may pass, else the seconds until it could."""
+        if rate != self.rate:
+            self.rate, self.tokens, self.stamp = rate, max(1.0, rate), now
+        capacity = max(1.0, rate)
+        self.tokens = min(capacity, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / rate
+
+
+class DashScopeApp:
+    """Request handling. `options()` returns the live EmulatorOptions; the relay maps sockets to links."""
+
+    def __init__(self, *, loop, options, api_key: str, relay, counters: Counters):
+        self.loop = loop
+        self.options = options
+        self._key = api_key.encode()
+        self.relay = relay
+        self.counters = counters
+        self.limiter = _RateLimiter()
+        self._error_acc = 0.0
+
+    def make_server(self, *, tls: bool) -> _Server:
+        def on_ready(transport):
+            if tls:
+                self.counters.tls_handshakes += 1
+
+        # handler_cancellation: a client that hangs up cancels its stalled handler instead of leaking it.
+        return _Server(self.handle, on_ready=on_ready, handler_cancellation=True, access_log=None)
+
+    def reset_sequences(self) -> None:
+        self._error_acc = 0.0
+        self.limiter = _RateLimiter()
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _link(self, request):
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return self.relay.by_upstream_port.get(peer[1]) if peer else None
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        link = self._link(request)
+        self.counters.requests += 1
+        if link is not None:
+            link.requests += 1
+            link.busy += 1
+        try:
+            response = await self._route(request, link)
+        except asyncio.CancelledError:
+            self.counters.statuses["cancelled"] += 1
+            raise
+        finally:
+            if link is not None:
+                link.busy -= 1
+                link.last_activity = self.loop.time()
+        self.counters.statuses[response.status] += 1
+        return response
+
+    async def _route(self, request, link):
+        path, method = request.path, request.method
+        if path == STATS_PATH and method == "GET":
+            return self._stats(link)
+        if path == NATIVE_PATH and method == "POST":
+            return await self._generate(request, compatible=False)
+        if path == COMPATIBLE_PATH and method == "POST":
+            return await self._generate(request, compatible=True)
+        if path == MODELS_PATH and method == "GET":
+            return self._models(request)
+        if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH):
+            return self._json(405, R.native_error("MethodNotAllowed", f"{method} is not allowed on {path}.", _rid()))
+        return self._json(404, R.native_error("NotFound", f"No such API: {method} {path}.", _rid()))
+
+    def _stats(self, link):
+        peer = link.peer[0] if link is not None and link.peer else None
+        if peer is None or not ipaddress.ip_address(peer.split("%")[0]).is_loopback:
+            return self._json(403, R.native_error("Forbidden", "Emulator stats answer loopback clients only.", _rid()))
+        return self._json(200, self.counters.snapshot(self.relay.links.values()))
+
+    def _models(self, request):
+        if not self._authorized(request):
+            return self._json(401, R.compatible_error(401, "InvalidApiKey", "Incorrect API key provided.", _rid()))
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "emulator"} for m in sorted(R.KNOWN_MODELS)]
+        return self._json(200, {"object": "list", "data": data})
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _authorized(self, request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, key = auth.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._key)
+
+    async def _generate(self, request, *, compatible: bool):
+        opts = self.options()
+        rid = _rid()
+        raw = await request.read()
+        sse = not compatible and request.headers.get("X-DashScope-SSE", "").lower() == "enable"
+
+        def fail(status, code, message, headers=None):
+            if compatible:
+                return self._json(status, R.compatible_error(status, code, message, rid), headers)
+            if sse:
+                body = R.sse_event(1, "error", status, R.native_error(code, message, rid))
+                return web.Response(status=status, body=body, headers={"Content-Type": _SSE, **(headers or {})})
+            return self._json(status, R.native_error(code, message, rid), headers)
+
+        if not self._authorized(request):
+            return fail(401, "InvalidApiKey", "Invalid API-key provided.")
+        if opts.rate_limit is not None:
+            wait = self.limiter.take(opts.rate_limit, self.loop.time())
+            if wait:
+                return fail(
+                    429,
+                    "Throttling.RateQuota",
+                    "Requests rate limit exceeded, please try again later.",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if opts.error_rate:
+            # A deterministic sequence with exactly this share of failures: lessons and tests repeat.
+            self._error_acc += opts.error_rate
+            if self._error_acc >= 1.0 - 1e-9:
+                self._error_acc -= 1.0
+                if opts.error_status == 503:
+                    return fail(503, "ServiceUnavailable", "The service is temporarily overloaded (emulated).")
+                return fail(500, "InternalError", "An internal error has occurred, please retry (emulated).")
+        try:
+            body = json.loads(raw) if raw else None
+            if compatible:
+                req, stream, include_usage = R.parse_compatible(body)
+            else:
+                req, stream, include_usage = R.parse_native(body), sse, False
+        except ValueError:
+            return fail(400, "InvalidParameter", "The request body is not valid JSON.")
+        except R.RequestError as exc:
+            return fail(exc.status, exc.code, exc.message)
+
+        reply = R.compose(req, reply_tokens=opts.reply_tokens)
+        if opts.ttfb_ms:
+            await asyncio.sleep(opts.ttfb_ms / 1000.0)  # the model thinking: server time, not network
+        if opts.stall_before_headers:
+            await _stall(opts.stall_before_headers)
+
+        if stream:
+            frames = (
+                R.compatible_chunks(req, reply, rid, include_usage)
+                if compatible
+                else R.native_events(req, reply, rid)
+            )
+            return await self._stream(request, frames, opts, compatible)
+        payload = R.compatible_body(req, reply, rid) if compatible else R.native_body(req, reply, rid)
+        return await self._body(request, payload, opts)
+
+    async def _body(self, request, payload: dict, opts):
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        if opts.malformed == "no_output":
+            payload = {k: v for k, v in payload.items() if k not in ("output", "choices")}
+            data = json.dumps(payload).encode()
+        content_type = "text/html; charset=utf-8" if opts.malformed == "wrong_content_type" else _JSON
+        if not opts.stall_mid_stream and opts.malformed != "truncated_body":
+            resp = web.Response(status=200, body=data, headers={"Content-Type": content_type})
+            if opts.connection_close:
+                resp.force_close()
+            return resp
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        resp.content_length = len(data)
+        if opts.connection_close:
+            resp.force_close()
+        await resp.prepare(request)
+        half = len(data) // 2
+        await resp.write(data[:half])
+        if opts.malformed == "truncated_body":
+            # Promise the whole length, send half, hang up: a client must not take this as a reply.
+            request.transport.close()
+            return resp
+        await _stall(opts.stall_mid_stream)
+        await resp.write(data[half:])
+        await resp.write_eof()
+        return resp
+
+    async def _stream(self, request, frames, opts, compatible: bool):
+        content_type = "text/event-stream; charset=utf-8" if compatible else _SSE
+        if opts.malformed == "wrong_content_type":
+            content_type = "text/plain; charset=utf-8"
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+        if opts.connection_close:
+            resp.force_close()
+        await resp.prepare(request)
+        gap = 1.0 / opts.token_rate if opts.token_rate else 0.0
+        for i, frame in enumerate(frames):
+            if i and gap:
+                await asyncio.sleep(gap)  # token generation pace: server time
+            if opts.malformed == "bad_sse" and i == 1:
+                frame = b"id:2\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\": {\"choi\n\n"
+            await resp.write(frame)
+            if i == 0 and opts.stall_mid_stream:
+                await _stall(opts.stall_mid_stream)
+            if opts.malformed == "truncated_body" and i == 1:
+                request.transport.close()
+                return resp
+        await resp.write_eof()
+        return resp
+
+    @staticmethod
+    def _json(status: int, payload: dict, headers=None):
+        return web.Response(
+            status=status,
+            body=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"Content-Type": _JSON, **(headers or {})},
+        )
+
+
+async def _stall(seconds: float) -> None:
+    if math.isinf(seconds):
+        await asyncio.Event().wait()  # until the client gives up and the handler is cancelled
+    else:
+        await asyncio.sleep(seconds)
+
+
+def _rid() -> str:
+    return str(uuid.uuid4())
