@@ -1,0 +1,594 @@
+"""The Java SDK's connection settings, as a Python value.
+
+    >>> from dashnb import PoolConfig
+    >>> cfg = PoolConfig(connect_timeout=10, connection_pool_size=64, maximum_async_requests=64)
+    >>> cfg
+    PoolConfig(connect_timeout=10.0, connection_pool_size=64, maximum_async_requests=64)
+    >>> PoolConfig.from_java({"connectTimeout": "PT10S", "connectionPoolSize": 64}).connect_timeout
+    10.0
+    >>> print(cfg.java_snippet())                       # doctest: +ELLIPSIS
+    Constants.connectionConfigurations = ConnectionConfigurations.builder()
+        .connectTimeout(Duration.ofSeconds(10))...
+        .build();...
+
+`PoolConfig` holds the seven settings of the DashScope Java SDK's
+``ConnectionConfigurations`` (snake case, seconds as float, counts as int) with the
+Java defaults. It validates itself, warns (`PoolConfigWarning`) when the two documented
+constraints are broken, reads the Java SDK's environment variables, writes the Java
+builder code, and renders a table mapping every setting to its requests/urllib3 and
+aiohttp counterpart. Turning it into real session objects happens elsewhere
+(``dashnb._translate``); this module does no I/O and imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import re
+import sys
+import warnings
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, ClassVar, Mapping
+
+__all__ = [
+    "DEFAULT_POOL_CONFIG",
+    "ENV_VARS",
+    "JAVA_DEFAULTS",
+    "JAVA_NAMES",
+    "PoolConfig",
+    "PoolConfigWarning",
+]
+
+
+class PoolConfigWarning(UserWarning):
+    """A PoolConfig breaks one of the Java SDK's documented constraints.
+
+    Pass ``strict=True`` to PoolConfig to get a ValueError instead.
+    """
+
+
+JAVA_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "connect_timeout": "connectTimeout",
+        "read_timeout": "readTimeout",
+        "write_timeout": "writeTimeout",
+        "connection_idle_timeout": "connectionIdleTimeout",
+        "connection_pool_size": "connectionPoolSize",
+        "maximum_async_requests": "maximumAsyncRequests",
+        "maximum_async_requests_per_host": "maximumAsyncRequestsPerHost",
+    }
+)
+
+ENV_VARS: Mapping[str, str] = MappingProxyType(
+    {
+        "connect_timeout": "DASHSCOPE_CONNECTION_TIMEOUT",
+        "read_timeout": "DASHSCOPE_READ_TIMEOUT",
+        "write_timeout": "DASHSCOPE_WRITE_TIMEOUT",
+        # Not ..._IDLE_TIMEOUT: the Java SDK spells this one differently.
+        "connection_idle_timeout": "DASHSCOPE_CONNECTION_IDLE_TIME",
+        "connection_pool_size": "DASHSCOPE_CONNECTION_POOL_SIZE",
+        "maximum_async_requests": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS",
+        "maximum_async_requests_per_host": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST",
+    }
+)
+
+JAVA_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
+    {
+        "connect_timeout": 120.0,
+        "read_timeout": 300.0,
+        "write_timeout": 60.0,
+        "connection_idle_timeout": 300.0,
+        "connection_pool_size": 32,
+        "maximum_async_requests": 32,
+        "maximum_async_requests_per_host": 32,
+    }
+)
+
+_DURATIONS = ("connect_timeout", "read_timeout", "write_timeout", "connection_idle_timeout")
+_COUNTS = ("connection_pool_size", "maximum_async_requests", "maximum_async_requests_per_host")
+_COUNT_UNITS = {
+    "connection_pool_size": "connections",
+    "maximum_async_requests": "requests",
+    "maximum_async_requests_per_host": "requests",
+}
+
+# OkHttp keeps timeouts as a Java int of milliseconds: it rejects longer ones, and a
+# Duration under 1 ms truncates to 0, which OkHttp reads as "no timeout at all".
+_MIN_SECONDS = 0.001
+_MAX_SECONDS = 2_147_483.647
+_JAVA_INT_MAX = 2**31 - 1
+
+
+def _both(name: str) -> str:
+    return f"{name} (Java {JAVA_NAMES[name]})"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fmt_seconds(seconds: float) -> str:
+    # 15 significant digits hide float noise such as 0.30000000000000004.
+    return format(seconds, ".15g")
+
+
+def _default_text(name: str) -> str:
+    default = JAVA_DEFAULTS[name]
+    if name in _DURATIONS:
+        return f"{_fmt_seconds(default)} s"
+    return str(default)
+
+
+def _check_duration(name: str, value: Any) -> float:
+    """Return ``value`` as float seconds, or raise a ValueError saying what to change."""
+    fix = f"set it to a number of seconds such as {_fmt_seconds(JAVA_DEFAULTS[name])} (Java default {_default_text(name)})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = ""
+        if isinstance(value, str):
+            hint = "; for Java Duration strings such as 'PT10S' use PoolConfig.from_java()"
+        raise ValueError(
+            f"{_both(name)} must be a number of seconds, got {_show(value)} "
+            f"(a {type(value).__name__}); {fix}{hint}"
+        )
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"{_both(name)} must be a number of seconds, got nan; {fix}")
+    if math.isinf(seconds):
+        raise ValueError(
+            f"{_both(name)} must be finite, got {seconds}; the Java SDK has no 'wait forever' "
+            f"setting, so {fix}"
+        )
+    if seconds <= 0:
+        raise ValueError(
+            f"{_both(name)} must be positive, got {_show(value)} seconds; zero means 'no timeout' "
+            f"to some libraries and 'fail at once' to others, so {fix}"
+        )
+    if seconds < _MIN_SECONDS:
+        raise ValueError(
+            f"{_both(name)} must be at least 0.001 seconds, got {_show(value)}; OkHttp counts "
+            f"timeouts in whole milliseconds and turns a shorter one into 'no timeout', so {fix}"
+        )
+    if seconds > _MAX_SECONDS:
+        raise ValueError(
+            f"{_both(name)} must be at most 2147483.647 seconds (about 24.8 days, the longest "
+            f"timeout OkHttp accepts), got {_show(value)}; {fix}"
+        )
+    return seconds
+
+
+def _check_count(name: str, value: Any) -> int:
+    """Return ``value`` as int, or raise a ValueError saying what to change."""
+    fix = f"set it to at least 1 (Java default {JAVA_DEFAULTS[name]})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = ""
+        if isinstance(value, float) and value.is_integer():
+            hint = f"; pass the int {int(value)} instead"
+        elif isinstance(value, str):
+            hint = "; for text such as '32' use PoolConfig.from_java() or from_env()"
+        raise ValueError(
+            f"{_both(name)} must be a positive whole number, got {_show(value)} "
+            f"(a {type(value).__name__}); {fix}{hint}"
+        )
+    count = int(value)
+    if count < 1:
+        raise ValueError(f"{_both(name)} must be a positive whole number, got {count}; {fix}")
+    if count > _JAVA_INT_MAX:
+        raise ValueError(
+            f"{_both(name)} must fit in a Java int (at most {_JAVA_INT_MAX}), got {count}; "
+            f"set it to a realistic number of {_COUNT_UNITS[name]} (Java default {JAVA_DEFAULTS[name]})"
+        )
+    return count
+
+
+def _check(name: str, value: Any) -> float | int:
+    return _check_duration(name, value) if name in _DURATIONS else _check_count(name, value)
+
+
+# java.time.Duration.parse's grammar: PnDTnHnMn.nS, each part optional, signs allowed
+# (a negative result is then refused by validation with a clearer message).
+_DURATION_RE = re.compile(
+    r"([-+]?)P(?:([-+]?[0-9]+)D)?"
+    r"(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?(?:([-+]?)([0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?",
+    re.IGNORECASE,
+)
+_INT_RE = re.compile(r"[-+]?[0-9]+")
+
+
+def _parse_java_duration(text: str) -> float | None:
+    """Seconds in a Java ISO-8601 Duration string ('PT1M30S'), or None if it is not one."""
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        return None
+    sign, days, t_part, hours, minutes, s_sign, secs, frac = m.groups()
+    if days is None and t_part is None:
+        return None  # bare "P"
+    if t_part is not None and hours is None and minutes is None and secs is None:
+        return None  # "PT" with nothing after it
+    total = Fraction(0)
+    total += int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
+    if secs is not None:
+        part = int(secs) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+        total += -part if s_sign == "-" else part
+    return float(-total if sign == "-" else total)
+
+
+def _parse_text(name: str, text: str) -> float | int:
+    """Turn configuration text (env var, properties file) into a checked value."""
+    stripped = text.strip()
+    if name in _COUNTS:
+        if not _INT_RE.fullmatch(stripped):
+            raise ValueError(
+                f"{_both(name)} must be a positive whole number, got {_show(text)}; "
+                f"write digits only, such as {JAVA_DEFAULTS[name]} (the Java default)"
+            )
+        return _check_count(name, int(stripped))
+    seconds = _parse_java_duration(stripped)
+    if seconds is None:
+        try:
+            seconds = float(stripped)
+        except ValueError:
+            raise ValueError(
+                f"{_both(name)} must be a number of seconds or a Java Duration, got {_show(text)}; "
+                f"write it like '10', '0.5', 'PT10S', 'PT1M30S' or 'PT0.5S' "
+                f"(Java default {_default_text(name)})"
+            ) from None
+    return _check_duration(name, seconds)
+
+
+def _caller_stacklevel() -> int:
+    """stacklevel for warnings.warn called from the caller of this function, pointing past
+    this module, dataclasses.replace and the generated __init__ at the user's line."""
+    internal = {__file__, dataclasses.__file__}
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and (
+        frame.f_code.co_filename in internal
+        or (frame.f_code.co_name == "__init__" and frame.f_code.co_filename.startswith("<"))
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _suggest(key: str) -> str | None:
+    """The Java name closest to a mistyped key, if any is close."""
+    import difflib  # only needed on the error path
+
+    def squash(s: str) -> str:
+        return s.replace("_", "").replace("-", "").lower()
+
+    by_squashed = {}
+    for snake, camel in JAVA_NAMES.items():
+        by_squashed[squash(snake)] = camel
+        by_squashed[squash(camel)] = camel
+    close = difflib.get_close_matches(squash(key), list(by_squashed), n=1, cutoff=0.6)
+    return by_squashed[close[0]] if close else None
+
+
+# What each setting is called elsewhere; shared by rows(), describe() and _repr_html_().
+_EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+    {
+        "connect_timeout": (
+            "timeout=(connect, read): the connect part; urllib3 Timeout(connect=...)",
+            "ClientTimeout(sock_connect=...)",
+            "aiohttp's sock_connect bounds the TCP and TLS handshakes of a new connection; "
+            "urllib3 applies the connect timeout to each socket operation of both handshakes and "
+            "keeps it on the socket while sending the request. OkHttp applies connectTimeout to "
+            "the TCP connect only; its TLS handshake runs under readTimeout.",
+        ),
+        "read_timeout": (
+            "timeout=(connect, read): the read part; urllib3 Timeout(read=...)",
+            "ClientTimeout(sock_read=...)",
+            "The longest wait between two pieces of the response, not the total time of a call: "
+            "a stream that keeps trickling never hits it (same in OkHttp, urllib3 and aiohttp).",
+        ),
+        "write_timeout": (
+            "no equivalent",
+            "no equivalent",
+            "Neither requests nor aiohttp has a write timeout, and dashnb does not emulate one. "
+            "(urllib3 sends the request while the connect timeout is still on the socket, so a "
+            "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
+        ),
+        "connection_idle_timeout": (
+            "none in requests/urllib3; dashnb's adapter discards pooled connections idle longer "
+            "than this",
+            "TCPConnector(keepalive_timeout=...)",
+            "OkHttp's ConnectionPool closes connections idle this long. A server or load "
+            "balancer may close idle connections sooner; reusing one it already closed costs "
+            "an error or a retry.",
+        ),
+        "connection_pool_size": (
+            "HTTPAdapter(pool_maxsize=...)",
+            "TCPConnector(limit=...)",
+            "OkHttp's ConnectionPool and urllib3's pool_maxsize cap connections kept for reuse: "
+            "with pool_block=False urllib3 opens extra connections under load and discards them "
+            "afterwards. aiohttp's limit caps connections open at once; further callers wait for "
+            "a free slot.",
+        ),
+        "maximum_async_requests": (
+            "none; bound concurrency with the size of your thread pool "
+            "(ThreadPoolExecutor(max_workers=...))",
+            "dashnb's request queue (a semaphore taken outside the timeouts)",
+            "OkHttp Dispatcher.maxRequests: queues async (enqueued) calls only; blocking calls "
+            "bypass it. Keep maximumAsyncRequests <= connectionPoolSize.",
+        ),
+        "maximum_async_requests_per_host": (
+            "none (each host gets its own urllib3 pool of pool_maxsize connections)",
+            "TCPConnector(limit_per_host=...) plus dashnb's per-host queue",
+            "OkHttp Dispatcher.maxRequestsPerHost: async calls only. Keep "
+            "maximumAsyncRequestsPerHost <= maximumAsyncRequests, or it can never be reached.",
+        ),
+    }
+)
+
+# One short comment per builder line of java_snippet().
+_JAVA_COMMENTS: Mapping[str, str] = MappingProxyType(
+    {
+        "connect_timeout": "TCP connect limit",
+        "read_timeout": "longest wait between two reads",
+        "write_timeout": "longest wait for a write to progress",
+        "connection_idle_timeout": "idle pooled connections are closed after this",
+        "connection_pool_size": "idle connections kept for reuse",
+        "maximum_async_requests": "async calls in flight; more wait in a queue",
+        "maximum_async_requests_per_host": "async calls in flight to one host",
+    }
+)
+
+
+def _java_duration(seconds: float) -> str:
+    # repr() gives the shortest text that round-trips, i.e. what the user typed.
+    nanos = round(Fraction(repr(seconds)) * 10**9)
+    if nanos % 10**9 == 0:
+        amount, unit = nanos // 10**9, "Seconds"
+    elif nanos % 10**6 == 0:
+        amount, unit = nanos // 10**6, "Millis"
+    else:
+        amount, unit = nanos, "Nanos"
+    suffix = "L" if amount > _JAVA_INT_MAX else ""
+    return f"Duration.of{unit}({amount}{suffix})"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
+class PoolConfig:
+    """Connection pool and timeout settings, named and defaulted as in the Java SDK.
+
+    Durations are seconds (ints are accepted and stored as float), counts are ints.
+    Impossible values raise ValueError; breaking ``maximum_async_requests <=
+    connection_pool_size`` or ``maximum_async_requests_per_host <= maximum_async_requests``
+    emits PoolConfigWarning, or raises ValueError when ``strict=True``.
+    """
+
+    connect_timeout: float = JAVA_DEFAULTS["connect_timeout"]
+    read_timeout: float = JAVA_DEFAULTS["read_timeout"]
+    write_timeout: float = JAVA_DEFAULTS["write_timeout"]
+    connection_idle_timeout: float = JAVA_DEFAULTS["connection_idle_timeout"]
+    connection_pool_size: int = JAVA_DEFAULTS["connection_pool_size"]
+    maximum_async_requests: int = JAVA_DEFAULTS["maximum_async_requests"]
+    maximum_async_requests_per_host: int = JAVA_DEFAULTS["maximum_async_requests_per_host"]
+    strict: bool = False
+
+    JAVA_DEFAULTS: ClassVar[Mapping[str, float | int]] = JAVA_DEFAULTS
+    JAVA_NAMES: ClassVar[Mapping[str, str]] = JAVA_NAMES
+    ENV_VARS: ClassVar[Mapping[str, str]] = ENV_VARS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.strict, bool):
+            raise ValueError(f"strict must be True or False, got {_show(self.strict)}")
+        for name in JAVA_NAMES:
+            object.__setattr__(self, name, _check(name, getattr(self, name)))
+        problems = self.constraint_problems()
+        if problems and self.strict:
+            raise ValueError(" ".join(problems) + " (strict=True turns this warning into an error)")
+        if problems:
+            level = _caller_stacklevel()
+            for problem in problems:
+                warnings.warn(problem, PoolConfigWarning, stacklevel=level)
+
+    # -- constraints ---------------------------------------------------------------------
+
+    def constraint_problems(self) -> list[str]:
+        """Plain-language descriptions of the documented constraints this config breaks."""
+        problems = []
+        pool, total, per_host = (
+            self.connection_pool_size,
+            self.maximum_async_requests,
+            self.maximum_async_requests_per_host,
+        )
+        if total > pool:
+            problems.append(
+                f"maximumAsyncRequests ({total}) is larger than connectionPoolSize ({pool}): up to "
+                f"{total} requests may run at once but the pool holds only {pool} connections, so "
+                f"with dashnb's aiohttp session the extra requests queue waiting for a pooled "
+                f"connection, and with OkHttp or requests the extra connections are opened for each "
+                f"burst and then closed (a new TCP and TLS handshake each time). Lower "
+                f"maximum_async_requests (Java maximumAsyncRequests) to at most {pool} or raise "
+                f"connection_pool_size (Java connectionPoolSize) to at least {total}."
+            )
+        if per_host > total:
+            problems.append(
+                f"maximumAsyncRequestsPerHost ({per_host}) is larger than maximumAsyncRequests "
+                f"({total}): the global limit is always reached first, so the per-host limit can "
+                f"never be reached and has no effect. Lower maximum_async_requests_per_host (Java "
+                f"maximumAsyncRequestsPerHost) to at most {total} or raise maximum_async_requests "
+                f"(Java maximumAsyncRequests) to at least {per_host}."
+            )
+        return problems
+
+    # -- construction ----------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> PoolConfig:
+        """A copy with some settings changed (dataclasses.replace); validation runs again."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_java(cls, mapping: Mapping[str, Any], *, strict: bool = False) -> PoolConfig:
+        """Build from Java names (``connectTimeout``...) or snake_case names.
+
+        Durations may be numbers of seconds or Java Duration strings ("PT10S", "PT1M30S",
+        "PT0.5S", "P1D"); counts may be ints or digit strings. Missing settings keep the Java
+        defaults; unknown names raise ValueError with the closest valid name.
+        """
+        if not isinstance(mapping, Mapping):
+            raise TypeError(
+                f"PoolConfig.from_java() needs a mapping of setting names to values, got "
+                f"{type(mapping).__name__}"
+            )
+        by_name = {**{camel: snake for snake, camel in JAVA_NAMES.items()}, **{s: s for s in JAVA_NAMES}}
+        values: dict[str, Any] = {}
+        given_as: dict[str, str] = {}
+        for key, value in mapping.items():
+            name = by_name.get(key) if isinstance(key, str) else None
+            if name is None:
+                close = _suggest(str(key))
+                hint = f"did you mean {close!r}? " if close else ""
+                raise ValueError(
+                    f"unknown setting {_show(key)} in PoolConfig.from_java(); {hint}valid names: "
+                    f"{', '.join(JAVA_NAMES.values())} (or in snake_case: {', '.join(JAVA_NAMES)})"
+                )
+            if name in values:
+                raise ValueError(
+                    f"{_both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one"
+                )
+            given_as[name] = key
+            try:
+                values[name] = _parse_text(name, value) if isinstance(value, str) else _check(name, value)
+            except ValueError as exc:
+                raise ValueError(f"PoolConfig.from_java() key {key!r}: {exc}") from None
+        return cls(**values, strict=strict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> PoolConfig:
+        """Build from the Java SDK's environment variables (``DASHSCOPE_CONNECTION_TIMEOUT``...).
+
+        ``environ`` defaults to ``os.environ``. Unset or empty variables keep the Java defaults.
+        Durations may be seconds ("10", "0.5") or Java Duration strings ("PT10S"). Unlike the
+        Java SDK, which silently falls back to the default on a value it cannot parse, a bad
+        value raises ValueError naming the variable.
+        """
+        if environ is None:
+            import os
+
+            environ = os.environ
+        values: dict[str, Any] = {}
+        for name, var in ENV_VARS.items():
+            text = environ.get(var)
+            if text is None or not text.strip():
+                continue
+            try:
+                values[name] = _parse_text(name, text)
+            except ValueError as exc:
+                raise ValueError(f"environment variable {var}={_show(text)}: {exc}") from None
+        return cls(**values, strict=strict)
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        changed = [
+            f"{name}={getattr(self, name)!r}"
+            for name in JAVA_NAMES
+            if getattr(self, name) != JAVA_DEFAULTS[name]
+        ]
+        if self.strict:
+            changed.append("strict=True")
+        return f"PoolConfig({', '.join(changed)})"
+
+    def java_snippet(self, *, imports: bool = False) -> str:
+        """Java code that sets the same configuration in the DashScope Java SDK."""
+        lines = []
+        if imports:
+            lines += [
+                "import java.time.Duration;",
+                "import com.alibaba.dashscope.protocol.ConnectionConfigurations;",
+                "import com.alibaba.dashscope.utils.Constants;",
+                "",
+            ]
+        lines += [f"// Warning: {problem}" for problem in self.constraint_problems()]
+        lines.append("Constants.connectionConfigurations = ConnectionConfigurations.builder()")
+        calls = []
+        for name, camel in JAVA_NAMES.items():
+            value = getattr(self, name)
+            arg = _java_duration(value) if name in _DURATIONS else str(value)
+            calls.append((f"    .{camel}({arg})", f"{_JAVA_COMMENTS[name]} (default {_default_text(name)})"))
+        width = max(len(code) for code, _ in calls)
+        lines += [f"{code.ljust(width)}  // {comment}" for code, comment in calls]
+        lines.append("    .build();  // set before the first call: the SDK builds its OkHttp client once")
+        return "\n".join(lines)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per setting: names, value, default, env var, Python equivalents, note."""
+        out = []
+        for name, camel in JAVA_NAMES.items():
+            value = getattr(self, name)
+            if name in _DURATIONS:
+                shown, default_shown = f"{_fmt_seconds(value)} s", _default_text(name)
+            else:
+                unit = _COUNT_UNITS[name]
+                shown, default_shown = f"{value} {unit}", f"{JAVA_DEFAULTS[name]} {unit}"
+            requests_eq, aiohttp_eq, note = _EQUIVALENTS[name]
+            out.append(
+                {
+                    "setting": name,
+                    "java_name": camel,
+                    "value": value,
+                    "value_text": shown,
+                    "default": JAVA_DEFAULTS[name],
+                    "default_text": default_shown,
+                    "changed": value != JAVA_DEFAULTS[name],
+                    "env_var": ENV_VARS[name],
+                    "requests": requests_eq,
+                    "aiohttp": aiohttp_eq,
+                    "note": note,
+                }
+            )
+        return out
+
+    def describe(self) -> str:
+        """The rows() table as plain text, for print() and logs."""
+        lines = [repr(self)]
+        for row in self.rows():
+            mark = "  (changed)" if row["changed"] else ""
+            lines += [
+                "",
+                f"{row['java_name']} = {row['value_text']}{mark}",
+                f"    default:          {row['default_text']}; env {row['env_var']}; Python {row['setting']}",
+                f"    requests/urllib3: {row['requests']}",
+                f"    aiohttp:          {row['aiohttp']}",
+                f"    note:             {row['note']}",
+            ]
+        for problem in self.constraint_problems():
+            lines += ["", f"Warning: {problem}"]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        esc = html.escape
+        head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "note")
+        parts = [
+            '<table class="dashnb-poolconfig">',
+            f"<caption>{esc(repr(self))}</caption>",
+            "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>",
+            "<tbody>",
+        ]
+        for row in self.rows():
+            value = esc(row["value_text"])
+            if row["changed"]:
+                value = f"<strong>{value}</strong>"
+            cells = (
+                f"<code>{esc(row['java_name'])}</code><br><small>{esc(row['setting'])}</small>",
+                f"{value}<br><small>default {esc(row['default_text'])}</small>",
+                f"<code>{esc(row['env_var'])}</code>",
+                esc(row["requests"]),
+                esc(row["aiohttp"]),
+                esc(row["note"]),
+            )
+            parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts += ["</tbody>", "</table>"]
+        parts += [f"<p><strong>Warning:</strong> {esc(p)}</p>" for p in self.constraint_problems()]
+        return "\n".join(parts)
+
+
+DEFAULT_POOL_CONFIG = PoolConfig()
