@@ -36,11 +36,18 @@ KNOWN_MODELS = frozenset(
     }
 )
 
-_VOCABULARY = (
-    "connection reuse saves a round trip every time the pool hands back a warm socket "
-    "while a cold call pays for the TCP handshake and the TLS handshake before the model "
-    "sees a single byte of the prompt so keep one session per notebook and let it live"
-).split()
+# Replies are built from these sentences, chosen by a hash of the request, so they read as
+# prose and still say nothing a learner could mistake for a real model's answer.
+_SENTENCES = (
+    "This reply comes from the dashnb emulator, not from a real model.",
+    "A kept-alive connection skips the TCP and TLS handshakes on every later call.",
+    "Each new connection costs extra round trips before the first byte of the prompt is sent.",
+    "One shared session per notebook lets many calls travel over the same few sockets.",
+    "The pool keeps idle connections warm until the idle timeout closes them.",
+    "Too few pooled connections make calls queue; too many can overload the server.",
+    "Timeouts bound how long a call may wait to connect and to read.",
+    "Streaming sends the reply token by token as the server produces it.",
+)
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -181,18 +188,16 @@ def parse_compatible(body) -> tuple[GenerationRequest, bool, bool]:
 def compose(request: GenerationRequest, *, reply_tokens: int) -> Reply:
     """The reply to a request: the same request always gets the same tokens."""
     n = reply_tokens if request.max_tokens is None else min(reply_tokens, request.max_tokens)
-    last_user = next((c for r, c in reversed(request.messages) if r == "user"), "")
-    seed = hashlib.sha256(json.dumps([request.model, request.messages]).encode()).digest()
-    head = ["[", request.model, "]"] if n >= 3 else []
-    words = []
-    i = 0
-    while len(head) + len(words) < n:
-        byte = seed[i % len(seed)] ^ (i // len(seed))
-        words.append(_VOCABULARY[byte % len(_VOCABULARY)])
-        i += 1
-    tokens = head[:n] + [(" " if (head or k) else "") + w for k, w in enumerate(words)]
-    input_tokens = sum(count_tokens(c) + 3 for _, c in request.messages) or count_tokens(last_user)
-    return Reply(tokens=tuple(tokens[:n]), input_tokens=input_tokens)
+    digest = hashlib.sha256(json.dumps([request.model, request.messages]).encode()).digest()
+    start = digest[0] % len(_SENTENCES)
+    words: list[str] = []
+    k = 0
+    while len(words) < n:
+        words.extend(_SENTENCES[(start + k) % len(_SENTENCES)].split())
+        k += 1
+    tokens = tuple(w if i == 0 else " " + w for i, w in enumerate(words[:n]))
+    input_tokens = sum(count_tokens(c) + 3 for _, c in request.messages)
+    return Reply(tokens=tokens, input_tokens=input_tokens)
 
 
 # ---- native wire format -------------------------------------------------------------------
