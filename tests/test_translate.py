@@ -1,0 +1,423 @@
+"""_translate: PoolConfig -> requests adapter / aiohttp session, checked on real TLS sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+
+import aiohttp
+import certifi
+import pytest
+import requests
+import trustme
+from aiohttp import web
+
+from dashnb import _observe, _translate
+from dashnb._config import PoolConfig
+
+
+# ---- a small TLS server whose handlers the tests control ------------------------------------
+
+class _Endpoint:
+    """The attributes _translate needs from an endpoint, for a server made in this file."""
+
+    is_emulator = False
+
+    def __init__(self, ca_path: str | None) -> None:
+        self.ca_path = ca_path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_path or certifi.where())
+
+
+class Server:
+    """aiohttp.web over TLS on 127.0.0.1 in its own thread and loop; records request order.
+
+    GET /slow?name=X&hold=S   answers after S seconds
+    GET /stream?name=X        sends headers and one chunk, then the rest when release(X) is called
+    """
+
+    def __init__(self, tmp_path) -> None:
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = str(tmp_path / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_path)
+        self._server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(self._server_ctx)
+        self.arrivals: list[str] = []
+        self.active = 0
+        self.peak = 0
+        self.active_by_host: dict[str, int] = {}
+        self.peak_by_host: dict[str, int] = {}
+        self._gates: dict[str, asyncio.Event] = {}
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/slow", self._slow)
+        app.router.add_get("/stream", self._stream)
+        self._runner = web.AppRunner(app)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._server_ctx)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def _enter(self, request) -> str:
+        name = request.query.get("name", "")
+        host = request.host.split(":")[0]
+        self.arrivals.append(name)
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.active_by_host[host] = self.active_by_host.get(host, 0) + 1
+        self.peak_by_host[host] = max(self.peak_by_host.get(host, 0), self.active_by_host[host])
+        return host
+
+    def _leave(self, host: str) -> None:
+        self.active -= 1
+        self.active_by_host[host] -= 1
+
+    async def _slow(self, request):
+        host = self._enter(request)
+        try:
+            await asyncio.sleep(float(request.query.get("hold", "0")))
+            return web.Response(text="ok")
+        finally:
+            self._leave(host)
+
+    async def _stream(self, request):
+        host = self._enter(request)
+        try:
+            gate = self._gates.setdefault(request.query["name"], asyncio.Event())
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            await resp.write(b"first ")
+            await gate.wait()
+            await resp.write(b"rest")
+            await resp.write_eof()
+            return resp
+        finally:
+            self._leave(host)
+
+    def release(self, name: str) -> None:
+        def go():
+            self._gates.setdefault(name, asyncio.Event()).set()
+        self._loop.call_soon_threadsafe(go)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"https://{host}:{self.port}{path}"
+
+    def endpoint(self) -> _Endpoint:
+        return _Endpoint(self.ca_path)
+
+    def stop(self) -> None:
+        async def down():
+            await self._runner.cleanup()
+        asyncio.run_coroutine_threadsafe(down(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path)
+    yield srv
+    srv.stop()
+
+
+# ---- timeout merge rules --------------------------------------------------------------------
+
+CFG = PoolConfig(connect_timeout=10, read_timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        (None, (10.0, 60.0)),            # nothing from the caller: the config's pair
+        (300, (10.0, 60.0)),             # the SDK's default request_timeout cannot loosen either
+        (5, (5, 5)),                     # request_timeout=5 tightens both
+        (30, (10.0, 30)),
+        ((2, None), (2, 60.0)),          # tuple parts tighten separately; None takes the config
+        ((None, 120), (10.0, 60.0)),
+    ],
+)
+def test_requests_timeout_merge_tighter_wins(caller, expected):
+    assert _translate.merge_requests_timeout(caller, CFG) == expected
+
+
+def test_requests_timeout_merge_passes_urllib3_timeout_objects_through():
+    from urllib3.util import Timeout
+
+    t = Timeout(connect=1, read=2)
+    assert _translate.merge_requests_timeout(t, CFG) is t
+
+
+def test_aiohttp_timeout_merge_restores_socket_limits_the_sdk_drops():
+    # What AioGeneration.call passes for a non-stream call: total only.
+    sdk = aiohttp.ClientTimeout(total=300)
+    merged = _translate.merge_aiohttp_timeout(sdk, CFG)
+    assert (merged.total, merged.connect, merged.sock_connect, merged.sock_read) == (300, None, 10.0, 60.0)
+    # ... and for a stream: sock_read only; a tighter caller value wins.
+    stream = _translate.merge_aiohttp_timeout(aiohttp.ClientTimeout(total=None, sock_read=5), CFG)
+    assert (stream.total, stream.sock_connect, stream.sock_read) == (None, 10.0, 5)
+
+
+# ---- requests: adapter settings and trust ---------------------------------------------------
+
+def test_requests_session_settings():
+    cfg = PoolConfig(connection_pool_size=7, maximum_async_requests=7, maximum_async_requests_per_host=7,
+                     connect_timeout=3, read_timeout=9, connection_idle_timeout=4)
+    s = _translate.build_requests_session(cfg, _Endpoint("/some/ca.pem"))
+    try:
+        adapter = s.get_adapter("https://example.invalid/")
+        assert adapter is s.get_adapter("http://example.invalid/")
+        assert adapter._pool_maxsize == 7
+        assert adapter._pool_block is False
+        assert adapter.max_retries.total == 0
+        assert s.trust_env is False
+        assert s.verify == "/some/ca.pem"
+        pool = adapter.poolmanager.connection_from_url("https://example.invalid/")
+        assert pool.pool.maxsize == 7
+        assert pool._dashnb_idle_timeout == 4
+    finally:
+        s.close()
+    # The real service: certifi's bundle, named explicitly (not left to the environment).
+    s = _translate.build_requests_session(cfg, _Endpoint(None))
+    assert s.verify == certifi.where()
+    s.close()
+
+
+def test_requests_default_timeout_applies_when_caller_passes_none(server):
+    # The server holds the answer 2 s; read_timeout 0.5 s must cut it without any timeout= argument.
+    cfg = PoolConfig(read_timeout=0.5)
+    with _translate.build_requests_session(cfg, server.endpoint()) as s:
+        t0 = time.perf_counter()
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            s.get(server.url("/slow?hold=2"))
+        assert 0.4 < time.perf_counter() - t0 < 0.6
+        # a caller's shorter timeout wins
+        t0 = time.perf_counter()
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            s.get(server.url("/slow?hold=2"), timeout=0.2)
+        assert 0.15 < time.perf_counter() - t0 < 0.4
+
+
+def test_requests_ca_bundle_env_cannot_change_trust(server, tmp_path, monkeypatch):
+    other = trustme.CA()
+    other_path = str(tmp_path / "other.pem")
+    other.cert_pem.write_to_path(other_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", other_path)
+    monkeypatch.setenv("CURL_CA_BUNDLE", other_path)
+    with _translate.build_requests_session(PoolConfig(), server.endpoint()) as s:
+        assert s.get(server.url("/slow")).text == "ok"
+    # negative control: a session trusting the other CA fails
+    with _translate.build_requests_session(PoolConfig(), _Endpoint(other_path)) as s:
+        with pytest.raises(requests.exceptions.SSLError):
+            s.get(server.url("/slow"))
+
+
+def test_requests_pool_keeps_pool_size_connections_and_counts_reuse(server):
+    obs = _observe.Observer()
+    cfg = PoolConfig(connection_pool_size=2, maximum_async_requests=2, maximum_async_requests_per_host=2)
+    with _translate.build_requests_session(cfg, server.endpoint(), obs) as s:
+        # 4 at once from threads: 4 connections open (pool_block=False), only 2 kept afterwards.
+        barrier = threading.Barrier(4)
+
+        def call():
+            barrier.wait()
+            assert s.get(server.url("/slow?hold=0.3")).text == "ok"
+
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        st = obs.snapshot().sync
+        assert st.connections_opened == 4
+        assert st.connections_open == 2   # two discarded: the pool keeps pool_size
+        assert st.in_flight == 0
+        for _ in range(3):
+            s.get(server.url("/slow"))
+        st = obs.snapshot().sync
+        assert st.connections_opened == 4 and st.connections_reused == 3 and st.requests == 7
+
+
+def test_requests_idle_connections_are_discarded(server):
+    obs = _observe.Observer()
+    with _translate.build_requests_session(PoolConfig(connection_idle_timeout=0.3), server.endpoint(), obs) as s:
+        s.get(server.url("/slow"))
+        s.get(server.url("/slow"))
+        assert obs.snapshot().sync.connections_opened == 1
+        time.sleep(0.5)  # let the pooled connection sit idle longer than connection_idle_timeout
+        with _observe.call_scope() as rec:
+            s.get(server.url("/slow"))
+        assert rec.reused is False
+        assert obs.snapshot().sync.connections_opened == 2
+        assert obs.snapshot().sync.connections_closed == 1
+
+
+def test_requests_call_record_times_tcp_and_tls(server):
+    with _translate.build_requests_session(PoolConfig(), server.endpoint()) as s:
+        with _observe.call_scope() as first:
+            s.get(server.url("/slow"))
+        with _observe.call_scope() as second:
+            s.get(server.url("/slow"))
+    a, b = first.snapshot(), second.snapshot()
+    assert a.reused is False and a.connect_s > 0 and a.tls_s > 0 and a.ttfb_s > 0
+    assert b.reused is True and b.connect_s is None and b.connection_id == a.connection_id
+    assert b.requests_on_connection == 2
+    with pytest.raises(AttributeError):
+        a.reused = True  # samples are frozen
+
+
+# ---- aiohttp: connector, timeouts, request queue --------------------------------------------
+
+def test_aiohttp_session_settings():
+    cfg = PoolConfig(connection_pool_size=12, maximum_async_requests=10, maximum_async_requests_per_host=6,
+                     connection_idle_timeout=42, connect_timeout=3, read_timeout=9)
+
+    async def main():
+        s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
+        try:
+            c = s.connector
+            assert (c.limit, c.limit_per_host) == (12, 6)
+            assert c._keepalive_timeout == 42
+            assert (s.timeout.total, s.timeout.connect, s.timeout.sock_connect, s.timeout.sock_read) == (None, None, 3, 9)
+            assert s.trust_env is False
+        finally:
+            await s.close()
+
+    asyncio.run(main())
+
+
+def test_aiohttp_session_needs_a_running_loop():
+    with pytest.raises(RuntimeError):
+        _translate.build_aiohttp_session(PoolConfig(), _Endpoint(None))
+
+
+def test_request_queue_caps_global_concurrency_in_order(server):
+    cfg = PoolConfig(connection_pool_size=8, maximum_async_requests=2, maximum_async_requests_per_host=2)
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+            async def one(i):
+                async with s.get(server.url(f"/slow?name={i}&hold=0.15")) as r:
+                    return await r.text()
+
+            tasks = []
+            for i in range(6):
+                tasks.append(asyncio.create_task(one(i)))
+                await asyncio.sleep(0)  # start them in a known order
+            assert await asyncio.gather(*tasks) == ["ok"] * 6
+
+    asyncio.run(main())
+    assert server.peak == 2
+    assert server.arrivals == [str(i) for i in range(6)]
+    st = obs.snapshot().async_
+    assert st.requests == 6 and st.in_flight == 0 and st.queued == 0
+
+
+def test_request_queue_per_host_limit_does_not_block_other_hosts(server):
+    cfg = PoolConfig(connection_pool_size=8, maximum_async_requests=4, maximum_async_requests_per_host=1)
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+            async def one(host, i):
+                async with s.get(server.url(f"/slow?name={host}{i}&hold=0.2", host=host)) as r:
+                    return await r.text()
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(h, i) for i in range(3) for h in ("127.0.0.1", "localhost")))
+            return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    assert server.peak_by_host == {"127.0.0.1": 1, "localhost": 1}
+    assert server.peak == 2
+    assert 0.55 < elapsed < 1.2  # 3 rounds of 0.2 s, the two hosts side by side
+
+
+def test_streamed_body_keeps_its_slot_until_released(server):
+    cfg = PoolConfig(connection_pool_size=4, maximum_async_requests=1, maximum_async_requests_per_host=1)
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+            first = await s.get(server.url("/stream?name=A"))
+            assert await first.content.readexactly(6) == b"first "
+            second = asyncio.create_task(s.get(server.url("/slow?name=B")))
+            await asyncio.sleep(0.3)  # give B every chance to start if the slot were free
+            assert server.arrivals == ["A"]   # headers of A arrived, its body is not done: B waits
+            assert obs.snapshot().async_.queued == 1
+            server.release("A")
+            assert await first.read() == b"rest"
+            first.release()
+            r = await asyncio.wait_for(second, 5)
+            assert await r.text() == "ok"
+            r.release()
+
+    asyncio.run(main())
+    assert server.arrivals == ["A", "B"]
+
+
+def test_queue_wait_is_outside_socket_timeouts(server):
+    # One slot; the first request holds it 0.6 s. The second waits that long in the queue,
+    # which must not count against its 0.4 s sock_read (as in OkHttp's Dispatcher).
+    cfg = PoolConfig(connection_pool_size=2, maximum_async_requests=1, maximum_async_requests_per_host=1,
+                     read_timeout=0.4, connect_timeout=0.4)
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+            async def one(name, hold):
+                with _observe.call_scope() as rec:
+                    async with s.get(server.url(f"/slow?name={name}&hold={hold}")) as r:
+                        await r.text()
+                return rec.snapshot()
+
+            first = asyncio.create_task(one("A", 0.3))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(one("B", 0.3))
+            return await first, await second
+
+    a, b = asyncio.run(main())
+    assert b.queued_s > 0.25 and a.queued_s < 0.05
+
+
+def test_aiohttp_read_timeout_survives_the_sdks_total_only_timeout(server):
+    cfg = PoolConfig(read_timeout=0.4)
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+            t0 = time.perf_counter()
+            with pytest.raises(aiohttp.ServerTimeoutError):
+                # what AioGeneration.call passes for a non-stream call
+                await s.get(server.url("/slow?hold=3"), timeout=aiohttp.ClientTimeout(total=300))
+            return time.perf_counter() - t0
+
+    assert 0.35 < asyncio.run(main()) < 0.6
+
+
+def test_aiohttp_records_reuse_and_connection_ids(server):
+    async def main():
+        async with _translate.build_aiohttp_session(PoolConfig(), server.endpoint()) as s:
+            out = []
+            for _ in range(2):
+                with _observe.call_scope() as rec:
+                    async with s.get(server.url("/slow")) as r:
+                        await r.text()
+                out.append(rec.snapshot())
+            return out
+
+    a, b = asyncio.run(main())
+    assert a.reused is False and a.connect_s > 0 and a.tls_s is None and a.ttfb_s > 0
+    assert b.reused is True and b.connection_id == a.connection_id
