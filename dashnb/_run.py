@@ -1,0 +1,129 @@
+"""Run a coroutine from sync code anywhere: a script, a notebook cell, a widget callback.
+
+    >>> import dashnb
+    >>> async def twice(x):
+    ...     return 2 * x
+    >>> dashnb.run(twice(21))
+    42
+
+Two situations:
+
+- **No loop is running in this thread** (a script, a worker thread): the coroutine runs on a
+  persistent event loop owned by this thread, created on the first ``run()`` and reused by the
+  next ones. ``asyncio.run()`` would create and close a loop per call, and since aiohttp sessions
+  belong to one loop, every call would then open new connections: a ``dashnb.session()``'s
+  ``.aiohttp`` made inside one ``run()`` keeps its pooled connections for the next ``run()``.
+  Tasks the coroutine leaves behind stay scheduled until a later ``run()`` (they are not
+  cancelled as ``asyncio.run`` would). The loops are closed at interpreter exit, after the
+  sessions on them.
+- **A loop is already running in this thread** (a Jupyter cell, an ipywidgets callback: both run
+  inside the kernel's loop): ``nest_asyncio2`` is applied to that loop - lazily, on the first such
+  call, never at import - and the coroutine runs to completion on it, re-entrantly. In a cell,
+  prefer ``await coro`` (IPython runs top-level ``await``); ``run()`` is for code that must stay
+  sync, like a widget callback. nest_asyncio2 switches asyncio to its pure-Python Task/Future
+  (Python < 3.14) for the rest of the process; that is what keeps ``asyncio.current_task()`` and
+  therefore aiohttp's timeouts working inside the nested run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import threading
+from typing import Any, Awaitable, TypeVar
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_local = threading.local()
+_loops: list[asyncio.AbstractEventLoop] = []
+_loops_lock = threading.Lock()
+_nest_lock = threading.Lock()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _local.loop = loop
+        with _loops_lock:
+            _loops.append(loop)
+        log.debug("created the persistent event loop of thread %s", threading.current_thread().name)
+    return loop
+
+
+def thread_loop() -> asyncio.AbstractEventLoop:
+    """The persistent loop ``run()`` uses in this thread when no loop is running."""
+    return _thread_loop()
+
+
+def _allow_nesting(loop: asyncio.AbstractEventLoop) -> None:
+    with _nest_lock:
+        if getattr(loop, "_nest_patched", False):
+            return
+        import nest_asyncio2
+
+        if not isinstance(loop, asyncio.BaseEventLoop):
+            raise RuntimeError(
+                f"dashnb.run() cannot run inside a running {type(loop).__name__} loop (nest_asyncio2 "
+                f"patches only asyncio's own loops); use `await` instead")
+        nest_asyncio2.apply(loop)
+        log.debug("applied nest_asyncio2 to the running %s", type(loop).__name__)
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run ``coro`` to completion and return its result, whether or not a loop is running."""
+    if not asyncio.iscoroutine(coro) and not asyncio.isfuture(coro) and not hasattr(coro, "__await__"):
+        raise TypeError(f"dashnb.run() needs a coroutine or awaitable, got {type(coro).__name__}")
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        _allow_nesting(running)
+        return running.run_until_complete(coro)
+
+    loop = _thread_loop()
+    task = asyncio.ensure_future(coro, loop=loop)
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        if not task.done():  # interrupted (e.g. KeyboardInterrupt): do not leave it half-run
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(task)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if loop.is_closed() or loop.is_running():
+        return
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except Exception:  # pragma: no cover - best effort at exit
+        log.debug("error while closing an event loop at exit", exc_info=True)
+    finally:
+        loop.close()
+
+
+def close_loops() -> None:
+    """Close the persistent loops (at interpreter exit; exposed for tests)."""
+    with _loops_lock:
+        loops, _loops[:] = list(_loops), []
+    for loop in loops:
+        _close_loop(loop)
+
+
+# Registered at import: _session imports this module first, so (atexit being last-in,
+# first-out) sessions are closed on their loops before the loops themselves.
+atexit.register(close_loops)

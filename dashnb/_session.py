@@ -1,0 +1,354 @@
+"""Named, long-lived HTTP sessions for DashScope calls, safe to create in a cell you re-run.
+
+    >>> import dashnb
+    >>> s = dashnb.session(dashnb.PoolConfig(connection_pool_size=8))          # doctest: +SKIP
+    >>> Generation.call(model="qwen-plus", prompt="hi", session=s.requests)    # doctest: +SKIP
+    >>> await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)  # doctest: +SKIP
+    >>> s.stats()["connections_opened"]                                        # doctest: +SKIP
+    1
+
+``dashnb.session()`` returns the same object for the same name every time (re-running a cell, or
+``importlib.reload(dashnb)``, opens no new connections). Passing a different config reconfigures
+that object in place: new calls get new pools, the old requests pool is closed (requests still in
+flight finish, and their connections close when released), the old aiohttp sessions are closed on
+their own loops once their requests are released.
+
+``.aiohttp`` is per event loop (aiohttp sessions cannot move between loops): the first use on a
+loop creates one, a loop that closed gets a fresh one next time. Each is closed on its loop when
+the session is closed, when ``asyncio.run()`` (or ``dashnb.run``'s loop) shuts down - through
+the loop's async-generator shutdown hook, which runs before the loop closes - or at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import html
+import logging
+import threading
+from typing import Any
+
+from . import _observe, _run, _translate
+
+__all__ = ["NotebookSession", "session"]
+
+log = logging.getLogger(__name__)
+
+# Kept across importlib.reload() of this module (reload re-runs the code in the same namespace)
+# and untouched by reloading the package root, which is where notebooks usually reload.
+if "_REGISTRY" not in globals():
+    _REGISTRY: dict[str, NotebookSession] = {}
+    _REGISTRY_LOCK = threading.RLock()
+    # Close tasks scheduled on running loops: a task only weakly referenced could be collected.
+    _PENDING: set = set()
+
+_OUTSIDE_LOOP = (
+    "NotebookSession.aiohttp needs a running event loop (aiohttp sessions belong to one loop). "
+    "Use it inside a coroutine: `await AioGeneration.call(..., session=s.aiohttp)` in a notebook "
+    "cell (top-level await works there), or wrap the coroutine with dashnb.run(coro) from sync code."
+)
+
+
+class _AioEntry:
+    __slots__ = ("session", "guard")
+
+    def __init__(self, session: Any, guard: Any) -> None:
+        self.session = session
+        self.guard = guard
+
+
+async def _close_on_loop_shutdown(aio: Any):
+    """Started once per aiohttp session: the loop's shutdown_asyncgens() (run by asyncio.run and
+    Runner.close before closing the loop) finalizes it, which closes the session on its loop."""
+    try:
+        yield
+    finally:
+        if not aio.closed:
+            log.debug("event loop shutting down: closing its dashnb aiohttp session")
+            await aio.close()
+
+
+def _start_guard(aio: Any) -> Any:
+    guard = _close_on_loop_shutdown(aio)
+    # asend() registers the generator with the running loop (its firstiter hook); driving the
+    # awaitable by hand runs the body up to `yield` without awaiting anything.
+    step = guard.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        pass
+    return guard
+
+
+async def _retire(entry: _AioEntry, drain: bool) -> None:
+    try:
+        if drain:
+            await _translate.wait_idle(entry.session)
+        await entry.session.close()
+    finally:
+        with contextlib.suppress(Exception):
+            await entry.guard.aclose()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _schedule(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
+    task = loop.create_task(coro)
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+
+
+def _close_aio(loop: asyncio.AbstractEventLoop, entry: _AioEntry, *, drain: bool, wait: float = 0.0) -> None:
+    """Close one aiohttp session on its own loop, whatever state that loop is in."""
+    if entry.session.closed:
+        return
+    if loop.is_closed():
+        _detach(entry)
+    elif loop is _running_loop():  # we are on it (a cell, a callback): cannot block, so schedule
+        _schedule(loop, _retire(entry, drain))
+    elif loop.is_running():  # running in another thread
+        fut = asyncio.run_coroutine_threadsafe(_retire(entry, drain), loop)
+        if wait:
+            with contextlib.suppress(Exception):
+                fut.result(wait)
+    else:  # stopped (e.g. dashnb.run()'s loop between two runs): nothing in flight can progress
+        try:
+            loop.run_until_complete(_retire(entry, drain=False))
+        except RuntimeError:  # another loop is running in this thread; close when this one runs
+            _schedule(loop, _retire(entry, drain))
+
+
+def _detach(entry: _AioEntry) -> None:
+    """The loop closed without shutting down its async generators (``loop.close()`` alone): the
+    transports cannot be closed through it any more. Mark the connector closed so neither aiohttp
+    nor we try to use or close it again."""
+    connector = entry.session.connector
+    if connector is not None and not connector.closed:
+        # On a closed loop close() only marks the connector closed and returns an awaitable that
+        # does nothing; drive it here so it is not left un-awaited.
+        step = connector.close().__await__()
+        with contextlib.suppress(StopIteration):
+            step.send(None)
+    entry.guard = None
+
+
+class NotebookSession:
+    """One named set of HTTP pools (requests + one aiohttp session per loop) built from a PoolConfig.
+
+    Use ``dashnb.session()`` rather than the constructor: it keeps one object per name.
+    """
+
+    def __init__(self, config: Any = None, *, endpoint: Any = None, name: str = "default") -> None:
+        self.name = name
+        self._lock = threading.RLock()
+        self._config = _check_config(config)
+        self._endpoint = endpoint if endpoint is not None else _default_endpoint()
+        self._observer = _observe.Observer()
+        self._requests: Any = None
+        self._aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
+        self._closed = False
+        self._generation = 1
+
+    # -- what it is ---------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def endpoint(self):
+        return self._endpoint
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def observer(self) -> _observe.Observer:
+        return self._observer
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"dashnb session {self.name!r} is closed; call dashnb.session() for a new one")
+
+    # -- the library sessions ----------------------------------------------------------------
+    @property
+    def requests(self):
+        """The requests.Session for sync calls (``Generation.call(..., session=s.requests)``)."""
+        with self._lock:
+            self._check_open()
+            if self._requests is None:
+                self._requests = _translate.build_requests_session(self._config, self._endpoint, self._observer)
+                log.debug("session %r: built requests session for %r", self.name, self._config)
+            return self._requests
+
+    @property
+    def aiohttp(self):
+        """The aiohttp.ClientSession for the running loop (``AioGeneration.call(..., session=s.aiohttp)``)."""
+        loop = _running_loop()
+        if loop is None:
+            raise RuntimeError(_OUTSIDE_LOOP)
+        with self._lock:
+            self._check_open()
+            self._prune()
+            entry = self._aio.get(loop)
+            if entry is None or entry.session.closed:
+                aio = _translate.build_aiohttp_session(self._config, self._endpoint, self._observer)
+                entry = self._aio[loop] = _AioEntry(aio, _start_guard(aio))
+                log.debug("session %r: built aiohttp session for loop %#x", self.name, id(loop))
+            return entry.session
+
+    def _prune(self) -> None:
+        for loop, entry in list(self._aio.items()):
+            if loop.is_closed() or entry.session.closed:
+                del self._aio[loop]
+                if not entry.session.closed:
+                    _detach(entry)
+
+    # -- changing and ending -------------------------------------------------------------------
+    def configure(self, config: Any = None, *, endpoint: Any = None) -> NotebookSession:
+        """Switch to another config and/or endpoint; a no-op when nothing changes."""
+        new_config = self._config if config is None else _check_config(config)
+        new_endpoint = self._endpoint if endpoint is None else endpoint
+        with self._lock:
+            self._check_open()
+            if new_config == self._config and (new_endpoint is self._endpoint or new_endpoint == self._endpoint):
+                return self
+            old_requests, old_aio = self._requests, self._aio
+            self._config, self._endpoint = new_config, new_endpoint
+            self._requests, self._aio = None, {}
+            self._generation += 1
+        log.debug("session %r reconfigured to %r", self.name, new_config)
+        if old_requests is not None:
+            # Safe with requests in flight: urllib3 closes a connection returned to a closed pool.
+            old_requests.close()
+        for loop, entry in old_aio.items():
+            _close_aio(loop, entry, drain=True)
+        return self
+
+    def close(self, *, _wait: float = 0.0) -> None:
+        """Close every pool of this session (sync; aiohttp sessions are closed on their own loops)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            requests_session, aio = self._requests, self._aio
+            self._requests, self._aio = None, {}
+        if requests_session is not None:
+            requests_session.close()
+        for loop, entry in aio.items():
+            _close_aio(loop, entry, drain=False, wait=_wait)
+        with _REGISTRY_LOCK:
+            if _REGISTRY.get(self.name) is self:
+                del _REGISTRY[self.name]
+
+    def __enter__(self) -> NotebookSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> NotebookSession:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        # Close this loop's aiohttp session here, awaited, so it is done when the block ends.
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._aio.pop(loop, None)
+        if entry is not None:
+            await _retire(entry, drain=False)
+        self.close()
+
+    # -- looking at it -------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters since the session was created (across reconfigurations): connections_opened,
+        connections_reused, connections_closed, connections_open, requests, in_flight, queued,
+        errors, and the same under "sync" (requests) and "async" (aiohttp)."""
+        return self._observer.snapshot().as_dict()
+
+    def _label(self) -> str:
+        return str(getattr(self._endpoint, "label", type(self._endpoint).__name__))
+
+    def __repr__(self) -> str:
+        st = self._observer.snapshot().total
+        state = "closed" if self._closed else "open"
+        return (f"<NotebookSession {self.name!r} ({state}) {self._config!r} -> {self._label()}: "
+                f"{st.requests} requests, {st.connections_opened} connections opened, "
+                f"{st.connections_reused} reuses, {st.in_flight} in flight>")
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        snap = self._observer.snapshot()
+        rows = [("", "total", "sync (requests)", "async (aiohttp)")]
+        for field in ("requests", "connections_opened", "connections_reused", "connections_open",
+                      "in_flight", "queued", "errors"):
+            rows.append((field, getattr(snap.total, field), getattr(snap.sync, field), getattr(snap.async_, field)))
+        table = "".join(
+            "<tr>" + "".join(f"<{'th' if i == 0 or r == 0 else 'td'}>{esc(str(c))}</{'th' if i == 0 or r == 0 else 'td'}>"
+                             for i, c in enumerate(row)) + "</tr>"
+            for r, row in enumerate(rows))
+        state = "closed" if self._closed else "open"
+        return (f'<div class="dashnb-session"><p><b>dashnb session {esc(self.name)!s}</b> ({state}) '
+                f"&rarr; {esc(self._label())}</p><p><code>{esc(repr(self._config))}</code></p>"
+                f"<table>{table}</table></div>")
+
+
+def _check_config(config: Any):
+    from ._config import PoolConfig
+
+    if config is None:
+        return PoolConfig()
+    if not isinstance(config, PoolConfig):
+        raise TypeError(f"config must be a dashnb.PoolConfig, got {type(config).__name__}; "
+                        f"for Java-style settings use PoolConfig.from_java({{...}})")
+    return config
+
+
+def _default_endpoint():
+    from ._endpoint import endpoint
+
+    return endpoint()
+
+
+def session(config: Any = None, *, endpoint: Any = None, name: str = "default") -> NotebookSession:
+    """The session called ``name``: created on first use, the same object afterwards.
+
+    ``config=None`` / ``endpoint=None`` keep what the session has (or use the defaults when it is
+    new: ``PoolConfig()`` and ``dashnb.endpoint()``). A different config or endpoint reconfigures
+    the existing object in place.
+    """
+    with _REGISTRY_LOCK:
+        existing = _REGISTRY.get(name)
+        if existing is not None and not existing.closed:
+            return existing.configure(config, endpoint=endpoint)
+        s = NotebookSession(config, endpoint=endpoint, name=name)
+        _REGISTRY[name] = s
+        return s
+
+
+def sessions() -> dict[str, NotebookSession]:
+    """The open named sessions (a copy)."""
+    with _REGISTRY_LOCK:
+        return dict(_REGISTRY)
+
+
+def close_all(wait: float = 2.0) -> None:
+    """Close every named session (registered with atexit)."""
+    with _REGISTRY_LOCK:
+        all_sessions = list(_REGISTRY.values())
+    for s in all_sessions:
+        with contextlib.suppress(Exception):
+            s.close(_wait=wait)
+
+
+if not globals().get("_ATEXIT_REGISTERED"):
+    # Registered after _run's (imported above), so it runs first: sessions close on their
+    # loops before those loops are closed.
+    atexit.register(close_all)
+    _ATEXIT_REGISTERED = True
