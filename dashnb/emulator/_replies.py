@@ -149,7 +149,9 @@ def parse_native(body) -> GenerationRequest:
         if not isinstance(prompt, str):
             raise RequestError(400, "InvalidParameter", "input.prompt must be a string.")
         messages = (("user", prompt),)
-    params = body.get("parameters") or {}
+    params = body.get("parameters")
+    if params is None:
+        params = {}
     if not isinstance(params, dict):
         raise RequestError(400, "InvalidParameter", "parameters must be a JSON object.")
     result_format = params.get("result_format", "text")
@@ -181,7 +183,10 @@ def parse_compatible(body) -> tuple[GenerationRequest, bool, bool]:
         max_tokens=_max_tokens(limit),
     )
     stream = bool(body.get("stream", False))
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage", False))
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise RequestError(400, "InvalidParameter", "stream_options must be a JSON object.")
+    include_usage = bool((options or {}).get("include_usage", False))
     return request, stream, include_usage
 
 

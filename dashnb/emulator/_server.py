@@ -153,6 +153,9 @@ class DashScopeApp:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         link = self._link(request)
+        if request.path == STATS_PATH and request.method == "GET":
+            # Looking at the counters must not change them: not a request of the lesson.
+            return self._stats(link)
         self.counters.requests += 1
         if link is not None:
             link.requests += 1
@@ -162,6 +165,9 @@ class DashScopeApp:
         except asyncio.CancelledError:
             self.counters.statuses["cancelled"] += 1
             raise
+        except Exception:  # a bug of ours must still look like the service's 500, and be logged
+            log.exception("emulator failed on %s %s", request.method, request.path)
+            response = self._json(500, R.native_error("InternalError", "The emulator failed; see its log.", _rid()))
         finally:
             if link is not None:
                 link.busy -= 1
@@ -171,8 +177,6 @@ class DashScopeApp:
 
     async def _route(self, request, link):
         path, method = request.path, request.method
-        if path == STATS_PATH and method == "GET":
-            return self._stats(link)
         if path == NATIVE_PATH and method == "POST":
             return await self._generate(request, compatible=False)
         if path == COMPATIBLE_PATH and method == "POST":
