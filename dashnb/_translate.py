@@ -54,6 +54,7 @@ aiohttp ``TraceConfig``, middleware, ``request_class``), never by patching socke
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -501,6 +502,11 @@ def _aiohttp_classes() -> tuple[type, type]:
 
 _queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Before CPython 3.12.8 (python/cpython#118960) an SSL transport whose peer never answers the
+# TLS shutdown (e.g. a connection dropped after a read timeout) leaks its socket when the loop
+# closes; aiohttp then aborts such transports itself if asked. Newer Pythons warn if asked.
+_NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.version_info < (3, 12, 8)
+
 
 async def wait_idle(session: aiohttp.ClientSession) -> None:
     """Wait until no request made through ``session`` (built here) is queued or unreleased."""
@@ -534,6 +540,7 @@ def build_aiohttp_session(config: PoolConfig, endpoint: Any,
         limit_per_host=config.maximum_async_requests_per_host,
         keepalive_timeout=config.connection_idle_timeout,
         ssl=ssl_context,
+        enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
     )
     timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=config.connect_timeout,
                                     sock_read=config.read_timeout)

@@ -1,0 +1,137 @@
+"""dashnb.run(): from plain sync code, and nested inside an already running loop.
+
+The nested cases run in a child interpreter: nest_asyncio2 patches asyncio for the whole process
+(pure-Python Task/Future), which must not leak into the rest of the test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dashnb import _run, _session
+from dashnb._config import PoolConfig
+
+
+def test_run_returns_the_result_and_keeps_one_loop_per_thread():
+    async def where():
+        return asyncio.get_running_loop()
+
+    first = _run.run(where())
+    second = _run.run(where())
+    assert first is second and not first.is_closed()
+    assert _run.run(asyncio.sleep(0, result=42)) == 42
+
+
+def test_run_rejects_non_awaitables():
+    with pytest.raises(TypeError):
+        _run.run(42)
+
+
+def test_run_propagates_exceptions():
+    async def boom():
+        raise ValueError("x")
+
+    with pytest.raises(ValueError):
+        _run.run(boom())
+
+
+def test_aiohttp_session_survives_across_runs(emu):
+    s = _session.session(PoolConfig(), endpoint=emu, name="run-test")
+    try:
+        async def call():
+            async with s.aiohttp.get(emu.url + "/_emulator/stats") as r:
+                assert r.status == 200
+            return s.aiohttp
+
+        a = _run.run(call())
+        b = _run.run(call())
+        assert a is b
+        assert emu.stats()["tcp_connections"] == 1
+    finally:
+        s.close()
+
+
+def _child(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Unclosed" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def test_run_inside_a_running_loop_and_timeouts_still_fire():
+    out = _child("""
+        import asyncio, time, aiohttp, sys
+        import dashnb
+        from dashnb import _run, _session, emulator
+        from dashnb._config import PoolConfig
+
+        emu = emulator.start(rtt_ms=0)
+        s = _session.session(PoolConfig(read_timeout=0.5), endpoint=emu)
+        assert "nest_asyncio2" not in sys.modules   # never at import
+
+        async def stalled(timeout=None):
+            t0 = time.perf_counter()
+            try:
+                kw = {} if timeout is None else {"timeout": timeout}
+                await s.aiohttp.post(emu.base_url + "/services/aigc/text-generation/generation",
+                                     json={"model": "qwen-plus", "input": {"prompt": "hi"}},
+                                     headers={"Authorization": "Bearer " + emu.api_key}, **kw)
+            except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as e:
+                return type(e).__name__, time.perf_counter() - t0
+            return "no timeout", time.perf_counter() - t0
+
+        def sync_callback():          # e.g. an ipywidgets observer: sync code inside the loop
+            return _run.run(stalled())
+
+        def sync_callback_total():
+            return _run.run(stalled(aiohttp.ClientTimeout(total=0.3)))
+
+        async def cell():             # a notebook cell: the loop is already running
+            assert asyncio.get_running_loop().is_running()
+            async with s.aiohttp.get(emu.url + "/_emulator/stats") as r:   # warm: TLS set up
+                await r.read()
+            emu.configure(stall_before_headers=30.0)
+            return sync_callback(), sync_callback_total(), await asyncio.sleep(0, result="after")
+
+        (name, dt), (name2, dt2), after = asyncio.run(cell())
+        print(name, round(dt, 2), name2, round(dt2, 2), after)
+        assert "nest_asyncio2" in sys.modules
+        assert name == "SocketTimeoutError" and 0.4 <= dt <= 0.6, (name, dt)   # sock_read
+        assert name2 == "TimeoutError" and 0.24 <= dt2 <= 0.36, (name2, dt2)   # total: needs current_task()
+        emu.configure(stall_before_headers=0.0)
+        s.close()
+        emu.stop()
+    """)
+    assert "after" in out
+
+
+def test_script_calling_asyncio_run_twice_and_run_is_clean():
+    # The loop policy of a plain script: sessions per loop, closed as each loop shuts down,
+    # dashnb.run's own loop closed at exit; -W error turns any leak warning into a failure.
+    out = _child("""
+        import asyncio, gc
+        from dashnb import _run, _session, emulator
+        emu = emulator.start(rtt_ms=0)
+        s = _session.session(endpoint=emu)
+
+        async def call():
+            async with s.aiohttp.get(emu.url + "/_emulator/stats") as r:
+                await r.read()
+            return s.aiohttp
+
+        a = asyncio.run(call())
+        b = asyncio.run(call())
+        c = _run.run(call())
+        d = _run.run(call())
+        assert a is not b and a.closed and b.closed
+        assert c is d and not c.closed
+        gc.collect()
+        print("tcp", emu.stats()["tcp_connections"])
+    """)
+    assert "tcp 3" in out
