@@ -32,7 +32,7 @@ import atexit
 import contextlib
 import logging
 import threading
-from typing import Any, Awaitable, TypeVar
+from typing import Awaitable, TypeVar
 
 __all__ = ["run"]
 
