@@ -20,8 +20,21 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
 _LAZY = {
+    "CallTiming": "._stats",
+    "Comparison": "._measure",
+    "DashScope": "._endpoint",
+    "Endpoint": "._endpoint",
+    "MODES": "._measure",
+    "Measurement": "._measure",
+    "NotebookSession": "._session",
     "PoolConfig": "._config",
     "PoolConfigWarning": "._config",
+    "compare": "._measure",
+    "endpoint": "._endpoint",
+    "measure": "._measure",
+    "run": "._run",
+    "session": "._session",
+    "use_endpoint": "._endpoint",
 }
 
 __all__ = sorted([*_LAZY, "emulator"])

@@ -306,7 +306,8 @@ def test_untrusted_ca_and_wrong_hostname_fail(emu):
         with pytest.raises(requests.exceptions.SSLError):
             s.get(emu.url + "/_emulator/stats", timeout=5)
     with requests.Session() as s:
-        s.trust_env, s.verify = False, emu.ca_path
+        s.trust_env = False
+        s.verify = emu.ca_path
         with pytest.raises(requests.exceptions.SSLError, match="(?i)hostname|match"):
             s.get(f"https://localhost:{emu.port}/_emulator/stats", timeout=5)
 
