@@ -1,0 +1,346 @@
+"""Ask a model from a notebook cell and watch the reply arrive, on the notebook's shared session.
+
+    >>> import dashnb
+    >>> r = dashnb.ask("Why reuse HTTP connections?")            # doctest: +SKIP
+    Reusing a connection skips the TCP and TLS handshakes...
+    qwen-plus: first token 41.2 ms, total 180.3 ms, reused connection #1 (request 3 on it)
+    >>> r.text, r.reused, r.timings.first_token_s                  # doctest: +SKIP
+
+``ask()`` is for exploratory prompting: it calls the official SDK (``Generation.call`` with
+``session=dashnb.session().requests``), so every prompt after the first rides on a connection
+that is already open; it streams the reply into the cell as it arrives (an updating display in
+a notebook, plain stdout elsewhere), then says how long the first token and the whole reply
+took and whether the connection was reused. An HTTP error (the SDK returns those instead of
+raising) becomes an ``AskError`` saying what to change. The API key never appears in what is
+shown, returned or raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import sys
+import time
+from typing import Any
+
+from . import _observe
+
+__all__ = ["AskError", "AskResult", "AskTimings", "Usage", "ask"]
+
+# Redraw a streaming display at most this often: a long reply has hundreds of chunks, and
+# each redraw is a message to the front end.
+_REDRAW_EVERY_S = 0.05
+
+
+class AskError(RuntimeError):
+    """A call made by ``dashnb.ask`` failed; the message says what to change.
+
+    ``status_code`` is the HTTP status (``None`` when no response came), ``code`` the
+    DashScope error code (``"InvalidApiKey"``, ``"Throttling.RateQuota"``...).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.request_id = request_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AskTimings:
+    """Seconds, from the moment the call started (``time.perf_counter``).
+
+    ``first_token_s``: until the first piece of text arrived (for ``stream=False``, the whole
+    reply, which arrives at once). ``handshake_s``: TCP connect + TLS handshake when this call
+    opened a connection, ``None`` when it reused one.
+    """
+
+    first_token_s: float | None
+    total_s: float
+    handshake_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class AskResult:
+    """What ``dashnb.ask`` returns; ``str(result)`` is the reply text."""
+
+    text: str
+    model: str
+    request_id: str | None
+    usage: Usage | None
+    timings: AskTimings
+    reused: bool | None
+    connection_id: int | None = None
+    requests_on_connection: int | None = None
+
+    def summary(self) -> str:
+        """One line: latency and reuse (what ``ask`` shows under the reply)."""
+        return _summary_line(self.model, self.timings, self.reused, self.connection_id,
+                             self.requests_on_connection, self.usage)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        preview = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"<AskResult {self.summary()}: {preview!r}>"
+
+    def _repr_html_(self) -> str:
+        return _html(self.text, self.summary())
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.1f} ms"
+
+
+def _summary_line(model: str, timings: AskTimings, reused: bool | None, connection_id: int | None,
+                  requests_on_connection: int | None, usage: Usage | None) -> str:
+    parts = [f"{model}: first token {_ms(timings.first_token_s)}, total {_ms(timings.total_s)}"]
+    if usage is not None and usage.output_tokens is not None:
+        parts.append(f"{usage.output_tokens} tokens")
+    conn = f" #{connection_id}" if connection_id is not None else ""
+    if reused is True:
+        nth = f" (request {requests_on_connection} on it)" if requests_on_connection else ""
+        parts.append(f"reused connection{conn}{nth}")
+    elif reused is False:
+        hs = f" (connect + TLS {_ms(timings.handshake_s)})" if timings.handshake_s is not None else ""
+        parts.append(f"new connection{conn}{hs}")
+    else:
+        parts.append("connection reuse not observed (not a dashnb session)")
+    return ", ".join(parts)
+
+
+def _html(text: str, footer: str) -> str:
+    return (f'<div class="dashnb-ask"><div style="white-space:pre-wrap">{html.escape(text)}</div>'
+            f'<div style="color:#777;font-size:smaller;margin-top:4px">{html.escape(footer)}</div></div>')
+
+
+class _Live:
+    """What is on screen while a reply streams; displayed through an IPython display handle."""
+
+    def __init__(self, model: str) -> None:
+        self.text = ""
+        self.footer = f"{model}: waiting for the first token..."
+
+    def __repr__(self) -> str:
+        return f"{self.text}\n{self.footer}" if self.text else self.footer
+
+    def _repr_html_(self) -> str:
+        return _html(self.text, self.footer)
+
+
+def _notebook_display():
+    """IPython's ``display`` when running in a kernel with a front end, else None.
+
+    A script never imported IPython, so looking in sys.modules keeps scripts from paying for it.
+    """
+    if "IPython" not in sys.modules:
+        return None
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except Exception:  # a broken IPython install: fall back to printing
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None  # the terminal IPython has no display ids to update
+    return display
+
+
+class _View:
+    """Shows the reply as it grows: a display handle in a notebook, stdout elsewhere."""
+
+    def __init__(self, model: str) -> None:
+        self._display = _notebook_display()
+        self._live = _Live(model)
+        self._handle = None
+        self._last = 0.0
+        if self._display is not None:
+            self._handle = self._display(self._live, display_id=True)
+
+    def add(self, piece: str) -> None:
+        self._live.text += piece
+        if self._handle is None:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            return
+        now = time.perf_counter()
+        if now - self._last >= _REDRAW_EVERY_S:
+            self._last = now
+            self._handle.update(self._live)
+
+    def finish(self, footer: str) -> None:
+        self._live.footer = footer
+        if self._handle is None:
+            if self._live.text:
+                sys.stdout.write("\n")
+            sys.stdout.write(footer + "\n")
+            sys.stdout.flush()
+        else:
+            self._handle.update(self._live)
+
+    def fail(self, message: str) -> None:
+        self.finish(f"failed: {message}")
+
+
+_HINTS = {
+    400: "The service refused the request: check the model name and the extra parameters "
+         "(everything passed to ask() besides its own arguments is sent to the service as is).",
+    401: "The API key was refused. Set DASHSCOPE_API_KEY to a Model Studio key for this region "
+         "(Singapore 'intl' and Beijing 'cn' keys differ; dashnb.DashScope('cn') targets Beijing) and "
+         "point the session at it: dashnb.session(endpoint=dashnb.endpoint()).",
+    403: "The key may not use this model here: check the model name, and that the key and the "
+         "endpoint are in the same region.",
+    404: "Nothing answers at this address: check the model name and the region of the endpoint.",
+    429: "Rate limited: wait a moment and ask again, or make fewer calls at once (the limit is per "
+         "key and model).",
+}
+_SERVER_HINT = "The service failed on its side: ask again in a moment; if it keeps failing, try another model."
+
+
+def _hint(status: int | None, code: str | None) -> str:
+    if code == "InvalidApiKey":
+        status = 401
+    if status in _HINTS:
+        return _HINTS[status]
+    if status is not None and status >= 500:
+        return _SERVER_HINT
+    return ""
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "<api key>")
+    return text
+
+
+def _usage(resp: Any) -> Usage | None:
+    u = getattr(resp, "usage", None)
+    if not u:
+        return None
+    get = u.get if hasattr(u, "get") else (lambda k: getattr(u, k, None))
+    return Usage(get("input_tokens"), get("output_tokens"), get("total_tokens"))
+
+
+def _piece(resp: Any) -> str:
+    """The text a response (or stream chunk) carries, in message or text result format."""
+    out = getattr(resp, "output", None)
+    if not out:
+        return ""
+    choices = out.get("choices") if hasattr(out, "get") else None
+    if choices:
+        msg = choices[0].get("message") or {}
+        content = msg.get("content")
+        if isinstance(content, list):  # multimodal-style content parts
+            return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return content or ""
+    return (out.get("text") if hasattr(out, "get") else None) or ""
+
+
+def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: bool = True,
+        system: str | None = None, **params: Any) -> AskResult:
+    """Send ``prompt`` to ``model`` through ``session`` (default ``dashnb.session()``), show the
+    reply as it arrives with its latency and whether the connection was reused, and return an
+    ``AskResult``.
+
+    ``system``: an optional system message. ``params``: further SDK/service parameters
+    (``temperature=0.2``, ``max_tokens=200``, ``request_timeout=30``...). Raises ``AskError``
+    when the service answers with an HTTP error or cannot be reached.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("ask() needs a non-empty prompt string")
+    if "messages" in params or "prompt" in params:
+        raise TypeError("ask() builds the messages from prompt= and system=; for a whole conversation "
+                        "call dashscope's Generation.call(messages=..., session=dashnb.session().requests)")
+    if "session" in params:  # unreachable through the signature; kept for **dict callers
+        raise TypeError("pass session= as ask()'s own keyword")
+    if session is None:
+        from ._session import session as default_session
+
+        session = default_session()
+    if not hasattr(session, "requests") or not hasattr(session, "endpoint"):
+        raise TypeError(f"session must be a dashnb session (dashnb.session()), got {type(session).__name__}")
+
+    from dashscope import Generation  # lazily: importing dashscope costs about a second
+
+    ep = session.endpoint
+    label = str(getattr(ep, "label", "the endpoint"))
+    api_key = params.pop("api_key", None) or ep.api_key
+    secrets = [api_key]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    kwargs = dict(model=model, messages=messages, api_key=api_key, base_address=ep.base_url,
+                  session=session.requests, result_format="message")
+    kwargs.update(params)
+    if stream:
+        kwargs.update(stream=True, incremental_output=True)
+    else:
+        kwargs["stream"] = False
+
+    view = _View(model)
+    pieces: list[str] = []
+    first: float | None = None
+    request_id: str | None = None
+    usage: Usage | None = None
+
+    def failed(resp: Any) -> AskError:
+        status = getattr(resp, "status_code", None)
+        code = getattr(resp, "code", None) or None
+        detail = _scrub(str(getattr(resp, "message", "") or ""), secrets)
+        rid = getattr(resp, "request_id", None)
+        text = f"{model} on {label}: HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+        hint = _hint(status, code)
+        err = AskError(f"{text}. {hint}".rstrip(), status_code=status, code=code, request_id=rid)
+        view.fail(f"HTTP {status}" + (f" {code}" if code else ""))
+        return err
+
+    with _observe.call_scope() as rec:
+        start = time.perf_counter()
+        try:
+            result = Generation.call(**kwargs)
+            responses = result if stream else (result,)
+            try:
+                for resp in responses:
+                    if getattr(resp, "status_code", None) != 200:
+                        raise failed(resp)
+                    request_id = getattr(resp, "request_id", None) or request_id
+                    usage = _usage(resp) or usage
+                    piece = _piece(resp)
+                    if piece:
+                        if first is None:
+                            first = time.perf_counter() - start
+                        pieces.append(piece)
+                        view.add(piece)
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:  # a stream left early: release its connection
+                    close()
+        except AskError:
+            raise
+        except Exception as exc:
+            # Transport failures (timeouts, refused or dropped connections, TLS errors) are raised
+            # by the SDK; their text names the host, never the key, but scrub it anyway.
+            why = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+            view.fail(type(exc).__name__)
+            raise AskError(f"{model} on {label}: no answer ({why}). Check the network, the endpoint's "
+                           f"region, and request_timeout= if the call timed out.") from None
+        total = time.perf_counter() - start
+        sample = rec.snapshot()
+
+    handshake = None
+    if sample.reused is False and (sample.connect_s is not None or sample.tls_s is not None):
+        handshake = (sample.connect_s or 0.0) + (sample.tls_s or 0.0)
+    timings = AskTimings(first_token_s=first if stream else total, total_s=total, handshake_s=handshake)
+    res = AskResult(text="".join(pieces), model=model, request_id=request_id, usage=usage, timings=timings,
+                    reused=sample.reused, connection_id=sample.connection_id,
+                    requests_on_connection=sample.requests_on_connection)
+    view.finish(res.summary())
+    return res
