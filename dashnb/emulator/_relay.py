@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 _EOF = object()
 
+# The event loop wakes a little after a timer is due (epoll counts in milliseconds; measured
+# here at about 0.2 ms late on average). Waking this much early, and delivering what is due
+# within it, centres delivery on the due time instead of always landing late.
+_SLACK = 0.0002
+
 
 class _Delay:
     """One direction of one connection: a time-ordered queue drained by a single timer."""
@@ -45,16 +50,16 @@ class _Delay:
             return
         self.queue.append((due, item))
         if self.timer is None:
-            self.timer = self.loop.call_at(due, self._drain)
+            self.timer = self.loop.call_at(due - _SLACK, self._drain)
 
     def _drain(self) -> None:
         self.timer = None
-        now = self.loop.time()
+        now = self.loop.time() + _SLACK
         q = self.queue
         while q and q[0][0] <= now:
             self._deliver(q.popleft()[1])
         if q and not self.closed:
-            self.timer = self.loop.call_at(q[0][0], self._drain)
+            self.timer = self.loop.call_at(q[0][0] - _SLACK, self._drain)
 
     def _deliver(self, item) -> None:
         if self.closed:
