@@ -41,6 +41,25 @@ def _call(s, emu, *, stream=False, prompt="hello", timeout=(5, 5), **params):
     return time.perf_counter() - t0, r, content
 
 
+async def _parallel_posts(emu, n, headers=None):
+    """n requests at once, each on its own connection; returns (seconds, statuses)."""
+    conn = aiohttp.TCPConnector(ssl=emu.ssl_context(), limit=0)
+    async with aiohttp.ClientSession(connector=conn) as s:
+
+        async def one():
+            async with s.post(
+                emu.base_url + GEN,
+                json={"model": "qwen-plus", "input": {"prompt": "x"}},
+                headers={"Authorization": f"Bearer {emu.api_key}", **(headers or {})},
+            ) as r:
+                await r.read()
+                return r.status
+
+        t0 = time.perf_counter()
+        statuses = await asyncio.gather(*(one() for _ in range(n)))
+        return time.perf_counter() - t0, statuses
+
+
 def _timings(emu, n=5):
     """(new-connection call seconds, reused call seconds) medians."""
     new, reused = [], []
@@ -90,24 +109,7 @@ def test_delivery_is_pipelined_not_serialised_per_chunk(emulator_factory):
 
 def test_concurrent_connections_do_not_queue_behind_each_other(emulator_factory):
     emu = emulator_factory(rtt_ms=50)
-
-    async def main():
-        conn = aiohttp.TCPConnector(ssl=emu.ssl_context(), limit=0)
-        async with aiohttp.ClientSession(connector=conn) as s:
-            async def one():
-                async with s.post(
-                    emu.base_url + GEN,
-                    json={"model": "qwen-plus", "input": {"prompt": "x"}},
-                    headers={"Authorization": f"Bearer {emu.api_key}"},
-                ) as r:
-                    await r.read()
-                    return r.status
-
-            t0 = time.perf_counter()
-            statuses = await asyncio.gather(*(one() for _ in range(20)))
-            return time.perf_counter() - t0, statuses
-
-    dt, statuses = asyncio.run(main())
+    dt, statuses = asyncio.run(_parallel_posts(emu, 20))
     assert statuses == [200] * 20
     assert emu.stats()["tcp_connections"] == 20
     assert dt < 3 * 0.050 + 0.250, f"20 parallel new connections took {dt * 1000:.0f} ms"
@@ -211,24 +213,7 @@ def test_tls_stall_trips_a_connect_timeout(emu):
 
 def test_max_connections_caps_what_is_open_and_makes_the_rest_wait(emulator_factory):
     emu = emulator_factory(rtt_ms=0, max_connections=2, ttfb_ms=100)
-
-    async def main():
-        conn = aiohttp.TCPConnector(ssl=emu.ssl_context(), limit=0)
-        async with aiohttp.ClientSession(connector=conn) as s:
-            async def one():
-                async with s.post(
-                    emu.base_url + GEN,
-                    json={"model": "qwen-plus", "input": {"prompt": "x"}},
-                    headers={"Authorization": f"Bearer {emu.api_key}", "Connection": "close"},
-                ) as r:
-                    await r.read()
-                    return r.status
-
-            t0 = time.perf_counter()
-            statuses = await asyncio.gather(*(one() for _ in range(6)))
-            return time.perf_counter() - t0, statuses
-
-    dt, statuses = asyncio.run(main())
+    dt, statuses = asyncio.run(_parallel_posts(emu, 6, {"Connection": "close"}))
     assert statuses == [200] * 6
     st = emu.stats()
     assert st["peak_open_connections"] == 2
