@@ -1,0 +1,679 @@
+"""The live latency lab: sliders for the network and the pool, a plot that follows them.
+
+    >>> import dashnb
+    >>> lab = dashnb.lab(rtt_ms=40)         # doctest: +SKIP
+    >>> lab                                 # the panel (a VBox); text elsewhere   # doctest: +SKIP
+    LatencyLab(rtt 40 ms, TLS 1.3, modes per_call/shared/async)
+    >>> lab.model.rtt_ms = 80               # what moving the slider does          # doctest: +SKIP
+    >>> result = await lab.model.wait()     # the Comparison for the current settings  # doctest: +SKIP
+    >>> result["per_call"].summary.p50_ms   # doctest: +SKIP
+
+Two layers, as in the ipywidgets tutorials:
+
+- ``LabModel`` (traitlets, no widgets): the settings, ``measure()`` (async) and the latest
+  results. It owns private emulators and configures them live. Testable in plain asyncio.
+- ``LatencyLab`` (an ``ipywidgets.VBox``): controls linked to the model's traits, a status line,
+  a plot (an ``Output`` widget filled through its model, so nbval strict mode and every front
+  end see the same thing) and a summary table.
+
+Why it never blocks the kernel: a change schedules ``measure()`` as a task on the running loop
+(the kernel's, in Jupyter). The SDK calls themselves are blocking, so the task hands each
+``dashnb.compare()`` to a worker thread and awaits it; the kernel keeps answering widget messages
+meanwhile. A newer change cancels that task; the workers are told to stop at their next call
+boundary (``compare()`` stops when its progress callback raises, closing its own sessions), and
+the next measurement starts only when they have stopped, so two measurements never share an
+emulator's counters.
+
+Why it is quick: by default the modes run side by side, each against its own emulator with the
+same settings (the SDK's own-session modes share one, since they share the SDK's globals), so a
+change costs the time of the slowest mode rather than the sum. At the default 6 calls per mode,
+rtt 40 ms, that is the 6 sequential new-connection calls of ``per_call``: about 0.8 s. Side by
+side adds a little CPU contention, visible only near rtt 0; ``side_by_side=False`` measures all
+modes interleaved on one emulator instead (as ``dashnb.compare`` does), slower but fairer there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import dataclasses
+import html
+import io
+import logging
+import threading
+import time
+import warnings
+from typing import Any, Sequence
+
+import traitlets
+from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
+
+from ._measure import MODES, Comparison, compare
+from ._stats import html_table
+
+__all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings", "LatencyLab", "lab"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LAB_MODES = ("per_call", "shared", "async")
+TLS_CHOICES = ("1.3", "1.2", "off")
+
+# The settings a change of which re-measures (the order of the panel's controls).
+SETTINGS = (
+    "rtt_ms", "tls", "connection_pool_size", "limit_per_host", "connect_timeout", "read_timeout",
+    "idle_timeout", "concurrency", "calls", "modes", "side_by_side",
+)
+
+
+class _Stopped(Exception):
+    """Raised from compare()'s progress callback: a newer measurement superseded this one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabSettings:
+    """A snapshot of the lab's settings: what one measurement ran with."""
+
+    rtt_ms: float = 40.0
+    tls: str = "1.3"
+    connection_pool_size: int = 32
+    limit_per_host: int = 32
+    connect_timeout: float = 120.0
+    read_timeout: float = 300.0
+    idle_timeout: float = 300.0
+    concurrency: int = 2
+    calls: int = 6
+    modes: tuple[str, ...] = DEFAULT_LAB_MODES
+    side_by_side: bool = True
+
+    def pool_config(self):
+        """(PoolConfig, constraint problems). ``connection_pool_size`` is both requests'
+        pool_maxsize and aiohttp's ``limit`` (dashnb._translate maps the one Java setting to
+        both); ``limit_per_host`` is Java's maximumAsyncRequestsPerHost; maximumAsyncRequests
+        follows the pool size, as the Java docs advise."""
+        from ._config import PoolConfig, PoolConfigWarning
+
+        with warnings.catch_warnings():
+            # Breaking a constraint is something the lab lets you try; it is reported in the
+            # panel (constraint_problems) rather than as a warning in the kernel log.
+            warnings.simplefilter("ignore", PoolConfigWarning)
+            cfg = PoolConfig(
+                connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                connection_idle_timeout=self.idle_timeout,
+                connection_pool_size=self.connection_pool_size,
+                maximum_async_requests=self.connection_pool_size,
+                maximum_async_requests_per_host=self.limit_per_host,
+            )
+        return cfg, cfg.constraint_problems()
+
+    def groups(self) -> list[list[str]]:
+        """Modes measured together on one emulator: all of them, or one group per mode side
+        by side (the sdk_* modes share the SDK's module-level sessions, so they stay together)."""
+        if not self.side_by_side:
+            return [list(self.modes)] if self.modes else []
+        sdk = [m for m in self.modes if m.startswith("sdk_")]
+        return [[m] for m in self.modes if not m.startswith("sdk_")] + ([sdk] if sdk else [])
+
+    @property
+    def label(self) -> str:
+        tls = "no TLS" if self.tls == "off" else f"TLS {self.tls}"
+        modes = "/".join(self.modes) if self.modes else "none"
+        return f"rtt {self.rtt_ms:g} ms, {tls}, modes {modes}"
+
+
+_DEFAULTS = LabSettings()
+
+
+class LabModel(HasTraits):
+    """Settings, measurement and results of the latency lab; no widgets involved.
+
+    Set traits (``model.rtt_ms = 80``) and ``await model.measure()``, or set ``live = True`` and
+    every change schedules a debounced measurement on the running loop (``schedule()``).
+    ``await model.wait()`` returns the latest ``Comparison`` once nothing is pending.
+    """
+
+    rtt_ms = Float(_DEFAULTS.rtt_ms, help="emulated round trip, ms")
+    tls = Enum(TLS_CHOICES, default_value=_DEFAULTS.tls, help="emulator TLS version, or off (plain HTTP)")
+    connection_pool_size = Int(_DEFAULTS.connection_pool_size,
+                               help="Java connectionPoolSize = requests pool_maxsize = aiohttp limit")
+    limit_per_host = Int(_DEFAULTS.limit_per_host, help="Java maximumAsyncRequestsPerHost = aiohttp limit_per_host")
+    connect_timeout = Float(_DEFAULTS.connect_timeout, help="seconds")
+    read_timeout = Float(_DEFAULTS.read_timeout, help="seconds")
+    idle_timeout = Float(_DEFAULTS.idle_timeout, help="connection_idle_timeout, seconds")
+    concurrency = Int(_DEFAULTS.concurrency, help="threads / async calls in flight (concurrent modes)")
+    calls = Int(_DEFAULTS.calls, help="measured calls per mode")
+    modes = traitlets.Tuple(default_value=_DEFAULTS.modes, help="names from dashnb.MODES")
+    side_by_side = Bool(_DEFAULTS.side_by_side, help="each mode on its own emulator, in parallel")
+
+    live = Bool(False, help="re-measure (debounced) on every settings change")
+    debounce_s = Float(0.1, help="quiet time after a change before measuring")
+
+    # What the view shows. Set on the loop's thread only.
+    status = Unicode("not measured yet")
+    error = Unicode("", help="the last measurement's failure, '' when it succeeded")
+    measuring = Bool(False)
+    progress = traitlets.Tuple((0, 0), help="(calls done, calls planned) of the running measurement")
+    result = Instance(Comparison, allow_none=True)
+    measured = Instance(LabSettings, allow_none=True, help="the settings `result` was measured with")
+    problems = traitlets.List(help="PoolConfig constraints the measured settings break")
+    duration_s = Float(None, allow_none=True, help="wall time of the last finished measurement")
+    measurements = Int(0, help="finished measurements")
+    cancelled = Int(0, help="measurements cancelled by a newer one")
+
+    def __init__(self, **settings: Any) -> None:
+        unknown = set(settings) - set(SETTINGS) - {"live", "debounce_s"}
+        if unknown:
+            raise TypeError(f"unknown lab setting(s) {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
+        super().__init__(**settings)
+        self._emulators: list[Any] = []
+        self._emu_lock = threading.Lock()
+        # One worker per possible group; threads keep their dashnb.run() loops between runs.
+        self._pool = concurrent.futures.ThreadPoolExecutor(len(MODES), thread_name_prefix="dashnb-lab")
+        self._futures: list[concurrent.futures.Future] = []
+        self._stop: threading.Event | None = None
+        self._generation = 0
+        self._task: asyncio.Task | None = None          # the scheduled (debounced) measurement
+        self._measure_task: asyncio.Task | None = None  # the task inside measure()
+        self._warmed = False
+        self._closed = False
+
+    # -- validation ------------------------------------------------------------------------
+
+    @validate("rtt_ms")
+    def _check_rtt(self, proposal):
+        value = proposal["value"]
+        if not 0 <= value <= 10_000:
+            raise traitlets.TraitError(f"rtt_ms must be between 0 and 10000 ms, got {value!r}")
+        return value
+
+    @validate("connection_pool_size", "limit_per_host", "concurrency", "calls")
+    def _check_count(self, proposal):
+        value = proposal["value"]
+        if value < 1:
+            raise traitlets.TraitError(f"{proposal['trait'].name} must be at least 1, got {value!r}")
+        return value
+
+    @validate("connect_timeout", "read_timeout", "idle_timeout")
+    def _check_timeout(self, proposal):
+        value = proposal["value"]
+        if not 0.001 <= value <= 2_147_483:
+            raise traitlets.TraitError(
+                f"{proposal['trait'].name} must be between 0.001 and 2147483 seconds, got {value!r}")
+        return value
+
+    @validate("modes")
+    def _check_modes(self, proposal):
+        modes = tuple(dict.fromkeys(proposal["value"]))
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise traitlets.TraitError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
+        return modes
+
+    # -- settings --------------------------------------------------------------------------
+
+    def settings(self) -> LabSettings:
+        return LabSettings(**{name: getattr(self, name) for name in SETTINGS})
+
+    def __repr__(self) -> str:
+        return f"LabModel({self.settings().label})"
+
+    @observe(*SETTINGS)
+    def _settings_changed(self, change) -> None:
+        if not self.live:
+            return
+        try:
+            self.schedule()
+        except RuntimeError:  # no running loop (a plain script): say how to measure instead
+            self.status = "settings changed; no event loop is running, so call `await model.measure()`"
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def schedule(self, delay: float | None = None) -> asyncio.Task:
+        """Measure after ``delay`` (default ``debounce_s``) seconds of quiet, as a task on the
+        running loop; a pending or running scheduled measurement is cancelled first.
+        Never blocks; raises RuntimeError outside a running loop."""
+        loop = asyncio.get_running_loop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = loop.create_task(self._debounced(self.debounce_s if delay is None else delay))
+        self._task.add_done_callback(_log_failure)
+        return self._task
+
+    async def _debounced(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.measure()
+
+    async def wait(self) -> Comparison | None:
+        """Wait until no measurement is pending or running; the latest result (or None)."""
+        while True:
+            pending = [t for t in (self._task, self._measure_task) if t is not None and not t.done()]
+            if not pending:
+                return self.result
+            # asyncio.wait, unlike awaiting the task, neither raises when that task is
+            # cancelled by a newer change nor cancels it when we are cancelled.
+            await asyncio.wait(pending)
+
+    # -- measuring -------------------------------------------------------------------------
+
+    async def measure(self) -> Comparison | None:
+        """Measure with the current settings; store and return the Comparison.
+
+        Cancels any measurement still running (its task gets CancelledError). Failures do not
+        raise: they go to ``error`` / ``status`` and the result stays the previous one (None is
+        returned). Raises asyncio.CancelledError when a newer measurement cancels this one.
+        """
+        if self._closed:
+            raise RuntimeError("this LabModel is closed")
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        old = self._measure_task
+        if old is not None and old is not me and not old.done():
+            old.cancel()
+        self._measure_task = me
+        self._generation += 1
+        gen = self._generation
+        if self._stop is not None:
+            self._stop.set()  # at once, not when the old task next runs
+        settings = self.settings()
+        try:
+            return await self._measure(loop, gen, settings)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            if gen == self._generation:
+                self.status = "cancelled"
+            raise
+        finally:
+            if gen == self._generation:
+                self.measuring = False
+            if self._measure_task is me:
+                self._measure_task = None
+
+    async def _measure(self, loop, gen: int, settings: LabSettings) -> Comparison | None:
+        self.measuring = True
+        self.status = f"measuring... ({settings.label})"
+        # The previous measurement's workers stop at their next call boundary; wait for them
+        # so that they never overlap with ours on an emulator.
+        if self._futures:
+            await asyncio.wait([asyncio.wrap_future(f) for f in self._futures])
+        groups = settings.groups()
+        if not groups:
+            self.status = "choose at least one mode"
+            return None
+        config, problems = settings.pool_config()
+        stop = self._stop = threading.Event()
+        total = settings.calls * len(settings.modes)
+        self.progress = (0, total)
+        counter = _Counter()
+
+        def tick(done: int) -> None:
+            if gen == self._generation and self.measuring:
+                self.progress = (done, total)
+                self.status = f"measuring... {done}/{total} calls ({settings.label})"
+
+        def progress(_done: int, _total: int) -> None:  # in a worker thread
+            if stop.is_set():
+                raise _Stopped()
+            done = counter.add()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(tick, done)
+
+        warm = not self._warmed
+        started = time.perf_counter()
+        self._futures = [
+            self._pool.submit(self._run_group, i, modes, settings, config, warm, progress, stop)
+            for i, modes in enumerate(groups)
+        ]
+        try:
+            comparisons = await asyncio.gather(*(asyncio.wrap_future(f) for f in self._futures))
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        except Exception as exc:  # shown in the panel; the previous result stays
+            stop.set()
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.status = f"error: {self.error}"
+            log.debug("lab measurement failed", exc_info=True)
+            return None
+        self._warmed = True
+        self.duration_s = time.perf_counter() - started
+        result = _merge(comparisons, settings)
+        self.error = ""
+        self.problems = problems
+        self.measured = settings
+        self.result = result
+        self.measurements += 1
+        self.status = _done_text(result, self.duration_s)
+        return result
+
+    def _emulator(self, i: int, settings: LabSettings):
+        from . import emulator
+
+        with self._emu_lock:
+            while len(self._emulators) <= i:
+                # A private emulator (not emulator.start()'s shared registry): the lab
+                # reconfigures it on every change and reads its counters, so nobody else may use it.
+                opts = emulator.EmulatorOptions(rtt_ms=settings.rtt_ms, tls=settings.tls)
+                self._emulators.append(emulator.Emulator(opts)._start())
+            return self._emulators[i]
+
+    def _run_group(self, i: int, modes: Sequence[str], settings: LabSettings, config: Any, warm: bool,
+                   progress: Any, stop: threading.Event) -> Comparison:
+        if stop.is_set():
+            raise _Stopped()
+        emu = self._emulator(i, settings)
+        emu.configure(rtt_ms=settings.rtt_ms, tls=settings.tls)
+        if warm:
+            # compare()'s own warm-up would use the lab's settings, and a read timeout set below
+            # the round trip would then fail it: warm up (imports, first TLS context, each mode's
+            # code path) with the default config, and count nothing of it.
+            compare(modes, calls=1, concurrency=1, endpoint=emu, warmup=True,
+                    progress=lambda _done, _total: _check(stop))
+        return compare(modes, calls=settings.calls, concurrency=settings.concurrency, config=config,
+                       endpoint=emu, warmup=False, progress=progress)
+
+    @property
+    def emulators(self) -> list[Any]:
+        """The private emulators this model started (one per group of modes measured side by side)."""
+        return list(self._emulators)
+
+    # -- results, as plain data ---------------------------------------------------------------
+
+    @property
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50 latency per mode of the latest result."""
+        return {s.mode: s.p50_ms for s in self.result.summary} if self.result else {}
+
+    @property
+    def connections(self) -> dict[str, int | None]:
+        """Connections the client opened per mode in the latest result."""
+        return {s.mode: s.client_connections for s in self.result.summary} if self.result else {}
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The latest summary table as dicts (ModeSummary.to_dict())."""
+        return [s.to_dict() for s in self.result.summary] if self.result else []
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel what runs, stop the workers and this model's emulators."""
+        if self._closed:
+            return
+        self._closed = True
+        self.live = False
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:  # no running loop
+            current = None
+        for task in (self._task, self._measure_task):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        if self._stop is not None:
+            self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for emu in self._emulators:
+            emu.stop()
+
+
+def _check(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stopped()
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    # measure() reports its own failures; anything else would otherwise vanish unretrieved.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("latency lab task failed", exc_info=task.exception())
+
+
+def _merge(comparisons: Sequence[Comparison], settings: LabSettings) -> Comparison:
+    measurements = {}
+    for c in comparisons:
+        measurements.update(c.measurements)
+    ordered = {m: measurements[m] for m in settings.modes if m in measurements}
+    merged = dict(comparisons[0].settings)
+    if len(comparisons) > 1:
+        merged["endpoint"] = (f"{len(comparisons)} emulators side by side "
+                              f"({'no TLS' if settings.tls == 'off' else 'TLS ' + settings.tls}, "
+                              f"rtt {settings.rtt_ms:g} ms)")
+    merged.update(modes=list(settings.modes), side_by_side=settings.side_by_side,
+                  lab=dataclasses.asdict(settings))
+    return Comparison(ordered, merged)
+
+
+def _done_text(result: Comparison, seconds: float) -> str:
+    text = f"done in {seconds:.1f} s"
+    failed = [(s.mode, s.errors, s.calls) for s in result.summary if s.errors]
+    if failed:
+        codes = sorted({c.error for m in result for c in m.calls if c.error})
+        text += "; failed calls: " + ", ".join(f"{m} {e}/{n}" for m, e, n in failed)
+        text += f" ({', '.join(codes)})"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# the plot (matplotlib's object API: no pyplot state, nothing left open)
+# ---------------------------------------------------------------------------------------------
+
+def figure(result: Comparison, settings: LabSettings | None = None):
+    """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    shown = [m for m in result if not m.skipped]
+    names = [m.mode for m in shown]
+    colors = [f"C{i}" for i in range(len(shown))]
+    for x, (m, color) in enumerate(zip(shown, colors)):
+        ok = [c.total * 1e3 for c in m.calls if c.ok]
+        if m.summary.p50_ms is not None:
+            ax_lat.bar(x, m.summary.p50_ms, width=0.6, color=color, alpha=0.35)
+        # Spread the dots across the bar deterministically (no random jitter between redraws).
+        n = max(1, len(ok))
+        xs = [x - 0.22 + 0.44 * (i + 0.5) / n for i in range(len(ok))]
+        ax_lat.scatter(xs, ok, s=14, color=color, zorder=3)
+        if m.summary.errors:
+            ax_lat.annotate(f"{m.summary.errors} failed", (x, 0), ha="center", va="bottom", color="red",
+                            fontsize="small", xytext=(0, 2), textcoords="offset points")
+    ax_lat.set_xticks(range(len(names)), [
+        f"{m.mode}\np50 {m.summary.p50_ms:.0f} ms" if m.summary.p50_ms is not None else m.mode for m in shown])
+    ax_lat.set_ylabel("call latency (ms)")
+    ax_lat.set_ylim(bottom=0)
+    ax_lat.margins(y=0.15)
+    ax_lat.grid(axis="y", alpha=0.3)
+    ax_lat.set_title("Latency per call (bar: p50)")
+
+    conns = [m.summary.client_connections or 0 for m in shown]
+    ax_conn.barh(range(len(names)), conns, color=colors)
+    for y, m in enumerate(shown):
+        s = m.summary
+        ax_conn.annotate(f"{s.client_connections if s.client_connections is not None else '?'}"
+                         f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})"
+                         f" for {s.calls} calls", (conns[y], y), va="center", fontsize="small",
+                         xytext=(3, 0), textcoords="offset points")
+    ax_conn.set_yticks(range(len(names)), names)
+    ax_conn.invert_yaxis()
+    ax_conn.set_xlabel("connections opened")
+    ax_conn.set_xlim(0, max([1, *conns]) * 1.6)
+    ax_conn.set_title("Connections opened")
+    if settings is not None:
+        fig.suptitle(f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}",
+                     fontsize="medium")
+    return fig
+
+
+def figure_png(result: Comparison, settings: LabSettings | None = None, *, dpi: int = 80) -> bytes:
+    fig = figure(result, settings)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# the view
+# ---------------------------------------------------------------------------------------------
+
+def _view_class():
+    global _LatencyLab
+    if _LatencyLab is not None:
+        return _LatencyLab
+    import ipywidgets as w
+
+    wide = {"description_width": "130px"}
+    slider_layout = w.Layout(width="370px")
+
+    class LatencyLab(w.VBox):
+        """The panel: controls linked to a LabModel, a status line, a plot and a table.
+
+        Every control change re-measures in the background (sliders report on release or key
+        press only: ``continuous_update=False``). ``lab.model`` is the LabModel.
+        """
+
+        def __init__(self, model: LabModel | None = None, *, measure: bool = True, **settings: Any) -> None:
+            if model is not None and settings:
+                raise TypeError("pass either a LabModel or settings, not both")
+            self.model = model if model is not None else LabModel(**settings)
+            m = self.model
+            c = dict(continuous_update=False, style=wide, layout=slider_layout)
+            self.controls = {
+                "rtt_ms": w.FloatSlider(min=0, max=200, step=5, description="round trip (ms)", readout_format=".0f", **c),
+                "tls": w.Dropdown(options=[("TLS 1.3", "1.3"), ("TLS 1.2", "1.2"), ("off (plain HTTP)", "off")],
+                                  description="TLS", style=wide, layout=slider_layout),
+                "connection_pool_size": w.IntSlider(min=1, max=64, description="pool size / limit",
+                                                    tooltip="Java connectionPoolSize: requests pool_maxsize "
+                                                            "and aiohttp TCPConnector(limit=...)", **c),
+                "limit_per_host": w.IntSlider(min=1, max=64, description="limit_per_host",
+                                              tooltip="Java maximumAsyncRequestsPerHost: aiohttp "
+                                                      "TCPConnector(limit_per_host=...)", **c),
+                "connect_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="connect timeout (s)",
+                                                    readout_format=".3g", **c),
+                "read_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="read timeout (s)",
+                                                 readout_format=".3g", **c),
+                "idle_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="idle timeout (s)",
+                                                 readout_format=".3g", **c),
+                "concurrency": w.IntSlider(min=1, max=32, description="concurrency", **c),
+                "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
+                "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
+            }
+            for name, control in self.controls.items():
+                w.link((m, name), (control, "value"))
+            self.mode_boxes = {name: w.Checkbox(value=name in m.modes, description=name, indent=False,
+                                                tooltip=MODES[name], layout=w.Layout(width="140px"))
+                               for name in MODES}
+            for box in self.mode_boxes.values():
+                box.observe(self._boxes_changed, names="value")
+            m.observe(self._modes_changed, names="modes")
+
+            self.status = w.HTML()
+            self.plot = w.Output(layout=w.Layout(min_height="290px"))
+            self.table = w.HTML()
+            k = self.controls
+            note = w.HTML(
+                "<small>pool size is one Java setting (connectionPoolSize) that dashnb maps to requests' "
+                "<code>pool_maxsize</code> (connections kept) and aiohttp's <code>limit</code> (connections "
+                "open); limit_per_host is maximumAsyncRequestsPerHost.</small>",
+                layout=w.Layout(width="370px"))
+            columns = w.HBox([
+                w.VBox([w.HTML("<b>Network</b>"), k["rtt_ms"], k["tls"], w.HTML("<b>Load</b>"), k["calls"],
+                        k["concurrency"], k["side_by_side"]]),
+                w.VBox([w.HTML("<b>Pool</b>"), k["connection_pool_size"], k["limit_per_host"], k["connect_timeout"],
+                        k["read_timeout"], k["idle_timeout"], note]),
+            ])
+            modes = w.HBox([w.HTML("<b>Modes</b>&nbsp;"), w.GridBox(list(self.mode_boxes.values()),
+                            layout=w.Layout(grid_template_columns="repeat(4, 150px)"))])
+            super().__init__([columns, modes, self.status, self.plot, self.table],
+                             layout=w.Layout(border="1px solid #ddd", padding="6px"))
+            self.add_class("dashnb-lab")
+            m.observe(self._show_status, names=["status", "error", "measuring"])
+            m.observe(self._show_result, names="result")
+            self._show_status()
+            if m.result is not None:
+                self._show_result()
+            m.live = True
+            if measure:
+                try:
+                    m.schedule(delay=0)
+                except RuntimeError:
+                    m.status = "not measured yet: no event loop is running; call `await lab.model.measure()`"
+
+        def __repr__(self) -> str:
+            return f"LatencyLab({self.model.settings().label})"
+
+        def _boxes_changed(self, _change=None) -> None:
+            chosen = tuple(name for name, box in self.mode_boxes.items() if box.value)
+            if chosen != self.model.modes:
+                self.model.modes = chosen
+
+        def _modes_changed(self, change) -> None:
+            for name, box in self.mode_boxes.items():
+                box.value = name in change["new"]
+
+        def _show_status(self, _change=None) -> None:
+            m = self.model
+            text = html.escape(m.status)
+            if m.error or m.status.startswith("error"):
+                self.status.value = f"<b style='color:#b00020'>{text}</b>"
+            elif "failed" in m.status:
+                self.status.value = f"<span style='color:#b35c00'>{text}</span>"
+            elif m.measuring:
+                self.status.value = f"<span style='color:#555'>&#9203; {text}</span>"
+            else:
+                self.status.value = f"<span>{text}</span>"
+
+        def _show_result(self, _change=None) -> None:
+            m = self.model
+            result, settings = m.result, m.measured
+            if result is None:
+                return
+            png = figure_png(result, settings)
+            # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
+            # see the same outputs and nothing lands in whatever cell happens to be running.
+            self.plot.outputs = ({
+                "output_type": "display_data",
+                "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                         "text/plain": f"<latency plot: {settings.label}>"},
+                "metadata": {},
+            },)
+            notes = [*result.notes(), *m.problems]
+            self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>",
+                                          notes=notes)
+
+        def close(self) -> None:
+            self.model.close()
+            super().close()
+
+    _LatencyLab = LatencyLab
+    return LatencyLab
+
+
+_LatencyLab = None
+
+
+def __getattr__(name: str):
+    # LatencyLab is built on first use so that importing this module does not load ipywidgets.
+    if name == "LatencyLab":
+        return _view_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def lab(model: LabModel | None = None, *, measure: bool = True, **settings: Any):
+    """The live latency lab panel (display it as a cell's last expression).
+
+    Settings (all optional): rtt_ms, tls ("1.3" | "1.2" | "off"), connection_pool_size,
+    limit_per_host, connect_timeout, read_timeout, idle_timeout, concurrency, calls, modes,
+    side_by_side. The first measurement starts at once in the background when an event loop is
+    running (a notebook); ``await lab.model.wait()`` gives its result.
+    """
+    return _view_class()(model, measure=measure, **settings)
