@@ -117,7 +117,7 @@ def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
         gc.collect()
         print("connections", first, second, emu.stats()["requests"])
     """)
-    proc = subprocess.run([sys.executable, "-X", "dev", "-W", "error", "-c", code], capture_output=True,
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
                           text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr            # no "Unclosed ...", no "Exception ignored"
@@ -125,11 +125,12 @@ def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
     # the second loop opened its own connections: the first loop's were never reused across loops
     assert 1 <= first <= 4 and second > first and total == 10, proc.stdout
     figure(3, f"2 x asyncio.run: connections after loop 1 = {first}, after loop 2 = {second} (new ones), "
-              f"stderr empty under -X dev -W error")
+              f"stderr empty under -W error")
 
 
 # ---- 4. reconfigure with 100 calls in flight -------------------------------------------------
 
+@pytest.mark.slow
 def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_session):
     emu = emulator_factory(rtt_ms=10, ttfb_ms=300)
     _endpoint.use_endpoint(emu)
