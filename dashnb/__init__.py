@@ -20,6 +20,11 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
 _LAZY = {
+    "AskError": "._ask",
+    "AskResult": "._ask",
+    "LabModel": "._lab",
+    "ask": "._ask",
+    "lab": "._lab",
     "CallTiming": "._stats",
     "Comparison": "._measure",
     "DashScope": "._endpoint",

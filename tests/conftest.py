@@ -34,7 +34,7 @@ def emulator_factory():
     started = []
 
     def make(**options):
-        emu = _emulator.Emulator(_emulator.EmulatorOptions(**options))._start()
+        emu = _emulator.start(shared=False, **options)
         started.append(emu)
         return emu
 

@@ -37,6 +37,7 @@ import ssl
 import tempfile
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 __all__ = ["Emulator", "EmulatorOptions", "start", "running"]
@@ -249,7 +250,8 @@ class Emulator:
         if self._stopped:
             return
         self._stopped = True
-        _REGISTRY.pop(self._start_options, None)
+        if _REGISTRY.get(self._start_options) is self:
+            del _REGISTRY[self._start_options]
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -412,14 +414,18 @@ class Emulator:
 
 _DEFAULTS = EmulatorOptions()
 _REGISTRY: dict[EmulatorOptions, Emulator] = {}
+_ALL: "weakref.WeakSet[Emulator]" = weakref.WeakSet()  # every emulator started, to stop at exit
 _REGISTRY_LOCK = threading.Lock()
 
 
-def start(**options) -> Emulator:
+def start(*, shared: bool = True, **options) -> Emulator:
     """Start an emulator, or return the one this process already runs with the same options.
 
     Re-running a cell is safe: the same call gives back the running emulator, its live options
     reset to what the call asks for (a slider may have changed them since).
+
+    ``shared=False`` always starts a new, private emulator that no other ``start()`` call will
+    hand out (for code that reconfigures it live or reads its counters); stop it yourself.
     """
     opts = EmulatorOptions(**options)
     if opts.public:
@@ -428,29 +434,37 @@ def start(**options) -> Emulator:
             UserWarning,
             stacklevel=2,
         )
+    if not shared:
+        return _launch(opts)
     with _REGISTRY_LOCK:
         emu = _REGISTRY.get(opts)
         if emu is not None and not emu._stopped:
             if emu.options != opts:
                 emu.configure(**opts.live)
             return emu
-        emu = Emulator(opts)
-        try:
-            emu._start()
-        except BaseException:
-            emu._stopped = True
-            shutil.rmtree(emu._tmpdir, ignore_errors=True)
-            raise
+        emu = _launch(opts)
         _REGISTRY[opts] = emu
         return emu
 
 
+def _launch(opts: EmulatorOptions) -> Emulator:
+    emu = Emulator(opts)
+    try:
+        emu._start()
+    except BaseException:
+        emu._stopped = True
+        shutil.rmtree(emu._tmpdir, ignore_errors=True)
+        raise
+    _ALL.add(emu)
+    return emu
+
+
 def running() -> list[Emulator]:
     """The emulators this process runs."""
-    return [e for e in _REGISTRY.values() if not e._stopped]
+    return [e for e in list(_ALL) if not e._stopped]
 
 
 @atexit.register
 def _stop_all() -> None:
-    for emu in list(_REGISTRY.values()):
+    for emu in running():
         emu.stop()

@@ -81,7 +81,7 @@ class Counters:
             "queued_connections": self.queued_connections,
             "idle_closed": self.idle_closed,
             "requests_per_connection": per_connection,
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "statuses": dict(sorted(self.statuses.items())),
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
         }
@@ -172,7 +172,7 @@ class DashScopeApp:
             if link is not None:
                 link.busy -= 1
                 link.last_activity = self.loop.time()
-        self.counters.statuses[response.status] += 1
+        self.counters.statuses[str(response.status)] += 1
         return response
 
     async def _route(self, request, link):
