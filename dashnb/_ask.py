@@ -294,7 +294,7 @@ def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: b
     def failed(resp: Any) -> AskError:
         status = getattr(resp, "status_code", None)
         code = getattr(resp, "code", None) or None
-        detail = _scrub(str(getattr(resp, "message", "") or ""), secrets)
+        detail = _scrub(str(getattr(resp, "message", "") or ""), secrets).strip().rstrip(".")
         rid = getattr(resp, "request_id", None)
         text = f"{model} on {label}: HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
         hint = _hint(status, code)
