@@ -26,8 +26,9 @@ emulator's counters.
 
 Why it is quick: by default the modes run side by side, each against its own emulator with the
 same settings (the SDK's own-session modes share one, since they share the SDK's globals), so a
-change costs the time of the slowest mode rather than the sum. At the default 6 calls per mode,
-rtt 40 ms, that is the 6 sequential new-connection calls of ``per_call``: about 0.8 s. Side by
+change costs the time of the slowest mode rather than the sum. At the default 5 calls per mode,
+rtt 40 ms, that is the 5 sequential new-connection calls of ``per_call``: about 0.65 s, so a
+slider move shows a new plot in about a second. Side by
 side adds a little CPU contention, visible only near rtt 0; ``side_by_side=False`` measures all
 modes interleaved on one emulator instead (as ``dashnb.compare`` does), slower but fairer there.
 """
@@ -82,7 +83,7 @@ class LabSettings:
     read_timeout: float = 300.0
     idle_timeout: float = 300.0
     concurrency: int = 2
-    calls: int = 6
+    calls: int = 5
     modes: tuple[str, ...] = DEFAULT_LAB_MODES
     side_by_side: bool = True
 
@@ -146,7 +147,7 @@ class LabModel(HasTraits):
     side_by_side = Bool(_DEFAULTS.side_by_side, help="each mode on its own emulator, in parallel")
 
     live = Bool(False, help="re-measure (debounced) on every settings change")
-    debounce_s = Float(0.1, help="quiet time after a change before measuring")
+    debounce_s = Float(0.05, help="quiet time after a change before measuring")
 
     # What the view shows. Set on the loop's thread only.
     status = Unicode("not measured yet")
@@ -351,10 +352,9 @@ class LabModel(HasTraits):
 
         with self._emu_lock:
             while len(self._emulators) <= i:
-                # A private emulator (not emulator.start()'s shared registry): the lab
-                # reconfigures it on every change and reads its counters, so nobody else may use it.
-                opts = emulator.EmulatorOptions(rtt_ms=settings.rtt_ms, tls=settings.tls)
-                self._emulators.append(emulator.Emulator(opts)._start())
+                # Private (shared=False): the lab reconfigures it on every change and reads its
+                # counters, so no other start() call may hand it out.
+                self._emulators.append(emulator.start(rtt_ms=settings.rtt_ms, tls=settings.tls, shared=False))
             return self._emulators[i]
 
     def _run_group(self, i: int, modes: Sequence[str], settings: LabSettings, config: Any, warm: bool,
@@ -471,7 +471,9 @@ def figure(result: Comparison, settings: LabSettings | None = None):
     """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(10, 3.6))
+    # Fixed margins: the constrained layout engine costs about as much as drawing the plot.
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.84, wspace=0.3)
     ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
     shown = [m for m in result if not m.skipped]
     names = [m.mode for m in shown]
@@ -500,13 +502,13 @@ def figure(result: Comparison, settings: LabSettings | None = None):
     for y, m in enumerate(shown):
         s = m.summary
         ax_conn.annotate(f"{s.client_connections if s.client_connections is not None else '?'}"
-                         f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})"
-                         f" for {s.calls} calls", (conns[y], y), va="center", fontsize="small",
+                         f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})",
+                         (conns[y], y), va="center", fontsize="small",
                          xytext=(3, 0), textcoords="offset points")
     ax_conn.set_yticks(range(len(names)), names)
     ax_conn.invert_yaxis()
     ax_conn.set_xlabel("connections opened")
-    ax_conn.set_xlim(0, max([1, *conns]) * 1.6)
+    ax_conn.set_xlim(0, max([1, *conns]) * 1.7)
     ax_conn.set_title("Connections opened")
     if settings is not None:
         fig.suptitle(f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}",
@@ -596,6 +598,10 @@ def _view_class():
             super().__init__([columns, modes, self.status, self.plot, self.table],
                              layout=w.Layout(border="1px solid #ddd", padding="6px"))
             self.add_class("dashnb-lab")
+            # Stable hooks for the browser tests (and anyone styling the panel).
+            self.status.add_class("dashnb-lab-status")
+            self.plot.add_class("dashnb-lab-plot")
+            self.table.add_class("dashnb-lab-table")
             m.observe(self._show_status, names=["status", "error", "measuring"])
             m.observe(self._show_result, names="result")
             self._show_status()
