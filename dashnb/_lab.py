@@ -583,9 +583,9 @@ def _view_class():
             self.table = w.HTML()
             k = self.controls
             note = w.HTML(
-                "<small>pool size is one Java setting (connectionPoolSize) that dashnb maps to requests' "
+                "<div style='line-height:1.35'><small>pool size is one Java setting (connectionPoolSize) that dashnb maps to requests' "
                 "<code>pool_maxsize</code> (connections kept) and aiohttp's <code>limit</code> (connections "
-                "open); limit_per_host is maximumAsyncRequestsPerHost.</small>",
+                "open); limit_per_host is maximumAsyncRequestsPerHost.</small></div>",
                 layout=w.Layout(width="370px"))
             columns = w.HBox([
                 w.VBox([w.HTML("<b>Network</b>"), k["rtt_ms"], k["tls"], w.HTML("<b>Load</b>"), k["calls"],
