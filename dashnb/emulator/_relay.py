@@ -94,6 +94,7 @@ class Link:
         self.accepted_at = relay.loop.time()
         self.last_activity = self.accepted_at
         self.requests = 0
+        self.epoch = 0  # the counters' reset generation this connection was accepted in
         self.busy = 0  # requests being answered; an idle timer never fires during one
         self.admitted = False
         self.closed = False

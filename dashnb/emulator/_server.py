@@ -37,9 +37,11 @@ class Counters:
         # Gauges describe the present, so a reset keeps them; the rest counts from the last reset.
         self.open_connections = 0
         self.queued_connections = 0
+        self.epoch = 0
         self.reset()
 
     def reset(self) -> None:
+        self.epoch += 1
         self.tcp_connections = 0
         self.tls_handshakes = 0
         self.requests = 0
@@ -53,6 +55,7 @@ class Counters:
     # called by the relay
     def tcp_accepted(self, link) -> None:
         self.tcp_connections += 1
+        link.epoch = self.epoch
 
     def opened(self, link) -> None:
         self.open_connections += 1
@@ -64,14 +67,20 @@ class Counters:
 
     def closed(self, link) -> None:
         self.open_connections -= 1
-        self.closed_requests_per_connection.append(link.requests)
+        if self._counts(link):
+            self.closed_requests_per_connection.append(link.requests)
 
     def closed_unadmitted(self, link) -> None:
-        self.closed_requests_per_connection.append(0)
+        if self._counts(link):
+            self.closed_requests_per_connection.append(0)
+
+    def _counts(self, link) -> bool:
+        # A connection opened before the last reset belongs to this count only if it served since.
+        return link.epoch == self.epoch or link.requests > 0
 
     def snapshot(self, open_links) -> dict:
         per_connection = list(self.closed_requests_per_connection)
-        per_connection += [link.requests for link in open_links if link.admitted]
+        per_connection += [link.requests for link in open_links if link.admitted and self._counts(link)]
         return {
             "tcp_connections": self.tcp_connections,
             "tls_handshakes": self.tls_handshakes,
