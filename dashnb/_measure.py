@@ -600,11 +600,30 @@ class Comparison:
         return _plot(self.measurements, **kwargs)
 
 
+def _show_figures_as_png(figure_type) -> None:
+    """Let IPython render a bare Figure as a picture. pyplot's inline backend registers this only
+    once pyplot is imported, which dashnb avoids (a pyplot figure would also show twice)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(figure_type)
+        return  # already shown as a picture (e.g. after %matplotlib inline)
+    except KeyError:
+        pass
+    from IPython.core.pylabtools import print_figure
+
+    png.for_type(figure_type, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
 def _plot(measurements: dict[str, Measurement], *, max_calls: int = 60):
     """Left: latency distribution (ECDF) per mode. Right: a per-call timeline of each mode's
     first block, each bar split into waiting for a slot, connect + TLS handshake, and request."""
     from matplotlib.figure import Figure  # lazily; a Figure (not pyplot) displays once in Jupyter
 
+    _show_figures_as_png(Figure)
     shown = {k: m for k, m in measurements.items() if not m.skipped and m.calls}
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     ax_dist, ax_line = fig.subplots(1, 2, width_ratios=(1, 1.3))
