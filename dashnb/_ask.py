@@ -206,7 +206,13 @@ _HINTS = {
 _SERVER_HINT = "The service failed on its side: ask again in a moment; if it keeps failing, try another model."
 
 
+_MALFORMED_HINT = ("The reply was malformed: the SDK could not parse one of its events, so the text "
+                   "would have a hole in it. Nothing was kept; ask again, and report it if it persists.")
+
+
 def _hint(status: int | None, code: str | None) -> str:
+    if code == "Unknown":  # the SDK's label for an event whose data was not JSON
+        return _MALFORMED_HINT
     if code == "InvalidApiKey":
         status = 401
     if status in _HINTS:
