@@ -159,3 +159,14 @@ def test_notebook_view_updates_one_display(monkeypatch, fresh):
     assert shown[0][0] == "display" and "waiting" in shown[0][1]
     assert all(kind == "update" for kind, _ in shown[1:])
     assert shown[-1][1] == f"{r.text}\n{r.summary()}"
+
+
+@pytest.mark.parametrize("malformed", ["bad_sse", "truncated_body"])
+def test_a_malformed_stream_is_an_error_never_a_reply_with_a_hole(emu, fresh, malformed, capsys):
+    emu.configure(malformed=malformed)
+    with pytest.raises(_ask.AskError) as info:
+        _ask.ask(PROMPT, session=fresh)
+    if malformed == "bad_sse":
+        assert "malformed" in str(info.value)
+    emu.configure(malformed=None)
+    assert _ask.ask(PROMPT, session=fresh).text  # the session is still usable
