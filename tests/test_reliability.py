@@ -648,18 +648,18 @@ _UNVERIFIED = re.compile(
 
 
 def test_no_code_path_disables_verification():
-    files = subprocess.run(["git", "ls-files", "*.py", "*.ipynb", "*.md", "*.cfg", "*.toml"], cwd=REPO,
+    # Python sources are checked by syntax tree in test_packaging.py (which also spots tuple
+    # assignments); this pass covers the code people copy from: notebooks and docs.
+    files = subprocess.run(["git", "ls-files", "*.ipynb", "*.md", "*.cfg", "*.toml"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split()
     files += [str(p.relative_to(REPO)) for p in (REPO / "notebooks").glob("*.ipynb")]
     hits = []
     for name in sorted(set(files)):
-        if name == "tests/test_reliability.py":   # this pattern itself
-            continue
         text = (REPO / name).read_text(encoding="utf-8", errors="replace")
         hits += [f"{name}: {m.group(0)}" for m in _UNVERIFIED.finditer(text)]
     assert hits == [], hits
     assert _UNVERIFIED.search("s.verify = False") and _UNVERIFIED.search("TCPConnector(ssl=False)")
-    figure(11, f"{len(set(files))} tracked files scanned: 0 places disable verification")
+    figure(11, f"{len(set(files))} notebooks and docs scanned: 0 places disable verification")
 
 
 # ---- 13. emulator binding ---------------------------------------------------------------------------

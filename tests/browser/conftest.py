@@ -32,7 +32,9 @@ def chromium() -> str:
     return executable
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop marked as running in the
+# main thread while it is alive, and every later test that calls asyncio.run() would then fail.
+@pytest.fixture(scope="module")
 def browser(chromium):
     from playwright.sync_api import sync_playwright
 
