@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 import pytest
 
 from dashnb import emulator as _emulator
@@ -41,3 +44,21 @@ def emulator_factory():
     yield make
     for emu in started:
         emu.stop()
+
+
+@pytest.fixture
+def make_session():
+    """dashnb sessions with fresh names (so counts start at zero), all closed when the test ends."""
+    from dashnb import _session
+
+    made = []
+
+    def make(config=None, *, endpoint, name=None):
+        s = _session.session(config, endpoint=endpoint, name=name or f"test-{len(made)}-{time.monotonic_ns()}")
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+    gc.collect()

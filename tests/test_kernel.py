@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import pytest
+from _kernels import collect, run_cell, running_kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -15,53 +15,9 @@ jupyter_client = pytest.importorskip("jupyter_client")
 
 @pytest.fixture
 def kernel(tmp_path):
-    from jupyter_client.manager import KernelManager
-
-    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}  # offline: the emulator
-    env["IPYTHONDIR"] = str(tmp_path / "ipython")
-    env["MPLCONFIGDIR"] = str(tmp_path / "mpl")
-    km = KernelManager(kernel_name="python3")
-    km.kernel_spec.argv[0] = sys.executable  # this venv's interpreter, whatever the spec says
-    km.start_kernel(env=env, cwd=str(tmp_path))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    try:
+    with running_kernel(tmp_path) as (km, kc):
         yield km, kc
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
-
-def _collect(kc, msg_ids, timeout=60.0):
-    """Outputs per request, in the order the kernel produced them, until every request is idle."""
-    outputs = {m: [] for m in msg_ids}
-    pending = set(msg_ids)
-    order = []
-    deadline = time.monotonic() + timeout
-    while pending:
-        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        parent = msg["parent_header"].get("msg_id")
-        if parent not in outputs:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "status" and content["execution_state"] == "idle":
-            pending.discard(parent)
-        elif kind == "execute_input":
-            order.append(parent)
-        elif kind == "stream":
-            outputs[parent].append(content["text"])
-        elif kind == "error":
-            outputs[parent].append("ERROR " + content["ename"] + ": " + content["evalue"])
-        elif kind in ("execute_result", "display_data"):
-            outputs[parent].append(content["data"].get("text/plain", ""))
-    return outputs, order
-
-
-def _run_cell(kc, code, timeout=60.0) -> str:
-    msg_id = kc.execute(code)
-    outputs, _ = _collect(kc, [msg_id], timeout)
-    return "".join(outputs[msg_id])
 
 
 SETUP = """
@@ -86,13 +42,13 @@ print(id(s), r.status_code, r2.status_code, len(os.listdir("/proc/self/fd")))
 
 def test_rerunning_a_session_cell_keeps_one_session_and_stable_fds(kernel):
     km, kc = kernel
-    out = _run_cell(kc, SETUP)
+    out = run_cell(kc, SETUP)
     assert "Error" not in out and "Warning" not in out, out
     pid = km.provisioner.pid
     lines = []
     t0 = time.perf_counter()
     for i in range(200):
-        out = _run_cell(kc, SESSION_CELL)
+        out = run_cell(kc, SESSION_CELL)
         assert "Unclosed" not in out and "Warning" not in out and "ERROR" not in out, out
         lines.append(out.split())
         if i == 4:
@@ -103,7 +59,7 @@ def test_rerunning_a_session_cell_keeps_one_session_and_stable_fds(kernel):
     assert len(ids) == 1, ids                                  # the same object every time
     assert all(line[1:3] == ["200", "200"] for line in lines)
     assert abs(fds_end - fds_after_warmup) <= 2, (fds_after_warmup, fds_end)
-    stats = _run_cell(kc, "print(emu.stats()['tcp_connections'], s.stats()['connections_opened'])").split()
+    stats = run_cell(kc, "print(emu.stats()['tcp_connections'], s.stats()['connections_opened'])").split()
     assert stats == ["2", "2"], stats                            # one sync + one async connection, for 400 calls
     print(f"\n200 re-runs: {per_run * 1e3:.1f} ms per run, fds {fds_after_warmup} -> {fds_end}")
 
@@ -120,12 +76,12 @@ def test_run_all_with_a_run_cell_runs_each_cell_once_in_order(kernel):
     km, kc = kernel
     # What "Run All" does: every execute request is sent at once and queued by the kernel.
     msg_ids = [kc.execute(code) for code in RUN_ALL]
-    outputs, order = _collect(kc, msg_ids)
+    outputs, order = collect(kc, msg_ids)
     assert order == msg_ids                  # each cell started once, in order
     assert all("ERROR" not in "".join(o) for o in outputs.values()), outputs
     assert "".join(outputs[msg_ids[-1]]).strip() == "[('run', 'done'), 'third', 'fourth']"
     # and once more, now that nest_asyncio2 is in place
     msg_ids = [kc.execute(code) for code in RUN_ALL]
-    outputs, order = _collect(kc, msg_ids)
+    outputs, order = collect(kc, msg_ids)
     assert order == msg_ids
     assert "".join(outputs[msg_ids[-1]]).strip() == "[('run', 'done'), 'third', 'fourth']"

@@ -8,7 +8,6 @@ would otherwise be repeated.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import pathlib
 import re
@@ -36,21 +35,6 @@ SMALL = PoolConfig(connection_pool_size=8, maximum_async_requests=8, maximum_asy
 
 def figure(case: str, text: str) -> None:
     print(f"\n[case {case}] {text}")
-
-
-@pytest.fixture
-def make_session():
-    made = []
-
-    def make(config=None, *, endpoint, name=None):
-        s = _session.session(config, endpoint=endpoint, name=name or f"rel-{len(made)}-{time.monotonic_ns()}")
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
-    gc.collect()
 
 
 @pytest.fixture

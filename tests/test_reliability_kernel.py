@@ -9,11 +9,10 @@ the run() cell, and a KeyboardInterrupt (the kernel's interrupt) during a gather
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 import pytest
+from _kernels import collect, run_cell, running_kernel
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -24,56 +23,14 @@ LEAK_WORDS = ("Unclosed", "ResourceWarning", "Exception ignored", "Task was dest
 
 @pytest.fixture
 def kernel(tmp_path):
-    from jupyter_client.manager import KernelManager
-
-    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}  # offline: the emulator
-    env["IPYTHONDIR"] = str(tmp_path / "ipython")
-    env["MPLCONFIGDIR"] = str(tmp_path / "mpl")
-    env["PYTHONWARNINGS"] = "always"      # every warning, every time, in the kernel process
     stderr_path = tmp_path / "kernel-stderr.txt"
-    km = KernelManager(kernel_name="python3")
-    km.kernel_spec.argv[0] = sys.executable
-    with open(stderr_path, "wb") as err:
-        km.start_kernel(env=env, cwd=str(tmp_path), stderr=err)
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=60)
-    try:
+    with running_kernel(tmp_path, stderr_path=stderr_path, always_warn=True) as (km, kc):
         yield km, kc, stderr_path
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
-def _collect(kc, msg_ids, timeout=120.0):
-    outputs = {m: [] for m in msg_ids}
-    pending, order = set(msg_ids), []
-    deadline = time.monotonic() + timeout
-    while pending:
-        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        parent = msg["parent_header"].get("msg_id")
-        kind, content = msg["msg_type"], msg["content"]
-        if parent not in outputs:
-            if kind == "stream":   # output attributed to no cell of ours is still output
-                outputs.setdefault("other", []).append(content["text"])
-            continue
-        if kind == "status" and content["execution_state"] == "idle":
-            pending.discard(parent)
-        elif kind == "execute_input":
-            order.append(parent)
-        elif kind == "stream":
-            outputs[parent].append(content["text"])
-        elif kind == "error":
-            outputs[parent].append("ERROR " + content["ename"] + ": " + content["evalue"])
-        elif kind in ("execute_result", "display_data"):
-            outputs[parent].append(content["data"].get("text/plain", ""))
-    return outputs, order
 
 
 def _run(kc, code, timeout=120.0) -> str:
-    msg_id = kc.execute(code)
-    outputs, _ = _collect(kc, [msg_id], timeout)
-    return "".join(outputs[msg_id]) + "".join(outputs.get("other", []))
+    return run_cell(kc, code, timeout, with_other=True)
+
 
 
 def _no_leaks(text: str) -> None:
@@ -147,7 +104,7 @@ def test_run_all_with_sdk_calls_inside_run(kernel):
     _no_leaks(_run(kc, SETUP + "\ns = _session.session(endpoint=emu)"))
     t0 = time.perf_counter()
     msg_ids = [kc.execute(code) for code in RUN_ALL]
-    outputs, order = _collect(kc, msg_ids)
+    outputs, order = collect(kc, msg_ids, 120.0)
     took = time.perf_counter() - t0
     assert order == msg_ids
     assert all("ERROR" not in "".join(outputs[m]) for m in msg_ids), outputs
@@ -187,7 +144,7 @@ def test_interrupt_during_a_gather_of_200_calls(kernel):
     time.sleep(0.5)
     t0 = time.perf_counter()
     km.interrupt_kernel()
-    outputs, _ = _collect(kc, [msg_id])
+    outputs, _ = collect(kc, [msg_id], 120.0)
     took = time.perf_counter() - t0
     assert "ERROR KeyboardInterrupt" in "".join(outputs[msg_id]) or "ERROR CancelledError" in "".join(outputs[msg_id]), outputs
     fields = _run(kc, AFTER_CELL).split()

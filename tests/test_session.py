@@ -30,21 +30,6 @@ def sdk(emu):
     return emu
 
 
-@pytest.fixture
-def make_session():
-    made = []
-
-    def make(config=None, *, endpoint, name=None):
-        s = _session.session(config, endpoint=endpoint, name=name or f"test-{len(made)}-{time.monotonic_ns()}")
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
-    gc.collect()
-
-
 def _sync_call(s_requests):
     r = Generation.call(model="qwen-plus", prompt="hello", session=s_requests)
     assert r.status_code == 200, r
