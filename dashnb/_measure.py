@@ -276,21 +276,26 @@ class _Shared(_SessionMode):
         return _sequential(lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
 
 
-class _Threads(_SessionMode):
-    name = "threads"
+class _ThreadPooled(_Mode):
+    """A mode whose calls come from a pool of ``concurrency`` threads (mixed in before its base)."""
+
     concurrent = True
 
     def __init__(self, ctx: _Context) -> None:
         super().__init__(ctx)
-        self._pool = concurrent.futures.ThreadPoolExecutor(ctx.concurrency, thread_name_prefix="dashnb-threads")
-
-    def run_block(self, indices, block, on_done):
-        s = self.session.requests
-        return _threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
+        self._pool = concurrent.futures.ThreadPoolExecutor(ctx.concurrency, thread_name_prefix=f"dashnb-{self.name}")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         super().close()
+
+
+class _Threads(_ThreadPooled, _SessionMode):
+    name = "threads"
+
+    def run_block(self, indices, block, on_done):
+        s = self.session.requests
+        return _threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
 
 
 class _Async(_SessionMode):
@@ -426,20 +431,11 @@ class _SdkDefault(_Mode):
         return _sequential(lambda i: self._one(i, block), indices, on_done)
 
 
-class _SdkThreads(_SdkDefault):
+class _SdkThreads(_ThreadPooled, _SdkDefault):
     name = "sdk_threads"
-    concurrent = True
-
-    def __init__(self, ctx: _Context) -> None:
-        super().__init__(ctx)
-        self._pool = concurrent.futures.ThreadPoolExecutor(ctx.concurrency, thread_name_prefix="dashnb-sdk")
 
     def run_block(self, indices, block, on_done):
         return _threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, None), indices, on_done)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        super().close()
 
 
 class _SdkAsync(_Mode):
