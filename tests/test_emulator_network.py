@@ -244,7 +244,10 @@ def test_tls_version_can_change_live(emu):
 # ---- counting ------------------------------------------------------------------------------
 
 
-def test_counts_are_per_connection_and_reset(emu):
+def test_counts_are_per_connection_and_reset(emulator_factory):
+    # A private emulator: open/peak are live gauges, and a client from another test (the SDK's
+    # module-level session, say) may still hold a connection to the shared one.
+    emu = emulator_factory(rtt_ms=0)
     with _session(emu) as a, _session(emu) as b:
         for _ in range(3):
             _call(a, emu)
