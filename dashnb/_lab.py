@@ -50,6 +50,7 @@ from typing import Any, Sequence
 import traitlets
 from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
 
+from ._config import JAVA_DEFAULTS
 from ._measure import MODES, Comparison, compare
 from ._stats import html_table
 
@@ -77,11 +78,12 @@ class LabSettings:
 
     rtt_ms: float = 40.0
     tls: str = "1.3"
-    connection_pool_size: int = 32
-    limit_per_host: int = 32
-    connect_timeout: float = 120.0
-    read_timeout: float = 300.0
-    idle_timeout: float = 300.0
+    # The pool starts where the Java SDK does.
+    connection_pool_size: int = JAVA_DEFAULTS["connection_pool_size"]
+    limit_per_host: int = JAVA_DEFAULTS["maximum_async_requests_per_host"]
+    connect_timeout: float = JAVA_DEFAULTS["connect_timeout"]
+    read_timeout: float = JAVA_DEFAULTS["read_timeout"]
+    idle_timeout: float = JAVA_DEFAULTS["connection_idle_timeout"]
     concurrency: int = 2
     calls: int = 5
     modes: tuple[str, ...] = DEFAULT_LAB_MODES

@@ -97,17 +97,18 @@ class _Context:
         self.user_session = session
         self.sdk_owner: str | None = None  # which sdk_* mode last used the SDK's shared session
 
-    def call_kwargs(self) -> dict[str, Any]:
+    def call_kwargs(self, session: Any = None) -> dict[str, Any]:
         # Per call, not through dashscope's module globals, so a comparison leaves them alone.
-        return dict(model=self.model, prompt=self.prompt, api_key=self.endpoint.api_key,
-                    base_address=self.endpoint.base_url)
+        kwargs = dict(model=self.model, prompt=self.prompt, api_key=self.endpoint.api_key,
+                      base_address=self.endpoint.base_url)
+        if session is not None:  # None: the SDK's own shared session
+            kwargs["session"] = session
+        return kwargs
 
     def sync_call(self, mode: str, index: int, block: int, session: Any) -> CallTiming:
         from dashscope import Generation
 
-        kwargs = self.call_kwargs()
-        if session is not None:
-            kwargs["session"] = session
+        kwargs = self.call_kwargs(session)
         status = error = None
         with _observe.call_scope() as rec:
             start = time.perf_counter()
@@ -123,9 +124,7 @@ class _Context:
     async def async_call(self, mode: str, index: int, block: int, session: Any) -> CallTiming:
         from dashscope import AioGeneration
 
-        kwargs = self.call_kwargs()
-        if session is not None:
-            kwargs["session"] = session
+        kwargs = self.call_kwargs(session)
         status = error = None
         with _observe.call_scope() as rec:
             start = time.perf_counter()

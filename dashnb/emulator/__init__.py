@@ -311,7 +311,7 @@ class Emulator:
             if new.keepalive_timeout != old.keepalive_timeout:
                 self._relay.rearm_all()
             if new.max_connections != old.max_connections:
-                self._relay._admit_waiting()
+                self._relay.admit_waiting()
 
         self._call(apply)
         return self

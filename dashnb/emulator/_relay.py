@@ -229,7 +229,6 @@ class Relay:
         pending, link.pending = link.pending, []
         for due, item in pending:
             link.to_server.push(item, due)
-        self.counters.upstream_ready(link)
 
     def _from_client(self, link: Link, data: bytes) -> None:
         now = self.loop.time()
@@ -314,7 +313,7 @@ class Relay:
                 link.upstream.close()
         if link.admitted:
             self.counters.closed(link)
-            self._admit_waiting()
+            self.admit_waiting()
         else:
             try:
                 self.waiting.remove(link)
@@ -323,7 +322,7 @@ class Relay:
             self.counters.queued_connections = len(self.waiting)
             self.counters.closed_unadmitted(link)
 
-    def _admit_waiting(self) -> None:
+    def admit_waiting(self) -> None:
         opts = self._options()
         while self.waiting and (
             opts.max_connections is None or self.counters.open_connections < opts.max_connections

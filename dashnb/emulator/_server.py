@@ -62,9 +62,6 @@ class Counters:
         if self.open_connections > self.peak_open_connections:
             self.peak_open_connections = self.open_connections
 
-    def upstream_ready(self, link) -> None:
-        pass
-
     def closed(self, link) -> None:
         self.open_connections -= 1
         if self._counts(link):
