@@ -68,7 +68,7 @@ class ServedEmulator:
                 self._proc.wait()
         self._proc.stdout.close()
 
-    def __enter__(self) -> "ServedEmulator":
+    def __enter__(self) -> ServedEmulator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -87,9 +87,16 @@ def machine() -> dict:
         pass
     import importlib.metadata as md
 
-    return {"nproc": os.cpu_count(), "cpu": cpu, "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "dashscope": md.version("dashscope"),
-            "aiohttp": md.version("aiohttp"), "requests": md.version("requests"), "urllib3": md.version("urllib3")}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "dashscope": md.version("dashscope"),
+        "aiohttp": md.version("aiohttp"),
+        "requests": md.version("requests"),
+        "urllib3": md.version("urllib3"),
+    }
 
 
 def table(header: list[str], rows: list[list]) -> str:

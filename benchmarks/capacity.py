@@ -23,23 +23,41 @@ SECONDS = 5
 
 
 def _body(emu):
-    return json.dumps({"model": "qwen-plus", "parameters": {"result_format": "message"},
-                       "input": {"messages": [{"role": "user", "content": "Say hi."}]}})
+    return json.dumps(
+        {
+            "model": "qwen-plus",
+            "parameters": {"result_format": "message"},
+            "input": {"messages": [{"role": "user", "content": "Say hi."}]},
+        }
+    )
 
 
 def _wrk(emu) -> dict | None:
     wrk = shutil.which("wrk")
     if wrk is None:
         return None
-    lua = (f'wrk.method = "POST"\nwrk.body = {json.dumps(_body(emu))}\n'
-           f'wrk.headers["Content-Type"] = "application/json; charset=utf-8"\n'
-           f'wrk.headers["Authorization"] = "Bearer {emu.api_key}"\n')
+    lua = (
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(_body(emu))}\n'
+        f'wrk.headers["Content-Type"] = "application/json; charset=utf-8"\n'
+        f'wrk.headers["Authorization"] = "Bearer {emu.api_key}"\n'
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(lua)
     try:
-        p = subprocess.run([wrk, "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "-s", fh.name,
-                            emu.base_url + "/services/aigc/text-generation/generation"],
-                           capture_output=True, text=True, timeout=SECONDS + 30)
+        p = subprocess.run(
+            [
+                wrk,
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{SECONDS}s",
+                "-s",
+                fh.name,
+                emu.base_url + "/services/aigc/text-generation/generation",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=SECONDS + 30,
+        )
     finally:
         os.unlink(fh.name)
     m = re.search(r"Requests/sec:\s*([\d.]+)", p.stdout)
@@ -92,17 +110,19 @@ def run() -> tuple[str, dict]:
         a = _aiohttp(tls)
         data["aiohttp_tls13"] = a
         rows.append(["aiohttp client, 16 connections (TLS 1.3, CA verified)", f"{a['rps']:.0f}", a["non_2xx"]])
-    text = "\n".join([
-        "## Emulator capacity: non-streamed requests/s over kept-alive connections, rtt 0",
-        "",
-        f"Emulator in its own process; {CONNECTIONS} kept-alive connections for {SECONDS} s each; "
-        f"the SDK's request body. The Python client shares the machine's cores with the server, so its "
-        f"figure is a lower bound; wrk's is closer to the server's own limit.",
-        "",
-        table(["load generator", "requests/s", "non-2xx"], rows),
-        "",
-        f"(Plain-HTTP run: the emulator saw {s['tcp_connections']} connections for {s['requests']} requests.)",
-    ])
+    text = "\n".join(
+        [
+            "## Emulator capacity: non-streamed requests/s over kept-alive connections, rtt 0",
+            "",
+            f"Emulator in its own process; {CONNECTIONS} kept-alive connections for {SECONDS} s each; "
+            f"the SDK's request body. The Python client shares the machine's cores with the server, so its "
+            f"figure is a lower bound; wrk's is closer to the server's own limit.",
+            "",
+            table(["load generator", "requests/s", "non-2xx"], rows),
+            "",
+            f"(Plain-HTTP run: the emulator saw {s['tcp_connections']} connections for {s['requests']} requests.)",
+        ]
+    )
     return text, data
 
 

@@ -10,10 +10,9 @@ the SDK (a raw POST of the SDK's body), where the relative cost is largest.
 from __future__ import annotations
 
 import json
-import sys
 import time
 
-from _common import ms, pct, table
+from _common import pct, table
 
 ROUNDS = 20
 PER_ROUND = 80
@@ -22,10 +21,18 @@ GOAL = 3.0
 
 def _bodies(emu):
     url = emu.base_url + "/services/aigc/text-generation/generation"
-    body = json.dumps({"model": "qwen-plus", "parameters": {"result_format": "message"},
-                       "input": {"messages": [{"role": "user", "content": "Say hi."}]}}).encode()
-    headers = {"Authorization": f"Bearer {emu.api_key}", "Content-Type": "application/json; charset=utf-8",
-               "Accept": "application/json; charset=utf-8"}
+    body = json.dumps(
+        {
+            "model": "qwen-plus",
+            "parameters": {"result_format": "message"},
+            "input": {"messages": [{"role": "user", "content": "Say hi."}]},
+        }
+    ).encode()
+    headers = {
+        "Authorization": f"Bearer {emu.api_key}",
+        "Content-Type": "application/json; charset=utf-8",
+        "Accept": "application/json; charset=utf-8",
+    }
     return url, body, headers
 
 
@@ -51,8 +58,10 @@ def run() -> tuple[str, dict]:
     dn_sync = build_requests_session(cfg, emu)
 
     async def make():
-        return (aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=emu.ssl_context()), trust_env=False),
-                build_aiohttp_session(cfg, emu))
+        return (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=emu.ssl_context()), trust_env=False),
+            build_aiohttp_session(cfg, emu),
+        )
 
     bare_aio, dn_aio = arun(make())
 
@@ -62,6 +71,7 @@ def run() -> tuple[str, dict]:
     def sdk_async(session):
         async def go():
             return [(await ctx.async_call("x", i, 0, session)).total for i in range(PER_ROUND)]
+
         return arun(go())
 
     def raw_sync(session):
@@ -82,6 +92,7 @@ def run() -> tuple[str, dict]:
                     await r.json()
                 out.append(time.perf_counter() - t)
             return out
+
         return arun(go())
 
     cases = {  # name -> (runner, bare session, dashnb session)
@@ -114,22 +125,27 @@ def run() -> tuple[str, dict]:
         b = percentile(samples[(name, "bare")], 50) * 1e3
         d = percentile(samples[(name, "dashnb")], 50) * 1e3
         over = 100.0 * (d - b) / b
-        data[name] = {"bare_p50_ms": b, "dashnb_p50_ms": d, "overhead_pct": over,
-                      "calls_each": len(samples[(name, "bare")])}
-        rows.append([name, f"{b:.3f}", f"{d:.3f}", f"{(d - b) * 1e3:+.0f}", pct(over),
-                     "yes" if over <= GOAL else "NO"])
-    text = "\n".join([
-        "## Overhead: dashnb-instrumented vs bare sessions at rtt 0",
-        "",
-        f"Embedded emulator at rtt 0, TLS 1.3, one kept-alive connection per session, sequential calls, "
-        f"{ROUNDS} interleaved rounds of {PER_ROUND} calls per variant ({ROUNDS * PER_ROUND} each), "
-        f"after a warm-up. p50 of each call's wall time. Goal: <= 3% on p50.",
-        "",
-        table(["workload", "bare p50 ms", "dashnb p50 ms", "difference us", "overhead", "<= 3%"], rows),
-        "",
-        f"({elapsed:.0f} s.) At rtt 0 the whole call is client + server CPU; at a real RTT of tens of "
-        f"milliseconds the same absolute difference is a far smaller fraction.",
-    ])
+        data[name] = {
+            "bare_p50_ms": b,
+            "dashnb_p50_ms": d,
+            "overhead_pct": over,
+            "calls_each": len(samples[(name, "bare")]),
+        }
+        rows.append([name, f"{b:.3f}", f"{d:.3f}", f"{(d - b) * 1e3:+.0f}", pct(over), "yes" if over <= GOAL else "NO"])
+    text = "\n".join(
+        [
+            "## Overhead: dashnb-instrumented vs bare sessions at rtt 0",
+            "",
+            f"Embedded emulator at rtt 0, TLS 1.3, one kept-alive connection per session, sequential calls, "
+            f"{ROUNDS} interleaved rounds of {PER_ROUND} calls per variant ({ROUNDS * PER_ROUND} each), "
+            f"after a warm-up. p50 of each call's wall time. Goal: <= 3% on p50.",
+            "",
+            table(["workload", "bare p50 ms", "dashnb p50 ms", "difference us", "overhead", "<= 3%"], rows),
+            "",
+            f"({elapsed:.0f} s.) At rtt 0 the whole call is client + server CPU; at a real RTT of tens of "
+            f"milliseconds the same absolute difference is a far smaller fraction.",
+        ]
+    )
     return text, data
 
 

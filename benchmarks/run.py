@@ -42,21 +42,23 @@ def main(argv: list[str]) -> int:
         return 0
     m = machine()
     now = datetime.datetime.now(datetime.timezone.utc)
-    head = "\n".join([
-        "# Benchmark results",
-        "",
-        f"- Date: {now:%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['os']}",
-        f"- Software: Python {m['python']}, dashscope {m['dashscope']}, aiohttp {m['aiohttp']}, "
-        f"requests {m['requests']}, urllib3 {m['urllib3']}",
-        "- Reproduce: `make bench` (runs `.venv/bin/python benchmarks/run.py`; one benchmark: "
-        "`.venv/bin/python benchmarks/run.py fidelity`)",
-        f"- Total run time: {time.perf_counter() - t0:.0f} s",
-        "",
-        "All calls go through the official dashscope SDK unless a row says otherwise; latencies are "
-        "per-call wall times (`time.perf_counter()`), p50 unless stated. Figures from one run on a "
-        "shared machine: expect a few percent of noise between runs.",
-    ])
+    head = "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"- Date: {now:%Y-%m-%d %H:%M} UTC",
+            f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['os']}",
+            f"- Software: Python {m['python']}, dashscope {m['dashscope']}, aiohttp {m['aiohttp']}, "
+            f"requests {m['requests']}, urllib3 {m['urllib3']}",
+            "- Reproduce: `make bench` (runs `.venv/bin/python benchmarks/run.py`; one benchmark: "
+            "`.venv/bin/python benchmarks/run.py fidelity`)",
+            f"- Total run time: {time.perf_counter() - t0:.0f} s",
+            "",
+            "All calls go through the official dashscope SDK unless a row says otherwise; latencies are "
+            "per-call wall times (`time.perf_counter()`), p50 unless stated. Figures from one run on a "
+            "shared machine: expect a few percent of noise between runs.",
+        ]
+    )
     with open(os.path.join(HERE, "RESULTS.md"), "w", encoding="utf-8") as fh:
         fh.write(head + "\n\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {os.path.join(HERE, 'RESULTS.md')}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Command line: `python -m dashnb serve` runs the emulator; `python -m dashnb bench` measures reuse.
 
-    $ python -m dashnb serve --rtt-ms 40
-    $ python -m dashnb bench --rtt-ms 40 --calls 50
+$ python -m dashnb serve --rtt-ms 40
+$ python -m dashnb bench --rtt-ms 40 --calls 50
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ class AskError(RuntimeError):
     DashScope error code (``"InvalidApiKey"``, ``"Throttling.RateQuota"``...).
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, code: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
@@ -83,8 +84,9 @@ class AskResult:
 
     def summary(self) -> str:
         """One line: latency and reuse (what ``ask`` shows under the reply)."""
-        return _summary_line(self.model, self.timings, self.reused, self.connection_id,
-                             self.requests_on_connection, self.usage)
+        return _summary_line(
+            self.model, self.timings, self.reused, self.connection_id, self.requests_on_connection, self.usage
+        )
 
     def __str__(self) -> str:
         return self.text
@@ -101,8 +103,14 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.1f} ms"
 
 
-def _summary_line(model: str, timings: AskTimings, reused: bool | None, connection_id: int | None,
-                  requests_on_connection: int | None, usage: Usage | None) -> str:
+def _summary_line(
+    model: str,
+    timings: AskTimings,
+    reused: bool | None,
+    connection_id: int | None,
+    requests_on_connection: int | None,
+    usage: Usage | None,
+) -> str:
     parts = [f"{model}: first token {_ms(timings.first_token_s)}, total {_ms(timings.total_s)}"]
     if usage is not None and usage.output_tokens is not None:
         parts.append(f"{usage.output_tokens} tokens")
@@ -119,8 +127,10 @@ def _summary_line(model: str, timings: AskTimings, reused: bool | None, connecti
 
 
 def _html(text: str, footer: str) -> str:
-    return (f'<div class="dashnb-ask"><div style="white-space:pre-wrap">{html.escape(text)}</div>'
-            f'<div style="color:#777;font-size:smaller;margin-top:4px">{html.escape(footer)}</div></div>')
+    return (
+        f'<div class="dashnb-ask"><div style="white-space:pre-wrap">{html.escape(text)}</div>'
+        f'<div style="color:#777;font-size:smaller;margin-top:4px">{html.escape(footer)}</div></div>'
+    )
 
 
 class _Live:
@@ -193,21 +203,22 @@ class _View:
 
 _HINTS = {
     400: "The service refused the request: check the model name and the extra parameters "
-         "(everything passed to ask() besides its own arguments is sent to the service as is).",
+    "(everything passed to ask() besides its own arguments is sent to the service as is).",
     401: "The API key was refused. Set DASHSCOPE_API_KEY to a Model Studio key for this region "
-         "(Singapore 'intl' and Beijing 'cn' keys differ; dashnb.DashScope('cn') targets Beijing) and "
-         "point the session at it: dashnb.session(endpoint=dashnb.endpoint()).",
+    "(Singapore 'intl' and Beijing 'cn' keys differ; dashnb.DashScope('cn') targets Beijing) and "
+    "point the session at it: dashnb.session(endpoint=dashnb.endpoint()).",
     403: "The key may not use this model here: check the model name, and that the key and the "
-         "endpoint are in the same region.",
+    "endpoint are in the same region.",
     404: "Nothing answers at this address: check the model name and the region of the endpoint.",
-    429: "Rate limited: wait a moment and ask again, or make fewer calls at once (the limit is per "
-         "key and model).",
+    429: "Rate limited: wait a moment and ask again, or make fewer calls at once (the limit is per key and model).",
 }
 _SERVER_HINT = "The service failed on its side: ask again in a moment; if it keeps failing, try another model."
 
 
-_MALFORMED_HINT = ("The reply was malformed: the SDK could not parse one of its events, so the text "
-                   "would have a hole in it. Nothing was kept; ask again, and report it if it persists.")
+_MALFORMED_HINT = (
+    "The reply was malformed: the SDK could not parse one of its events, so the text "
+    "would have a hole in it. Nothing was kept; ask again, and report it if it persists."
+)
 
 
 def _hint(status: int | None, code: str | None) -> str:
@@ -252,8 +263,15 @@ def _piece(resp: Any) -> str:
     return (out.get("text") if hasattr(out, "get") else None) or ""
 
 
-def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: bool = True,
-        system: str | None = None, **params: Any) -> AskResult:
+def ask(
+    prompt: str,
+    *,
+    model: str = "qwen-plus",
+    session: Any = None,
+    stream: bool = True,
+    system: str | None = None,
+    **params: Any,
+) -> AskResult:
     """Send ``prompt`` to ``model`` through ``session`` (default ``dashnb.session()``), show the
     reply as it arrives with its latency and whether the connection was reused, and return an
     ``AskResult``.
@@ -265,8 +283,10 @@ def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: b
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("ask() needs a non-empty prompt string")
     if "messages" in params or "prompt" in params:
-        raise TypeError("ask() builds the messages from prompt= and system=; for a whole conversation "
-                        "call dashscope's Generation.call(messages=..., session=dashnb.session().requests)")
+        raise TypeError(
+            "ask() builds the messages from prompt= and system=; for a whole conversation "
+            "call dashscope's Generation.call(messages=..., session=dashnb.session().requests)"
+        )
     if "session" in params:  # unreachable through the signature; kept for **dict callers
         raise TypeError("pass session= as ask()'s own keyword")
     if session is None:
@@ -283,8 +303,14 @@ def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: b
     api_key = params.pop("api_key", None) or ep.api_key
     secrets = [api_key]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    kwargs = dict(model=model, messages=messages, api_key=api_key, base_address=ep.base_url,
-                  session=session.requests, result_format="message")
+    kwargs = dict(
+        model=model,
+        messages=messages,
+        api_key=api_key,
+        base_address=ep.base_url,
+        session=session.requests,
+        result_format="message",
+    )
     kwargs.update(params)
     if stream:
         kwargs.update(stream=True, incremental_output=True)
@@ -336,8 +362,10 @@ def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: b
             # by the SDK; their text names the host, never the key, but scrub it anyway.
             why = _scrub(f"{type(exc).__name__}: {exc}", secrets)
             view.fail(type(exc).__name__)
-            raise AskError(f"{model} on {label}: no answer ({why}). Check the network, the endpoint's "
-                           f"region, and request_timeout= if the call timed out.") from None
+            raise AskError(
+                f"{model} on {label}: no answer ({why}). Check the network, the endpoint's "
+                f"region, and request_timeout= if the call timed out."
+            ) from None
         total = time.perf_counter() - start
         sample = rec.snapshot()
 
@@ -345,8 +373,15 @@ def ask(prompt: str, *, model: str = "qwen-plus", session: Any = None, stream: b
     if sample.reused is False and (sample.connect_s is not None or sample.tls_s is not None):
         handshake = (sample.connect_s or 0.0) + (sample.tls_s or 0.0)
     timings = AskTimings(first_token_s=first if stream else total, total_s=total, handshake_s=handshake)
-    res = AskResult(text="".join(pieces), model=model, request_id=request_id, usage=usage, timings=timings,
-                    reused=sample.reused, connection_id=sample.connection_id,
-                    requests_on_connection=sample.requests_on_connection)
+    res = AskResult(
+        text="".join(pieces),
+        model=model,
+        request_id=request_id,
+        usage=usage,
+        timings=timings,
+        reused=sample.reused,
+        connection_id=sample.connection_id,
+        requests_on_connection=sample.requests_on_connection,
+    )
     view.finish(res.summary())
     return res

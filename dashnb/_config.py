@@ -27,10 +27,12 @@ import math
 import numbers
 import re
 import sys
+import types
 import warnings
+from collections.abc import Mapping
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 __all__ = [
     "DEFAULT_POOL_CONFIG",
@@ -124,22 +126,23 @@ def _default_text(name: str) -> str:
 
 def _check_duration(name: str, value: Any) -> float:
     """Return ``value`` as float seconds, or raise a ValueError saying what to change."""
-    fix = f"set it to a number of seconds such as {_fmt_seconds(JAVA_DEFAULTS[name])} (Java default {_default_text(name)})"
+    fix = (
+        f"set it to a number of seconds such as {_fmt_seconds(JAVA_DEFAULTS[name])} "
+        f"(Java default {_default_text(name)})"
+    )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         hint = ""
         if isinstance(value, str):
             hint = "; for Java Duration strings such as 'PT10S' use PoolConfig.from_java()"
         raise ValueError(
-            f"{_both(name)} must be a number of seconds, got {_show(value)} "
-            f"(a {type(value).__name__}); {fix}{hint}"
+            f"{_both(name)} must be a number of seconds, got {_show(value)} (a {type(value).__name__}); {fix}{hint}"
         )
     seconds = float(value)
     if math.isnan(seconds):
         raise ValueError(f"{_both(name)} must be a number of seconds, got nan; {fix}")
     if math.isinf(seconds):
         raise ValueError(
-            f"{_both(name)} must be finite, got {seconds}; the Java SDK has no 'wait forever' "
-            f"setting, so {fix}"
+            f"{_both(name)} must be finite, got {seconds}; the Java SDK has no 'wait forever' setting, so {fix}"
         )
     if seconds <= 0:
         raise ValueError(
@@ -169,8 +172,7 @@ def _check_count(name: str, value: Any) -> int:
         elif isinstance(value, str):
             hint = "; for text such as '32' use PoolConfig.from_java() or from_env()"
         raise ValueError(
-            f"{_both(name)} must be a positive whole number, got {_show(value)} "
-            f"(a {type(value).__name__}); {fix}{hint}"
+            f"{_both(name)} must be a positive whole number, got {_show(value)} (a {type(value).__name__}); {fix}{hint}"
         )
     count = int(value)
     if count < 1:
@@ -242,7 +244,7 @@ def _caller_stacklevel() -> int:
     """stacklevel for warnings.warn called from the caller of this function, pointing past
     this module, dataclasses.replace and the generated __init__ at the user's line."""
     internal = {__file__, dataclasses.__file__}
-    frame = sys._getframe(2)
+    frame: types.FrameType | None = sys._getframe(2)
     level = 2
     while frame is not None and (
         frame.f_code.co_filename in internal
@@ -293,8 +295,7 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
             "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
         ),
         "connection_idle_timeout": (
-            "none in requests/urllib3; dashnb's adapter discards pooled connections idle longer "
-            "than this",
+            "none in requests/urllib3; dashnb's adapter discards pooled connections idle longer than this",
             "TCPConnector(keepalive_timeout=...)",
             "OkHttp's ConnectionPool closes connections idle this long. A server or load "
             "balancer may close idle connections sooner; reusing one it already closed costs "
@@ -309,8 +310,7 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
             "a free slot.",
         ),
         "maximum_async_requests": (
-            "none; bound concurrency with the size of your thread pool "
-            "(ThreadPoolExecutor(max_workers=...))",
+            "none; bound concurrency with the size of your thread pool (ThreadPoolExecutor(max_workers=...))",
             "dashnb's request queue (a semaphore taken outside the timeouts)",
             "OkHttp Dispatcher.maxRequests: queues async (enqueued) calls only; blocking calls "
             "bypass it. Keep maximumAsyncRequests <= connectionPoolSize.",
@@ -365,9 +365,9 @@ class PoolConfig:
     read_timeout: float = JAVA_DEFAULTS["read_timeout"]
     write_timeout: float = JAVA_DEFAULTS["write_timeout"]
     connection_idle_timeout: float = JAVA_DEFAULTS["connection_idle_timeout"]
-    connection_pool_size: int = JAVA_DEFAULTS["connection_pool_size"]
-    maximum_async_requests: int = JAVA_DEFAULTS["maximum_async_requests"]
-    maximum_async_requests_per_host: int = JAVA_DEFAULTS["maximum_async_requests_per_host"]
+    connection_pool_size: int = int(JAVA_DEFAULTS["connection_pool_size"])
+    maximum_async_requests: int = int(JAVA_DEFAULTS["maximum_async_requests"])
+    maximum_async_requests_per_host: int = int(JAVA_DEFAULTS["maximum_async_requests_per_host"])
     strict: bool = False
 
     JAVA_DEFAULTS: ClassVar[Mapping[str, float | int]] = JAVA_DEFAULTS
@@ -433,8 +433,7 @@ class PoolConfig:
         """
         if not isinstance(mapping, Mapping):
             raise TypeError(
-                f"PoolConfig.from_java() needs a mapping of setting names to values, got "
-                f"{type(mapping).__name__}"
+                f"PoolConfig.from_java() needs a mapping of setting names to values, got {type(mapping).__name__}"
             )
         by_name = {**{camel: snake for snake, camel in JAVA_NAMES.items()}, **{s: s for s in JAVA_NAMES}}
         values: dict[str, Any] = {}
@@ -449,9 +448,7 @@ class PoolConfig:
                     f"{', '.join(JAVA_NAMES.values())} (or in snake_case: {', '.join(JAVA_NAMES)})"
                 )
             if name in values:
-                raise ValueError(
-                    f"{_both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one"
-                )
+                raise ValueError(f"{_both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one")
             given_as[name] = key
             try:
                 values[name] = _parse_text(name, value) if isinstance(value, str) else _check(name, value)
@@ -487,9 +484,7 @@ class PoolConfig:
 
     def __repr__(self) -> str:
         changed = [
-            f"{name}={getattr(self, name)!r}"
-            for name in JAVA_NAMES
-            if getattr(self, name) != JAVA_DEFAULTS[name]
+            f"{name}={getattr(self, name)!r}" for name in JAVA_NAMES if getattr(self, name) != JAVA_DEFAULTS[name]
         ]
         if self.strict:
             changed.append("strict=True")

@@ -85,7 +85,8 @@ class DashScope:
             raise MissingApiKeyError(
                 f"no API key for {self.label}: set the {API_KEY_ENV} environment variable or pass "
                 f"DashScope({self.region!r}, api_key=...); keys are per region "
-                f"(https://www.alibabacloud.com/help/en/model-studio/get-api-key)")
+                f"(https://www.alibabacloud.com/help/en/model-studio/get-api-key)"
+            )
         return key
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -99,7 +100,7 @@ class DashScope:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DashScope):
             return NotImplemented
-        return (self.region, self.__key) == (other.region, other._DashScope__key)
+        return (self.region, self.__key) == (other.region, other.__key)
 
     def __hash__(self) -> int:
         return hash((DashScope, self.region))
@@ -111,8 +112,7 @@ class DashScope:
         import html
 
         key = "set" if self.has_api_key else f"missing (set {API_KEY_ENV})"
-        return (f"<b>{html.escape(self.label)}</b> <code>{html.escape(self.base_url)}</code>, "
-                f"API key {html.escape(key)}")
+        return f"<b>{html.escape(self.label)}</b> <code>{html.escape(self.base_url)}</code>, API key {html.escape(key)}"
 
 
 def endpoint(*, region: str = "intl") -> Any:

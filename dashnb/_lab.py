@@ -45,7 +45,8 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import traitlets
 from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
@@ -63,8 +64,17 @@ TLS_CHOICES = ("1.3", "1.2", "off")
 
 # The settings a change of which re-measures (the order of the panel's controls).
 SETTINGS = (
-    "rtt_ms", "tls", "connection_pool_size", "limit_per_host", "connect_timeout", "read_timeout",
-    "idle_timeout", "concurrency", "calls", "modes", "side_by_side",
+    "rtt_ms",
+    "tls",
+    "connection_pool_size",
+    "limit_per_host",
+    "connect_timeout",
+    "read_timeout",
+    "idle_timeout",
+    "concurrency",
+    "calls",
+    "modes",
+    "side_by_side",
 )
 
 
@@ -101,7 +111,8 @@ class LabSettings:
             # panel (constraint_problems) rather than as a warning in the kernel log.
             warnings.simplefilter("ignore", PoolConfigWarning)
             cfg = PoolConfig(
-                connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
                 connection_idle_timeout=self.idle_timeout,
                 connection_pool_size=self.connection_pool_size,
                 maximum_async_requests=self.connection_pool_size,
@@ -137,8 +148,9 @@ class LabModel(HasTraits):
 
     rtt_ms = Float(_DEFAULTS.rtt_ms, help="emulated round trip, ms")
     tls = Enum(TLS_CHOICES, default_value=_DEFAULTS.tls, help="emulator TLS version, or off (plain HTTP)")
-    connection_pool_size = Int(_DEFAULTS.connection_pool_size,
-                               help="Java connectionPoolSize = requests pool_maxsize = aiohttp limit")
+    connection_pool_size = Int(
+        _DEFAULTS.connection_pool_size, help="Java connectionPoolSize = requests pool_maxsize = aiohttp limit"
+    )
     limit_per_host = Int(_DEFAULTS.limit_per_host, help="Java maximumAsyncRequestsPerHost = aiohttp limit_per_host")
     connect_timeout = Float(_DEFAULTS.connect_timeout, help="seconds")
     read_timeout = Float(_DEFAULTS.read_timeout, help="seconds")
@@ -175,7 +187,7 @@ class LabModel(HasTraits):
         self._futures: list[concurrent.futures.Future] = []
         self._stop: threading.Event | None = None
         self._generation = 0
-        self._task: asyncio.Task | None = None          # the scheduled (debounced) measurement
+        self._task: asyncio.Task | None = None  # the scheduled (debounced) measurement
         self._measure_task: asyncio.Task | None = None  # the task inside measure()
         self._warmed = False
         self._closed = False
@@ -201,7 +213,8 @@ class LabModel(HasTraits):
         value = proposal["value"]
         if not 0.001 <= value <= 2_147_483:
             raise traitlets.TraitError(
-                f"{proposal['trait'].name} must be between 0.001 and 2147483 seconds, got {value!r}")
+                f"{proposal['trait'].name} must be between 0.001 and 2147483 seconds, got {value!r}"
+            )
         return value
 
     @validate("modes")
@@ -359,8 +372,16 @@ class LabModel(HasTraits):
                 self._emulators.append(emulator.start(rtt_ms=settings.rtt_ms, tls=settings.tls, shared=False))
             return self._emulators[i]
 
-    def _run_group(self, i: int, modes: Sequence[str], settings: LabSettings, config: Any, warm: bool,
-                   progress: Any, stop: threading.Event) -> Comparison:
+    def _run_group(
+        self,
+        i: int,
+        modes: Sequence[str],
+        settings: LabSettings,
+        config: Any,
+        warm: bool,
+        progress: Any,
+        stop: threading.Event,
+    ) -> Comparison:
         if stop.is_set():
             raise _Stopped()
         emu = self._emulator(i, settings)
@@ -369,10 +390,18 @@ class LabModel(HasTraits):
             # compare()'s own warm-up would use the lab's settings, and a read timeout set below
             # the round trip would then fail it: warm up (imports, first TLS context, each mode's
             # code path) with the default config, and count nothing of it.
-            compare(modes, calls=1, concurrency=1, endpoint=emu, warmup=True,
-                    progress=lambda _done, _total: _check(stop))
-        return compare(modes, calls=settings.calls, concurrency=settings.concurrency, config=config,
-                       endpoint=emu, warmup=False, progress=progress)
+            compare(
+                modes, calls=1, concurrency=1, endpoint=emu, warmup=True, progress=lambda _done, _total: _check(stop)
+            )
+        return compare(
+            modes,
+            calls=settings.calls,
+            concurrency=settings.concurrency,
+            config=config,
+            endpoint=emu,
+            warmup=False,
+            progress=progress,
+        )
 
     @property
     def emulators(self) -> list[Any]:
@@ -447,11 +476,12 @@ def _merge(comparisons: Sequence[Comparison], settings: LabSettings) -> Comparis
     ordered = {m: measurements[m] for m in settings.modes if m in measurements}
     merged = dict(comparisons[0].settings)
     if len(comparisons) > 1:
-        merged["endpoint"] = (f"{len(comparisons)} emulators side by side "
-                              f"({'no TLS' if settings.tls == 'off' else 'TLS ' + settings.tls}, "
-                              f"rtt {settings.rtt_ms:g} ms)")
-    merged.update(modes=list(settings.modes), side_by_side=settings.side_by_side,
-                  lab=dataclasses.asdict(settings))
+        merged["endpoint"] = (
+            f"{len(comparisons)} emulators side by side "
+            f"({'no TLS' if settings.tls == 'off' else 'TLS ' + settings.tls}, "
+            f"rtt {settings.rtt_ms:g} ms)"
+        )
+    merged.update(modes=list(settings.modes), side_by_side=settings.side_by_side, lab=dataclasses.asdict(settings))
     return Comparison(ordered, merged)
 
 
@@ -468,6 +498,7 @@ def _done_text(result: Comparison, seconds: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # the plot (matplotlib's object API: no pyplot state, nothing left open)
 # ---------------------------------------------------------------------------------------------
+
 
 def figure(result: Comparison, settings: LabSettings | None = None):
     """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode."""
@@ -489,10 +520,20 @@ def figure(result: Comparison, settings: LabSettings | None = None):
         xs = [x - 0.22 + 0.44 * (i + 0.5) / n for i in range(len(ok))]
         ax_lat.scatter(xs, ok, s=14, color=color, zorder=3)
         if m.summary.errors:
-            ax_lat.annotate(f"{m.summary.errors} failed", (x, 0), ha="center", va="bottom", color="red",
-                            fontsize="small", xytext=(0, 2), textcoords="offset points")
-    ax_lat.set_xticks(range(len(names)), [
-        f"{m.mode}\np50 {m.summary.p50_ms:.0f} ms" if m.summary.p50_ms is not None else m.mode for m in shown])
+            ax_lat.annotate(
+                f"{m.summary.errors} failed",
+                (x, 0),
+                ha="center",
+                va="bottom",
+                color="red",
+                fontsize="small",
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    ax_lat.set_xticks(
+        range(len(names)),
+        [f"{m.mode}\np50 {m.summary.p50_ms:.0f} ms" if m.summary.p50_ms is not None else m.mode for m in shown],
+    )
     ax_lat.set_ylabel("call latency (ms)")
     ax_lat.set_ylim(bottom=0)
     ax_lat.margins(y=0.15)
@@ -503,18 +544,24 @@ def figure(result: Comparison, settings: LabSettings | None = None):
     ax_conn.barh(range(len(names)), conns, color=colors)
     for y, m in enumerate(shown):
         s = m.summary
-        ax_conn.annotate(f"{s.client_connections if s.client_connections is not None else '?'}"
-                         f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})",
-                         (conns[y], y), va="center", fontsize="small",
-                         xytext=(3, 0), textcoords="offset points")
+        ax_conn.annotate(
+            f"{s.client_connections if s.client_connections is not None else '?'}"
+            f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})",
+            (conns[y], y),
+            va="center",
+            fontsize="small",
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
     ax_conn.set_yticks(range(len(names)), names)
     ax_conn.invert_yaxis()
     ax_conn.set_xlabel("connections opened")
     ax_conn.set_xlim(0, max([1, *conns]) * 1.7)
     ax_conn.set_title("Connections opened")
     if settings is not None:
-        fig.suptitle(f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}",
-                     fontsize="medium")
+        fig.suptitle(
+            f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}", fontsize="medium"
+        )
     return fig
 
 
@@ -528,6 +575,7 @@ def figure_png(result: Comparison, settings: LabSettings | None = None, *, dpi: 
 # ---------------------------------------------------------------------------------------------
 # the view
 # ---------------------------------------------------------------------------------------------
+
 
 def _view_class():
     global _LatencyLab
@@ -552,30 +600,54 @@ def _view_class():
             m = self.model
             c = dict(continuous_update=False, style=wide, layout=slider_layout)
             self.controls = {
-                "rtt_ms": w.FloatSlider(min=0, max=200, step=5, description="round trip (ms)", readout_format=".0f", **c),
-                "tls": w.Dropdown(options=[("TLS 1.3", "1.3"), ("TLS 1.2", "1.2"), ("off (plain HTTP)", "off")],
-                                  description="TLS", style=wide, layout=slider_layout),
-                "connection_pool_size": w.IntSlider(min=1, max=64, description="pool size / limit",
-                                                    tooltip="Java connectionPoolSize: requests pool_maxsize "
-                                                            "and aiohttp TCPConnector(limit=...)", **c),
-                "limit_per_host": w.IntSlider(min=1, max=64, description="limit_per_host",
-                                              tooltip="Java maximumAsyncRequestsPerHost: aiohttp "
-                                                      "TCPConnector(limit_per_host=...)", **c),
-                "connect_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="connect timeout (s)",
-                                                    readout_format=".3g", **c),
-                "read_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="read timeout (s)",
-                                                 readout_format=".3g", **c),
-                "idle_timeout": w.FloatLogSlider(min=-2, max=2.5, step=0.1, description="idle timeout (s)",
-                                                 readout_format=".3g", **c),
+                "rtt_ms": w.FloatSlider(
+                    min=0, max=200, step=5, description="round trip (ms)", readout_format=".0f", **c
+                ),
+                "tls": w.Dropdown(
+                    options=[("TLS 1.3", "1.3"), ("TLS 1.2", "1.2"), ("off (plain HTTP)", "off")],
+                    description="TLS",
+                    style=wide,
+                    layout=slider_layout,
+                ),
+                "connection_pool_size": w.IntSlider(
+                    min=1,
+                    max=64,
+                    description="pool size / limit",
+                    tooltip="Java connectionPoolSize: requests pool_maxsize and aiohttp TCPConnector(limit=...)",
+                    **c,
+                ),
+                "limit_per_host": w.IntSlider(
+                    min=1,
+                    max=64,
+                    description="limit_per_host",
+                    tooltip="Java maximumAsyncRequestsPerHost: aiohttp TCPConnector(limit_per_host=...)",
+                    **c,
+                ),
+                "connect_timeout": w.FloatLogSlider(
+                    min=-2, max=2.5, step=0.1, description="connect timeout (s)", readout_format=".3g", **c
+                ),
+                "read_timeout": w.FloatLogSlider(
+                    min=-2, max=2.5, step=0.1, description="read timeout (s)", readout_format=".3g", **c
+                ),
+                "idle_timeout": w.FloatLogSlider(
+                    min=-2, max=2.5, step=0.1, description="idle timeout (s)", readout_format=".3g", **c
+                ),
                 "concurrency": w.IntSlider(min=1, max=32, description="concurrency", **c),
                 "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
                 "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
             }
             for name, control in self.controls.items():
                 w.link((m, name), (control, "value"))
-            self.mode_boxes = {name: w.Checkbox(value=name in m.modes, description=name, indent=False,
-                                                tooltip=MODES[name], layout=w.Layout(width="140px"))
-                               for name in MODES}
+            self.mode_boxes = {
+                name: w.Checkbox(
+                    value=name in m.modes,
+                    description=name,
+                    indent=False,
+                    tooltip=MODES[name],
+                    layout=w.Layout(width="140px"),
+                )
+                for name in MODES
+            }
             for box in self.mode_boxes.values():
                 box.observe(self._boxes_changed, names="value")
             m.observe(self._modes_changed, names="modes")
@@ -585,20 +657,50 @@ def _view_class():
             self.table = w.HTML()
             k = self.controls
             note = w.HTML(
-                "<div style='line-height:1.35'><small>pool size is one Java setting (connectionPoolSize) that dashnb maps to requests' "
+                "<div style='line-height:1.35'><small>pool size is one Java setting (connectionPoolSize) "
+                "that dashnb maps to requests' "
                 "<code>pool_maxsize</code> (connections kept) and aiohttp's <code>limit</code> (connections "
                 "open); limit_per_host is maximumAsyncRequestsPerHost.</small></div>",
-                layout=w.Layout(width="370px"))
-            columns = w.HBox([
-                w.VBox([w.HTML("<b>Network</b>"), k["rtt_ms"], k["tls"], w.HTML("<b>Load</b>"), k["calls"],
-                        k["concurrency"], k["side_by_side"]]),
-                w.VBox([w.HTML("<b>Pool</b>"), k["connection_pool_size"], k["limit_per_host"], k["connect_timeout"],
-                        k["read_timeout"], k["idle_timeout"], note]),
-            ])
-            modes = w.HBox([w.HTML("<b>Modes</b>&nbsp;"), w.GridBox(list(self.mode_boxes.values()),
-                            layout=w.Layout(grid_template_columns="repeat(4, 150px)"))])
-            super().__init__([columns, modes, self.status, self.plot, self.table],
-                             layout=w.Layout(border="1px solid #ddd", padding="6px"))
+                layout=w.Layout(width="370px"),
+            )
+            columns = w.HBox(
+                [
+                    w.VBox(
+                        [
+                            w.HTML("<b>Network</b>"),
+                            k["rtt_ms"],
+                            k["tls"],
+                            w.HTML("<b>Load</b>"),
+                            k["calls"],
+                            k["concurrency"],
+                            k["side_by_side"],
+                        ]
+                    ),
+                    w.VBox(
+                        [
+                            w.HTML("<b>Pool</b>"),
+                            k["connection_pool_size"],
+                            k["limit_per_host"],
+                            k["connect_timeout"],
+                            k["read_timeout"],
+                            k["idle_timeout"],
+                            note,
+                        ]
+                    ),
+                ]
+            )
+            modes = w.HBox(
+                [
+                    w.HTML("<b>Modes</b>&nbsp;"),
+                    w.GridBox(
+                        list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(4, 150px)")
+                    ),
+                ]
+            )
+            super().__init__(
+                [columns, modes, self.status, self.plot, self.table],
+                layout=w.Layout(border="1px solid #ddd", padding="6px"),
+            )
             self.add_class("dashnb-lab")
             # Stable hooks for the browser tests (and anyone styling the panel).
             self.status.add_class("dashnb-lab-status")
@@ -648,15 +750,18 @@ def _view_class():
             png = figure_png(result, settings)
             # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
             # see the same outputs and nothing lands in whatever cell happens to be running.
-            self.plot.outputs = ({
-                "output_type": "display_data",
-                "data": {"image/png": base64.b64encode(png).decode("ascii"),
-                         "text/plain": f"<latency plot: {settings.label}>"},
-                "metadata": {},
-            },)
+            self.plot.outputs = (
+                {
+                    "output_type": "display_data",
+                    "data": {
+                        "image/png": base64.b64encode(png).decode("ascii"),
+                        "text/plain": f"<latency plot: {settings.label}>",
+                    },
+                    "metadata": {},
+                },
+            )
             notes = [*result.notes(), *m.problems]
-            self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>",
-                                          notes=notes)
+            self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>", notes=notes)
 
         def close(self) -> None:
             self.model.close()

@@ -33,7 +33,8 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from . import _observe
 from ._stats import CallTiming, ModeSummary, format_table, html_table, summarize
@@ -65,6 +66,7 @@ _AUTO_PROGRESS_CALLS = 200
 # one call
 # ---------------------------------------------------------------------------------------------
 
+
 def _outcome(resp: Any) -> tuple[int | None, str | None]:
     """(status, error) of an SDK response: the SDK returns HTTP errors instead of raising."""
     status = getattr(resp, "status_code", None)
@@ -74,21 +76,41 @@ def _outcome(resp: Any) -> tuple[int | None, str | None]:
     return status, (code or f"HTTP {status}")
 
 
-def _timing(mode: str, index: int, block: int, start: float, end: float, status: int | None,
-            error: str | None, sample: _observe.CallSample, reused: bool | None = None) -> CallTiming:
+def _timing(
+    mode: str,
+    index: int,
+    block: int,
+    start: float,
+    end: float,
+    status: int | None,
+    error: str | None,
+    sample: _observe.CallSample,
+    reused: bool | None = None,
+) -> CallTiming:
     if sample.path is None:  # not an instrumented session: only what the caller could see
         return CallTiming(mode, index, block, start=start, end=end, status=status, error=error, reused=reused)
-    return CallTiming(mode, index, block, start=start, end=end, status=status, error=error,
-                      reused=sample.reused, queued_s=sample.queued_s, connect_s=sample.connect_s,
-                      tls_s=sample.tls_s, ttfb_s=sample.ttfb_s, connection_id=sample.connection_id,
-                      attempts=sample.attempts)
+    return CallTiming(
+        mode,
+        index,
+        block,
+        start=start,
+        end=end,
+        status=status,
+        error=error,
+        reused=sample.reused,
+        queued_s=sample.queued_s,
+        connect_s=sample.connect_s,
+        tls_s=sample.tls_s,
+        ttfb_s=sample.ttfb_s,
+        connection_id=sample.connection_id,
+        attempts=sample.attempts,
+    )
 
 
 class _Context:
     """What every mode needs: where to call, with which settings."""
 
-    def __init__(self, endpoint: Any, config: Any, *, model: str, prompt: str, concurrency: int,
-                 session: Any) -> None:
+    def __init__(self, endpoint: Any, config: Any, *, model: str, prompt: str, concurrency: int, session: Any) -> None:
         self.endpoint = endpoint
         self.config = config
         self.model = model
@@ -99,8 +121,9 @@ class _Context:
 
     def call_kwargs(self, session: Any = None) -> dict[str, Any]:
         # Per call, not through dashscope's module globals, so a comparison leaves them alone.
-        kwargs = dict(model=self.model, prompt=self.prompt, api_key=self.endpoint.api_key,
-                      base_address=self.endpoint.base_url)
+        kwargs = dict(
+            model=self.model, prompt=self.prompt, api_key=self.endpoint.api_key, base_address=self.endpoint.base_url
+        )
         if session is not None:  # None: the SDK's own shared session
             kwargs["session"] = session
         return kwargs
@@ -193,8 +216,12 @@ def _sequential(call: Callable[[int], CallTiming], indices: Sequence[int], on_do
     return out
 
 
-def _threaded(pool: concurrent.futures.ThreadPoolExecutor, call: Callable[[int], CallTiming],
-              indices: Sequence[int], on_done: OnDone) -> list[CallTiming]:
+def _threaded(
+    pool: concurrent.futures.ThreadPoolExecutor,
+    call: Callable[[int], CallTiming],
+    indices: Sequence[int],
+    on_done: OnDone,
+) -> list[CallTiming]:
     futures = [pool.submit(call, i) for i in indices]
     out = []
     try:
@@ -212,8 +239,7 @@ def _threaded(pool: concurrent.futures.ThreadPoolExecutor, call: Callable[[int],
     return out
 
 
-async def _bounded(call: Callable[[int], Any], indices: Sequence[int], limit: int,
-                   on_done: OnDone) -> list[CallTiming]:
+async def _bounded(call: Callable[[int], Any], indices: Sequence[int], limit: int, on_done: OnDone) -> list[CallTiming]:
     """Run ``call(i)`` for every index with at most ``limit`` in flight; ``on_done`` runs here,
     in the driving task, so an exception from it cancels the workers before it propagates."""
     todo = iter(indices)
@@ -305,8 +331,9 @@ class _Async(_SessionMode):
 
     async def arun_block(self, indices, block, on_done):
         aio = self.session.aiohttp
-        return await _bounded(lambda i: self.ctx.async_call(self.name, i, block, aio), indices,
-                              self.ctx.concurrency, on_done)
+        return await _bounded(
+            lambda i: self.ctx.async_call(self.name, i, block, aio), indices, self.ctx.concurrency, on_done
+        )
 
 
 class _PerCall(_Mode):
@@ -422,8 +449,16 @@ class _SdkDefault(_Mode):
         t = self.ctx.sync_call(self.name, i, block, None)
         # One call at a time, so the pool's counter tells whether this call opened a connection.
         if t.status is not None:
-            t = CallTiming(t.mode, t.index, t.block, start=t.start, end=t.end, status=t.status,
-                           error=t.error, reused=_sdk_pool_connections() == before)
+            t = CallTiming(
+                t.mode,
+                t.index,
+                t.block,
+                start=t.start,
+                end=t.end,
+                status=t.status,
+                error=t.error,
+                reused=_sdk_pool_connections() == before,
+            )
         return t
 
     def run_block(self, indices, block, on_done):
@@ -445,14 +480,17 @@ class _SdkAsync(_Mode):
     def skip_reason(self) -> str | None:
         ep = self.ctx.endpoint
         if getattr(ep, "ca_path", None) and not str(ep.base_url).startswith("http://"):
-            return ("the SDK's shared aiohttp session trusts certifi's CA bundle only (it ignores "
-                    "REQUESTS_CA_BUNDLE and SSL_CERT_FILE), so it cannot verify the emulator's private CA; "
-                    "use mode 'async' (session=), or an emulator with tls='off'")
+            return (
+                "the SDK's shared aiohttp session trusts certifi's CA bundle only (it ignores "
+                "REQUESTS_CA_BUNDLE and SSL_CERT_FILE), so it cannot verify the emulator's private CA; "
+                "use mode 'async' (session=), or an emulator with tls='off'"
+            )
         return None
 
     async def arun_block(self, indices, block, on_done):
-        return await _bounded(lambda i: self.ctx.async_call(self.name, i, block, None), indices,
-                              self.ctx.concurrency, on_done)
+        return await _bounded(
+            lambda i: self.ctx.async_call(self.name, i, block, None), indices, self.ctx.concurrency, on_done
+        )
 
     async def aclose(self) -> None:
         import dashscope
@@ -475,6 +513,7 @@ _MODE_CLASSES: dict[str, type[_Mode]] = {
 # ---------------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------------
+
 
 class Measurement:
     """One mode's calls (``.calls``, frozen ``CallTiming`` records) and their ``.summary``."""
@@ -500,8 +539,10 @@ class Measurement:
         s = self.summary
         if s.skipped:
             return f"<Measurement {self.mode}: skipped ({s.skipped})>"
-        return (f"<Measurement {self.mode}: {s.calls} calls, p50 {_f(s.p50_ms)} ms, p90 {_f(s.p90_ms)} ms, "
-                f"{s.errors} errors, {s.client_connections} connections opened>")
+        return (
+            f"<Measurement {self.mode}: {s.calls} calls, p50 {_f(s.p50_ms)} ms, p90 {_f(s.p90_ms)} ms, "
+            f"{s.errors} errors, {s.client_connections} connections opened>"
+        )
 
     def __str__(self) -> str:
         return format_table([self.summary])
@@ -550,8 +591,7 @@ class Comparison:
 
     def connection_mismatches(self) -> dict[str, tuple[int, int]]:
         """Modes whose client-side connection count differs from the emulator's: (client, server)."""
-        return {s.mode: (s.client_connections, s.tcp_connections) for s in self.summary
-                if s.connections_agree is False}
+        return {s.mode: (s.client_connections, s.tcp_connections) for s in self.summary if s.connections_agree is False}
 
     def notes(self) -> list[str]:
         out = []
@@ -562,20 +602,26 @@ class Comparison:
         checked = [s for s in self.summary if s.connections_agree is not None]
         if checked:
             bad = self.connection_mismatches()
-            out.append("Client and emulator connection counts agree for every mode."
-                       if not bad else
-                       "Client and emulator connection counts DISAGREE for: "
-                       + ", ".join(f"{m} (client {c}, server {s})" for m, (c, s) in bad.items()))
+            out.append(
+                "Client and emulator connection counts agree for every mode."
+                if not bad
+                else "Client and emulator connection counts DISAGREE for: "
+                + ", ".join(f"{m} (client {c}, server {s})" for m, (c, s) in bad.items())
+            )
         return out
 
     def _title(self) -> str:
         st = self.settings
-        return (f"{st.get('endpoint', '?')}: {st.get('calls')} calls per mode, concurrency "
-                f"{st.get('concurrency')}, {st.get('rounds')} interleaved rounds")
+        return (
+            f"{st.get('endpoint', '?')}: {st.get('calls')} calls per mode, concurrency "
+            f"{st.get('concurrency')}, {st.get('rounds')} interleaved rounds"
+        )
 
     def to_dict(self, *, calls: bool = False) -> dict[str, Any]:
-        return {"settings": dict(self.settings),
-                "modes": {name: m.to_dict(calls=calls) for name, m in self.measurements.items()}}
+        return {
+            "settings": dict(self.settings),
+            "modes": {name: m.to_dict(calls=calls) for name, m in self.measurements.items()},
+        }
 
     def to_json(self, *, calls: bool = False, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(calls=calls), indent=indent, allow_nan=False, default=str)
@@ -588,8 +634,9 @@ class Comparison:
     def _repr_html_(self) -> str:
         import html
 
-        return html_table(self.summary, caption=f"<b>dashnb.compare</b> {html.escape(self._title())}",
-                          notes=self.notes())
+        return html_table(
+            self.summary, caption=f"<b>dashnb.compare</b> {html.escape(self._title())}", notes=self.notes()
+        )
 
     def plot(self, **kwargs: Any):
         return _plot(self.measurements, **kwargs)
@@ -662,8 +709,7 @@ def _plot(measurements: dict[str, Measurement], *, max_calls: int = 60):
             rest = max(0.0, c.total * 1e3 - q - h)
             for width, key in ((q, "queued"), (h, "handshake"), (rest, "request")):
                 if width > 0:
-                    ax_line.barh(row, width, left=x, height=0.8, color=seg[key],
-                                 edgecolor="none" if c.ok else "red")
+                    ax_line.barh(row, width, left=x, height=0.8, color=seg[key], edgecolor="none" if c.ok else "red")
                 x += width
             row += 1
         ticks.append((top + row - 1) / 2)
@@ -675,16 +721,22 @@ def _plot(measurements: dict[str, Measurement], *, max_calls: int = 60):
     ax_line.set_title("Per call: connect + TLS handshake vs request")
     from matplotlib.patches import Patch
 
-    ax_line.legend(handles=[Patch(color=seg["handshake"], label="connect + TLS handshake"),
-                            Patch(color=seg["request"], label="request (to last byte)"),
-                            Patch(color=seg["queued"], label="waiting for a slot")],
-                   fontsize="small", loc="lower right")
+    ax_line.legend(
+        handles=[
+            Patch(color=seg["handshake"], label="connect + TLS handshake"),
+            Patch(color=seg["request"], label="request (to last byte)"),
+            Patch(color=seg["queued"], label="waiting for a slot"),
+        ],
+        fontsize="small",
+        loc="lower right",
+    )
     return fig
 
 
 # ---------------------------------------------------------------------------------------------
 # running
 # ---------------------------------------------------------------------------------------------
+
 
 class _Progress:
     """``progress``: None (a bar for long runs), True/False, or a callable(done, total)."""
@@ -761,6 +813,7 @@ def _warm_up(ctx: _Context, sync: bool, aio: bool) -> None:
         if t.status is None:
             failures.append(t.error)
     if aio:
+
         async def one() -> CallTiming:
             s = build_aiohttp_session(ctx.config, ctx.endpoint)
             try:
@@ -772,8 +825,10 @@ def _warm_up(ctx: _Context, sync: bool, aio: bool) -> None:
         if t.status is None:
             failures.append(t.error)
     if failures:
-        raise RuntimeError(f"warm-up call to {ctx.endpoint.label} failed ({', '.join(map(str, failures))}); "
-                           f"is the endpoint reachable and its CA trusted?")
+        raise RuntimeError(
+            f"warm-up call to {ctx.endpoint.label} failed ({', '.join(map(str, failures))}); "
+            f"is the endpoint reachable and its CA trusted?"
+        )
 
 
 def _settings(ctx: _Context, modes: Sequence[str], calls: int, rounds: int) -> dict[str, Any]:
@@ -807,9 +862,20 @@ def _settings(ctx: _Context, modes: Sequence[str], calls: int, rounds: int) -> d
     }
 
 
-def compare(modes: Iterable[str] = DEFAULT_MODES, *, calls: int = 30, concurrency: int = 8, config: Any = None,
-            endpoint: Any = None, session: Any = None, model: str = "qwen-plus", prompt: str = "Say hi.",
-            warmup: bool = True, rounds: int | None = None, progress: Any = None) -> Comparison:
+def compare(
+    modes: Iterable[str] = DEFAULT_MODES,
+    *,
+    calls: int = 30,
+    concurrency: int = 8,
+    config: Any = None,
+    endpoint: Any = None,
+    session: Any = None,
+    model: str = "qwen-plus",
+    prompt: str = "Say hi.",
+    warmup: bool = True,
+    rounds: int | None = None,
+    progress: Any = None,
+) -> Comparison:
     """Call the model ``calls`` times in each mode and return a ``Comparison``.
 
     - ``modes``: names from ``dashnb.MODES`` (default: the six of ``DEFAULT_MODES``).
@@ -854,8 +920,7 @@ def compare(modes: Iterable[str] = DEFAULT_MODES, *, calls: int = 30, concurrenc
         blocks = _blocks(calls, max(1, min(rounds, calls)))
         settings = _settings(ctx, modes, calls, len(blocks))
         if warmup and active:
-            _warm_up(ctx, sync=any(not objs[m].is_async for m in active),
-                     aio=any(objs[m].is_async for m in active))
+            _warm_up(ctx, sync=any(not objs[m].is_async for m in active), aio=any(objs[m].is_async for m in active))
         records: dict[str, list[CallTiming]] = {m: [] for m in active}
         wall = dict.fromkeys(active, 0.0)
         client: dict[str, int | None] = dict.fromkeys(active, 0)
@@ -873,16 +938,23 @@ def compare(modes: Iterable[str] = DEFAULT_MODES, *, calls: int = 30, concurrenc
             if skipped[name] is not None:
                 summary = summarize(name, [], wall_s=0.0, concurrency=m.concurrency, skipped=skipped[name])
             else:
-                summary = summarize(name, records[name], wall_s=wall[name], concurrency=m.concurrency,
-                                    client_connections=client[name], server=server[name])
+                summary = summarize(
+                    name,
+                    records[name],
+                    wall_s=wall[name],
+                    concurrency=m.concurrency,
+                    client_connections=client[name],
+                    server=server[name],
+                )
             results[name] = Measurement(name, records.get(name, ()), summary)
     finally:
         _close_modes(objs)
     return Comparison(results, settings)
 
 
-def _run_block(mode: _Mode, block: range, b: int, bar: _Progress, records: list, wall: dict,
-               client: dict, server: dict) -> None:
+def _run_block(
+    mode: _Mode, block: range, b: int, bar: _Progress, records: list, wall: dict, client: dict, server: dict
+) -> None:
     from ._run import run
 
     name = mode.name
@@ -914,6 +986,7 @@ def _close_modes(objs: dict[str, _Mode]) -> None:
 
     aio = [m for m in objs.values() if m.is_async]
     if aio:
+
         async def close_all() -> None:
             for m in aio:
                 with contextlib.suppress(Exception):
@@ -937,6 +1010,7 @@ def measure(mode: str = "shared", *, calls: int = 30, concurrency: int = 8, **kw
 # CLI: python -m dashnb bench
 # ---------------------------------------------------------------------------------------------
 
+
 def _mode_list(text: str) -> list[str]:
     out = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in out if m not in MODES]
@@ -949,22 +1023,38 @@ def _mode_list(text: str) -> list[str]:
 
 def add_bench_parser(sub: Any) -> None:
     """Add the ``bench`` subcommand to the ``python -m dashnb`` parser."""
-    p = sub.add_parser("bench", help="compare connection-reuse modes through the dashscope SDK",
-                       description="Call the model in each mode (interleaved, after a warm-up) and print "
-                                   "p50/p90/p99/mean latency, throughput, and connections opened as the "
-                                   "client and the emulator counted them.")
+    p = sub.add_parser(
+        "bench",
+        help="compare connection-reuse modes through the dashscope SDK",
+        description="Call the model in each mode (interleaved, after a warm-up) and print "
+        "p50/p90/p99/mean latency, throughput, and connections opened as the "
+        "client and the emulator counted them.",
+    )
     p.add_argument("--rtt-ms", type=float, default=40.0, help="emulated round trip (default 40)")
     p.add_argument("--calls", type=int, default=50, help="measured calls per mode (default 50)")
-    p.add_argument("--concurrency", type=int, default=16,
-                   help="threads / async calls in flight for the concurrent modes (default 16)")
-    p.add_argument("--modes", type=_mode_list, nargs="+", default=None, metavar="MODE",
-                   help=f"modes, space or comma separated (default: {' '.join(DEFAULT_MODES)}; "
-                        f"also: {' '.join(m for m in MODES if m not in DEFAULT_MODES)})")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="threads / async calls in flight for the concurrent modes (default 16)",
+    )
+    p.add_argument(
+        "--modes",
+        type=_mode_list,
+        nargs="+",
+        default=None,
+        metavar="MODE",
+        help=f"modes, space or comma separated (default: {' '.join(DEFAULT_MODES)}; "
+        f"also: {' '.join(m for m in MODES if m not in DEFAULT_MODES)})",
+    )
     p.add_argument("--tls", choices=("1.3", "1.2", "off"), default="1.3", help="emulator TLS version (default 1.3)")
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="emulated server time before the first byte")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
-    p.add_argument("--real", action="store_true",
-                   help="call the real DashScope service instead (needs DASHSCOPE_API_KEY; costs tokens)")
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="call the real DashScope service instead (needs DASHSCOPE_API_KEY; costs tokens)",
+    )
     p.add_argument("--region", choices=("intl", "cn"), default="intl", help="region for --real (default intl)")
     p.add_argument("--model", default="qwen-plus", help="model name (default qwen-plus)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -992,11 +1082,20 @@ def _bench(args: Any) -> int:
         except ValueError as exc:
             print(f"dashnb bench: {exc}", file=sys.stderr)
             return 2
-    print(f"dashnb bench: {endpoint.label}; {args.calls} calls per mode, concurrency {args.concurrency}",
-          file=sys.stderr, flush=True)
+    print(
+        f"dashnb bench: {endpoint.label}; {args.calls} calls per mode, concurrency {args.concurrency}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        result = compare(modes, calls=args.calls, concurrency=args.concurrency, endpoint=endpoint,
-                         model=args.model, progress=False if args.no_progress else (True if sys.stderr.isatty() else False))
+        result = compare(
+            modes,
+            calls=args.calls,
+            concurrency=args.concurrency,
+            endpoint=endpoint,
+            model=args.model,
+            progress=False if args.no_progress else (True if sys.stderr.isatty() else False),
+        )
     except KeyboardInterrupt:
         print("dashnb bench: interrupted", file=sys.stderr)
         return 130

@@ -27,10 +27,18 @@ import contextvars
 import dataclasses
 import itertools
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
-__all__ = ["CallRecord", "CallSample", "Observer", "PathStats", "SessionStats", "call_scope", "current_record",
-           "next_connection_id"]
+__all__ = [
+    "CallRecord",
+    "CallSample",
+    "Observer",
+    "PathStats",
+    "SessionStats",
+    "call_scope",
+    "current_record",
+    "next_connection_id",
+]
 
 PATHS = ("sync", "async")
 
@@ -73,8 +81,19 @@ class CallSample:
 class CallRecord:
     """The mutable record the hooks fill during one call; ``snapshot()`` freezes it."""
 
-    __slots__ = ("path", "reused", "queued_s", "connect_s", "tls_s", "ttfb_s", "connection_id",
-                 "requests_on_connection", "attempts", "error", "_sent_at")
+    __slots__ = (
+        "path",
+        "reused",
+        "queued_s",
+        "connect_s",
+        "tls_s",
+        "ttfb_s",
+        "connection_id",
+        "requests_on_connection",
+        "attempts",
+        "error",
+        "_sent_at",
+    )
 
     def __init__(self) -> None:
         self.path: str | None = None
@@ -93,10 +112,18 @@ class CallRecord:
         self._sent_at: float | None = None
 
     def snapshot(self) -> CallSample:
-        return CallSample(path=self.path, reused=self.reused, queued_s=self.queued_s, connect_s=self.connect_s,
-                          tls_s=self.tls_s, ttfb_s=self.ttfb_s, connection_id=self.connection_id,
-                          requests_on_connection=self.requests_on_connection, attempts=self.attempts,
-                          error=self.error)
+        return CallSample(
+            path=self.path,
+            reused=self.reused,
+            queued_s=self.queued_s,
+            connect_s=self.connect_s,
+            tls_s=self.tls_s,
+            ttfb_s=self.ttfb_s,
+            connection_id=self.connection_id,
+            requests_on_connection=self.requests_on_connection,
+            attempts=self.attempts,
+            error=self.error,
+        )
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.snapshot()).items())
@@ -173,8 +200,9 @@ class Observer:
         self._open_probes: dict[str, list[Callable[[], int]]] = {p: [] for p in PATHS}
 
     # -- connection events ---------------------------------------------------------------
-    def connection_opened(self, path: str, *, connect_s: float | None, tls_s: float | None,
-                          connection_id: int | None = None) -> None:
+    def connection_opened(
+        self, path: str, *, connect_s: float | None, tls_s: float | None, connection_id: int | None = None
+    ) -> None:
         with self._lock:
             self._c[path].opened += 1
         rec = _current.get()
@@ -222,8 +250,9 @@ class Observer:
         with self._lock:
             self._c[path].in_flight += 1
 
-    def request_sent(self, path: str, *, connection_id: int, requests_on_connection: int,
-                     sent_at: float | None = None) -> None:
+    def request_sent(
+        self, path: str, *, connection_id: int, requests_on_connection: int, sent_at: float | None = None
+    ) -> None:
         """The request went out on a connection; a connection's second request is a reuse."""
         reused = requests_on_connection > 1
         with self._lock:
@@ -258,8 +287,10 @@ class Observer:
     # -- reading -------------------------------------------------------------------------
     def snapshot(self) -> SessionStats:
         with self._lock:
-            raw = {p: (c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors)
-                   for p, c in self._c.items()}
+            raw = {
+                p: (c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors)
+                for p, c in self._c.items()
+            }
             probes = {p: list(v) for p, v in self._open_probes.items()}
         out = {}
         for p, (opened, reused, closed, requests, in_flight, queued, errors) in raw.items():
@@ -268,7 +299,14 @@ class Observer:
                 closed = opened - open_now
             else:
                 open_now = opened - closed
-            out[p] = PathStats(connections_opened=opened, connections_reused=reused, connections_closed=closed,
-                               connections_open=open_now, requests=requests, in_flight=in_flight, queued=queued,
-                               errors=errors)
+            out[p] = PathStats(
+                connections_opened=opened,
+                connections_reused=reused,
+                connections_closed=closed,
+                connections_open=open_now,
+                requests=requests,
+                in_flight=in_flight,
+                queued=queued,
+                errors=errors,
+            )
         return SessionStats(sync=out["sync"], async_=out["async"])

@@ -32,7 +32,8 @@ import atexit
 import contextlib
 import logging
 import threading
-from typing import Awaitable, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 __all__ = ["run"]
 
@@ -71,7 +72,8 @@ def _allow_nesting(loop: asyncio.AbstractEventLoop) -> None:
         if not isinstance(loop, asyncio.BaseEventLoop):
             raise RuntimeError(
                 f"dashnb.run() cannot run inside a running {type(loop).__name__} loop (nest_asyncio2 "
-                f"patches only asyncio's own loops); use `await` instead")
+                f"patches only asyncio's own loops); use `await` instead"
+            )
         nest_asyncio2.apply(loop)
         log.debug("applied nest_asyncio2 to the running %s", type(loop).__name__)
 

@@ -29,7 +29,7 @@ import logging
 import threading
 from typing import Any
 
-from . import _observe, _run, _translate
+from . import _observe, _translate
 
 __all__ = ["NotebookSession", "session"]
 
@@ -278,25 +278,41 @@ class NotebookSession:
     def __repr__(self) -> str:
         st = self._observer.snapshot().total
         state = "closed" if self._closed else "open"
-        return (f"<NotebookSession {self.name!r} ({state}) {self._config!r} -> {self._label()}: "
-                f"{st.requests} requests, {st.connections_opened} connections opened, "
-                f"{st.connections_reused} reuses, {st.in_flight} in flight>")
+        return (
+            f"<NotebookSession {self.name!r} ({state}) {self._config!r} -> {self._label()}: "
+            f"{st.requests} requests, {st.connections_opened} connections opened, "
+            f"{st.connections_reused} reuses, {st.in_flight} in flight>"
+        )
 
     def _repr_html_(self) -> str:
         esc = html.escape
         snap = self._observer.snapshot()
         rows = [("", "total", "sync (requests)", "async (aiohttp)")]
-        for field in ("requests", "connections_opened", "connections_reused", "connections_open",
-                      "in_flight", "queued", "errors"):
+        for field in (
+            "requests",
+            "connections_opened",
+            "connections_reused",
+            "connections_open",
+            "in_flight",
+            "queued",
+            "errors",
+        ):
             rows.append((field, getattr(snap.total, field), getattr(snap.sync, field), getattr(snap.async_, field)))
         table = "".join(
-            "<tr>" + "".join(f"<{'th' if i == 0 or r == 0 else 'td'}>{esc(str(c))}</{'th' if i == 0 or r == 0 else 'td'}>"
-                             for i, c in enumerate(row)) + "</tr>"
-            for r, row in enumerate(rows))
+            "<tr>"
+            + "".join(
+                f"<{'th' if i == 0 or r == 0 else 'td'}>{esc(str(c))}</{'th' if i == 0 or r == 0 else 'td'}>"
+                for i, c in enumerate(row)
+            )
+            + "</tr>"
+            for r, row in enumerate(rows)
+        )
         state = "closed" if self._closed else "open"
-        return (f'<div class="dashnb-session"><p><b>dashnb session {esc(self.name)!s}</b> ({state}) '
-                f"&rarr; {esc(self._label())}</p><p><code>{esc(repr(self._config))}</code></p>"
-                f"<table>{table}</table></div>")
+        return (
+            f'<div class="dashnb-session"><p><b>dashnb session {esc(self.name)!s}</b> ({state}) '
+            f"&rarr; {esc(self._label())}</p><p><code>{esc(repr(self._config))}</code></p>"
+            f"<table>{table}</table></div>"
+        )
 
 
 def _check_config(config: Any):
@@ -305,8 +321,10 @@ def _check_config(config: Any):
     if config is None:
         return PoolConfig()
     if not isinstance(config, PoolConfig):
-        raise TypeError(f"config must be a dashnb.PoolConfig, got {type(config).__name__}; "
-                        f"for Java-style settings use PoolConfig.from_java({{...}})")
+        raise TypeError(
+            f"config must be a dashnb.PoolConfig, got {type(config).__name__}; "
+            f"for Java-style settings use PoolConfig.from_java({{...}})"
+        )
     return config
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["CallTiming", "ModeSummary", "format_table", "html_table", "percentile", "summarize"]
 
@@ -127,9 +128,16 @@ def _ms(x: float) -> float:
     return x * 1e3
 
 
-def summarize(mode: str, calls: Sequence[CallTiming], *, wall_s: float, concurrency: int = 1,
-              client_connections: int | None = None, server: dict | None = None,
-              skipped: str | None = None) -> ModeSummary:
+def summarize(
+    mode: str,
+    calls: Sequence[CallTiming],
+    *,
+    wall_s: float,
+    concurrency: int = 1,
+    client_connections: int | None = None,
+    server: dict | None = None,
+    skipped: str | None = None,
+) -> ModeSummary:
     """Reduce a mode's samples to a ModeSummary; ``server`` holds the emulator's counter deltas."""
     if skipped is not None:
         return ModeSummary(mode=mode, concurrency=concurrency, skipped=skipped)
@@ -139,15 +147,26 @@ def summarize(mode: str, calls: Sequence[CallTiming], *, wall_s: float, concurre
     handshakes = [c.handshake_s for c in calls if c.handshake_s is not None]
     stats: dict[str, Any] = {}
     if good:
-        stats = dict(p50_ms=_ms(percentile(good, 50)), p90_ms=_ms(percentile(good, 90)),
-                     p99_ms=_ms(percentile(good, 99)), mean_ms=_ms(sum(good) / len(good)),
-                     min_ms=_ms(min(good)), max_ms=_ms(max(good)))
+        stats = dict(
+            p50_ms=_ms(percentile(good, 50)),
+            p90_ms=_ms(percentile(good, 90)),
+            p99_ms=_ms(percentile(good, 99)),
+            mean_ms=_ms(sum(good) / len(good)),
+            min_ms=_ms(min(good)),
+            max_ms=_ms(max(good)),
+        )
     server = server or {}
     return ModeSummary(
-        mode=mode, calls=len(calls), errors=errors, **stats,
+        mode=mode,
+        calls=len(calls),
+        errors=errors,
+        **stats,
         throughput_rps=(len(good) / wall_s) if wall_s > 0 else None,
-        wall_s=wall_s, concurrency=concurrency, client_connections=client_connections,
-        tcp_connections=server.get("tcp_connections"), tls_handshakes=server.get("tls_handshakes"),
+        wall_s=wall_s,
+        concurrency=concurrency,
+        client_connections=client_connections,
+        tcp_connections=server.get("tcp_connections"),
+        tls_handshakes=server.get("tls_handshakes"),
         reused_calls=sum(observed) if observed else None,
         handshake_ms=_ms(sum(handshakes) / len(handshakes)) if handshakes else None,
     )
@@ -198,9 +217,11 @@ def html_table(summaries: Sequence[ModeSummary], *, caption: str = "", notes: Se
     rows = []
     for s in summaries:
         if s.skipped:
-            rows.append(f"<tr><th style='text-align:left'>{esc(s.mode)}</th>"
-                        f"<td colspan='{len(_COLUMNS) - 1}' style='text-align:left'><i>skipped: "
-                        f"{esc(s.skipped)}</i></td></tr>")
+            rows.append(
+                f"<tr><th style='text-align:left'>{esc(s.mode)}</th>"
+                f"<td colspan='{len(_COLUMNS) - 1}' style='text-align:left'><i>skipped: "
+                f"{esc(s.skipped)}</i></td></tr>"
+            )
             continue
         cells = "".join(f"<td style='text-align:right'>{esc(f(s))}</td>" for _, _, f in _COLUMNS[1:])
         rows.append(f"<tr><th style='text-align:left'>{esc(s.mode)}</th>{cells}</tr>")

@@ -117,13 +117,19 @@ def merge_aiohttp_timeout(timeout: aiohttp.ClientTimeout, config: PoolConfig) ->
     sock_read = _tighter(config.read_timeout, timeout.sock_read)
     if sock_connect == timeout.sock_connect and sock_read == timeout.sock_read:
         return timeout
-    return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect, sock_read=sock_read,
-                                 sock_connect=sock_connect, ceil_threshold=timeout.ceil_threshold)
+    return aiohttp.ClientTimeout(
+        total=timeout.total,
+        connect=timeout.connect,
+        sock_read=sock_read,
+        sock_connect=sock_connect,
+        ceil_threshold=timeout.ceil_threshold,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # requests / urllib3
 # ---------------------------------------------------------------------------------------------
+
 
 class _ObservedConnectionMixin:
     """Times TCP connect vs TLS handshake, numbers connections and counts their requests.
@@ -157,8 +163,14 @@ class _ObservedConnectionMixin:
         self._dashnb_id = _observe.next_connection_id()
         self._dashnb_requests = 0
         self._dashnb_observer.connection_opened("sync", connect_s=tcp, tls_s=tls, connection_id=self._dashnb_id)
-        log.debug("opened connection %d to %s:%s (tcp %.1f ms, tls %s)", self._dashnb_id, self.host, self.port,
-                  tcp * 1e3, "-" if tls is None else f"{tls * 1e3:.1f} ms")
+        log.debug(
+            "opened connection %d to %s:%s (tcp %.1f ms, tls %s)",
+            self._dashnb_id,
+            self.host,
+            self.port,
+            tcp * 1e3,
+            "-" if tls is None else f"{tls * 1e3:.1f} ms",
+        )
 
     def request(self, *args, **kwargs):
         if self.sock is None:  # plain http: http.client connects lazily inside request()
@@ -167,8 +179,12 @@ class _ObservedConnectionMixin:
         if not self._dashnb_busy:
             self._dashnb_busy = True
             self._dashnb_observer.request_started("sync")
-        self._dashnb_observer.request_sent("sync", connection_id=self._dashnb_id, sent_at=time.perf_counter(),
-                                           requests_on_connection=self._dashnb_requests)
+        self._dashnb_observer.request_sent(
+            "sync",
+            connection_id=self._dashnb_id,
+            sent_at=time.perf_counter(),
+            requests_on_connection=self._dashnb_requests,
+        )
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self):
@@ -213,8 +229,13 @@ class _IdleEvictingPoolMixin:
             for conn in pool.queue:
                 since = getattr(conn, "_dashnb_idle_since", None)
                 if conn is not None and since is not None and not conn.is_closed and now - since > idle:
-                    log.debug("closing connection %s to %s: idle %.1f s > connection_idle_timeout %.1f s",
-                              getattr(conn, "_dashnb_id", "?"), self.host, now - since, idle)  # type: ignore
+                    log.debug(
+                        "closing connection %s to %s: idle %.1f s > connection_idle_timeout %.1f s",
+                        getattr(conn, "_dashnb_id", "?"),
+                        self.host,
+                        now - since,
+                        idle,
+                    )  # type: ignore
                     conn.close()
 
     def _get_conn(self, timeout=None):
@@ -238,15 +259,27 @@ def _pool_classes(config: PoolConfig, observer: _observe.Observer) -> dict[str, 
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     attrs = {"_dashnb_observer": observer, "_dashnb_idle_timeout": config.connection_idle_timeout}
-    http_conn = type("ObservedHTTPConnection", (_ObservedConnectionMixin, HTTPConnection),
-                     {"_dashnb_observer": observer, "_dashnb_tls": False})
-    https_conn = type("ObservedHTTPSConnection", (_ObservedConnectionMixin, HTTPSConnection),
-                      {"_dashnb_observer": observer, "_dashnb_tls": True})
+    http_conn = type(
+        "ObservedHTTPConnection",
+        (_ObservedConnectionMixin, HTTPConnection),
+        {"_dashnb_observer": observer, "_dashnb_tls": False},
+    )
+    https_conn = type(
+        "ObservedHTTPSConnection",
+        (_ObservedConnectionMixin, HTTPSConnection),
+        {"_dashnb_observer": observer, "_dashnb_tls": True},
+    )
     return {
-        "http": type("DashnbHTTPConnectionPool", (_IdleEvictingPoolMixin, HTTPConnectionPool),
-                     {**attrs, "ConnectionCls": http_conn}),
-        "https": type("DashnbHTTPSConnectionPool", (_IdleEvictingPoolMixin, HTTPSConnectionPool),
-                      {**attrs, "ConnectionCls": https_conn}),
+        "http": type(
+            "DashnbHTTPConnectionPool",
+            (_IdleEvictingPoolMixin, HTTPConnectionPool),
+            {**attrs, "ConnectionCls": http_conn},
+        ),
+        "https": type(
+            "DashnbHTTPSConnectionPool",
+            (_IdleEvictingPoolMixin, HTTPSConnectionPool),
+            {**attrs, "ConnectionCls": https_conn},
+        ),
     }
 
 
@@ -260,8 +293,9 @@ def _adapter_class():
             self.pool_config = config
             self.observer = observer
             self._pool_classes = _pool_classes(config, observer)
-            super().__init__(pool_connections=10, pool_maxsize=config.connection_pool_size,
-                             max_retries=0, pool_block=False)
+            super().__init__(
+                pool_connections=10, pool_maxsize=config.connection_pool_size, max_retries=0, pool_block=False
+            )
 
         def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
             super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
@@ -276,8 +310,14 @@ def _adapter_class():
         def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
             self.observer.attempt_started("sync")
             try:
-                return super().send(request, stream=stream, timeout=merge_requests_timeout(timeout, self.pool_config),
-                                    verify=verify, cert=cert, proxies=proxies)
+                return super().send(
+                    request,
+                    stream=stream,
+                    timeout=merge_requests_timeout(timeout, self.pool_config),
+                    verify=verify,
+                    cert=cert,
+                    proxies=proxies,
+                )
             except Exception as exc:
                 self.observer.request_failed("sync", exc)
                 raise
@@ -301,8 +341,9 @@ def requests_adapter(config: PoolConfig, observer: _observe.Observer | None = No
     return _adapter_cls(config, observer or _observe.Observer())
 
 
-def build_requests_session(config: PoolConfig, endpoint: Any,
-                           observer: _observe.Observer | None = None) -> requests.Session:
+def build_requests_session(
+    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+) -> requests.Session:
     """A requests.Session pooled as ``config`` says, trusting exactly ``endpoint``'s CA."""
     import certifi
     import requests
@@ -320,6 +361,7 @@ def build_requests_session(config: PoolConfig, endpoint: Any,
 # ---------------------------------------------------------------------------------------------
 # aiohttp
 # ---------------------------------------------------------------------------------------------
+
 
 class _RequestQueue:
     """aiohttp client middleware: OkHttp's Dispatcher limits for async calls.
@@ -492,8 +534,9 @@ def _aiohttp_classes() -> tuple[type, type]:
                 # aiohttp set the request's own sock_read (maybe None) just before send().
                 proto.read_timeout = _tighter(self._dashnb_read_timeout, proto.read_timeout)
                 cid, n = self._dashnb_registry.tag(proto)
-                self._dashnb_observer.request_sent("async", connection_id=cid, requests_on_connection=n,
-                                                   sent_at=time.perf_counter())
+                self._dashnb_observer.request_sent(
+                    "async", connection_id=cid, requests_on_connection=n, sent_at=time.perf_counter()
+                )
             return await super().send(conn)
 
     _aio_classes = (PoolConfigConnector, ObservedRequest)
@@ -515,8 +558,9 @@ async def wait_idle(session: aiohttp.ClientSession) -> None:
         await queue.wait_idle()
 
 
-def build_aiohttp_session(config: PoolConfig, endpoint: Any,
-                          observer: _observe.Observer | None = None) -> aiohttp.ClientSession:
+def build_aiohttp_session(
+    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+) -> aiohttp.ClientSession:
     """An aiohttp.ClientSession bound to the running loop, pooled and queued as ``config`` says.
 
     Must be called inside a running event loop (aiohttp binds sessions to it). The caller owns
@@ -531,8 +575,11 @@ def build_aiohttp_session(config: PoolConfig, endpoint: Any,
     connector_cls, request_base = _aiohttp_classes()
     registry = _ProtocolRegistry()
     observer.add_open_probe("async", registry.open_count)
-    request_cls = type("DashnbClientRequest", (request_base,), {
-        "_dashnb_observer": observer, "_dashnb_registry": registry, "_dashnb_read_timeout": config.read_timeout})
+    request_cls = type(
+        "DashnbClientRequest",
+        (request_base,),
+        {"_dashnb_observer": observer, "_dashnb_registry": registry, "_dashnb_read_timeout": config.read_timeout},
+    )
     ssl_context = endpoint.ssl_context()
     connector = connector_cls(
         pool_config=config,
@@ -542,8 +589,9 @@ def build_aiohttp_session(config: PoolConfig, endpoint: Any,
         ssl=ssl_context,
         enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
     )
-    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=config.connect_timeout,
-                                    sock_read=config.read_timeout)
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+    )
     queue = _RequestQueue(config, observer)
     session = aiohttp.ClientSession(
         connector=connector,

@@ -24,9 +24,14 @@ def fresh(emu):
 
 def test_streamed_text_equals_a_plain_sdk_call(emu, fresh, capsys):
     r = _ask.ask(PROMPT, session=fresh)
-    plain = Generation.call(model="qwen-plus", messages=[{"role": "user", "content": PROMPT}],
-                            result_format="message", api_key=emu.api_key, base_address=emu.base_url,
-                            session=fresh.requests)
+    plain = Generation.call(
+        model="qwen-plus",
+        messages=[{"role": "user", "content": PROMPT}],
+        result_format="message",
+        api_key=emu.api_key,
+        base_address=emu.base_url,
+        session=fresh.requests,
+    )
     assert plain.status_code == 200
     assert r.text == plain.output.choices[0].message.content
     assert r.text.strip()

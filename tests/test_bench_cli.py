@@ -11,14 +11,16 @@ REQUIRED = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "calls", "errors", "tcp_con
 
 
 def _bench(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "dashnb", "bench", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "dashnb", "bench", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def test_bench_writes_valid_json(tmp_path):
     out = tmp_path / "bench.json"
-    p = _bench("--rtt-ms", "0", "--calls", "3", "--concurrency", "2", "--modes", "per_call,shared", "async",
-               "--json", str(out))
+    p = _bench(
+        "--rtt-ms", "0", "--calls", "3", "--concurrency", "2", "--modes", "per_call,shared", "async", "--json", str(out)
+    )
     assert p.returncode == 0, p.stderr
     assert "per_call" in p.stdout and "conns client/server" in p.stdout
     d = json.loads(out.read_text())

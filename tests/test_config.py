@@ -146,8 +146,13 @@ def test_integral_float_for_a_count_says_which_int_to_pass():
 
 @pytest.mark.parametrize(
     ("bad", "reason"),
-    [(float("inf"), "must be finite"), (float("nan"), "got nan"), (0, "must be positive"),
-     (0.0005, "at least 0.001 seconds"), (3e6, "at most 2147483.647 seconds")],
+    [
+        (float("inf"), "must be finite"),
+        (float("nan"), "got nan"),
+        (0, "must be positive"),
+        (0.0005, "at least 0.001 seconds"),
+        (3e6, "at most 2147483.647 seconds"),
+    ],
 )
 def test_duration_messages_give_the_specific_reason(bad, reason):
     with pytest.raises(ValueError, match=reason):
@@ -223,10 +228,14 @@ def test_both_constraints_broken_warns_twice():
 @pytest.mark.parametrize(
     ("counts", "names"),
     [
-        ({"maximum_async_requests": 64, "maximum_async_requests_per_host": 64},
-         ("maximumAsyncRequests", "connectionPoolSize")),
-        ({"maximum_async_requests": 8, "maximum_async_requests_per_host": 16},
-         ("maximumAsyncRequestsPerHost", "maximumAsyncRequests")),
+        (
+            {"maximum_async_requests": 64, "maximum_async_requests_per_host": 64},
+            ("maximumAsyncRequests", "connectionPoolSize"),
+        ),
+        (
+            {"maximum_async_requests": 8, "maximum_async_requests_per_host": 16},
+            ("maximumAsyncRequestsPerHost", "maximumAsyncRequests"),
+        ),
     ],
 )
 def test_strict_turns_constraint_warnings_into_errors(counts, names):
@@ -336,9 +345,7 @@ def test_from_java_bad_duration_names_key_and_both_spellings(text):
 
 
 def test_from_java_accepts_snake_case_and_digit_strings_for_counts():
-    config = PoolConfig.from_java(
-        {"connect_timeout": "PT5S", "connection_pool_size": "64", "maximumAsyncRequests": 64}
-    )
+    config = PoolConfig.from_java({"connect_timeout": "PT5S", "connection_pool_size": "64", "maximumAsyncRequests": 64})
     assert config == PoolConfig(connect_timeout=5, connection_pool_size=64, maximum_async_requests=64)
 
 
@@ -469,9 +476,7 @@ def test_from_env_constraint_warning_and_strict():
 
 # -- java_snippet --------------------------------------------------------------------------
 
-_BUILDER_LINE = re.compile(
-    r"^    \.(\w+)\((?:Duration\.of(Seconds|Millis|Nanos)\((\d+)L?\)|(\d+))\)\s+// \S.*$"
-)
+_BUILDER_LINE = re.compile(r"^    \.(\w+)\((?:Duration\.of(Seconds|Millis|Nanos)\((\d+)L?\)|(\d+))\)\s+// \S.*$")
 _UNIT = {"Seconds": Fraction(1), "Millis": Fraction(1, 1000), "Nanos": Fraction(1, 10**9)}
 
 
@@ -514,11 +519,15 @@ def test_java_snippet_for_defaults():
         (PoolConfig(read_timeout=0.1 + 0.2), ".readTimeout(Duration.ofMillis(300))"),
         (PoolConfig(write_timeout=1.5), ".writeTimeout(Duration.ofMillis(1500))"),
         (PoolConfig(write_timeout=0.0015), ".writeTimeout(Duration.ofNanos(1500000))"),
-        (PoolConfig(connection_idle_timeout=2_000_000.0000001),
-         ".connectionIdleTimeout(Duration.ofNanos(2000000000000100L))"),
+        (
+            PoolConfig(connection_idle_timeout=2_000_000.0000001),
+            ".connectionIdleTimeout(Duration.ofNanos(2000000000000100L))",
+        ),
         (PoolConfig(connection_pool_size=256), ".connectionPoolSize(256)"),
-        (PoolConfig(connection_pool_size=256, maximum_async_requests=256, maximum_async_requests_per_host=256),
-         ".maximumAsyncRequestsPerHost(256)"),
+        (
+            PoolConfig(connection_pool_size=256, maximum_async_requests=256, maximum_async_requests_per_host=256),
+            ".maximumAsyncRequestsPerHost(256)",
+        ),
     ],
 )
 def test_java_snippet_for_custom_values(config, expected):
@@ -556,8 +565,10 @@ def test_java_snippet_flags_broken_constraints_in_a_comment():
     [
         (PoolConfig(), "PoolConfig()"),
         (PoolConfig(connect_timeout=120), "PoolConfig()"),
-        (PoolConfig(connect_timeout=10, connection_pool_size=256),
-         "PoolConfig(connect_timeout=10.0, connection_pool_size=256)"),
+        (
+            PoolConfig(connect_timeout=10, connection_pool_size=256),
+            "PoolConfig(connect_timeout=10.0, connection_pool_size=256)",
+        ),
         (PoolConfig(read_timeout=0.5, strict=True), "PoolConfig(read_timeout=0.5, strict=True)"),
     ],
 )

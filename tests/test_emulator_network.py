@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -75,6 +74,7 @@ def _timings(emu, n=5):
 
 # ---- the latency model ---------------------------------------------------------------------
 
+
 # The emulator's claim: reused ~ 1 RTT, new connection ~ (1 TCP + TLS round trips + 1) RTT, plus
 # server time and handshake CPU. Margins are wide on purpose: the benchmark reports the exact fit.
 @pytest.mark.parametrize("tls, round_trips", [("1.3", 3), ("1.2", 4), ("off", 2)])
@@ -121,7 +121,9 @@ def test_jitter_delays_but_never_reorders_bytes(emulator_factory):
         _, plain, body = _call(s, emu)
         _, streamed, events = _call(s, emu, stream=True, incremental_output=True)
     text = json.loads(body)["output"]["text"]
-    pieces = [json.loads(line[5:])["output"]["text"] for line in events.decode().splitlines() if line.startswith("data:")]
+    pieces = [
+        json.loads(line[5:])["output"]["text"] for line in events.decode().splitlines() if line.startswith("data:")
+    ]
     assert "".join(pieces) == text  # TLS would also fail loudly on a reordered byte
 
 
@@ -204,7 +206,9 @@ def test_tls_stall_trips_a_connect_timeout(emu):
     emu.configure(tls_stall=True)
     with _session(emu) as s:
         t0 = time.perf_counter()
-        with pytest.raises((requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout, requests.exceptions.SSLError)):
+        with pytest.raises(
+            (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout, requests.exceptions.SSLError)
+        ):
             _call(s, emu, timeout=(0.3, 5))
         assert time.perf_counter() - t0 < 0.5
     st = emu.stats()
@@ -337,9 +341,9 @@ def test_cli_serve_prints_what_to_export_and_stops_on_ctrl_c():
             if line.startswith("Serving"):
                 break
         out = "".join(lines)
-        base = next(l.split("=", 1)[1].strip() for l in lines if "DASHSCOPE_HTTP_BASE_URL" in l)
-        key = next(l.split("=", 1)[1].strip() for l in lines if "DASHSCOPE_API_KEY" in l)
-        ca = next(l.split(":", 1)[1].strip() for l in lines if "CA certificate" in l)
+        base = next(x.split("=", 1)[1].strip() for x in lines if "DASHSCOPE_HTTP_BASE_URL" in x)
+        key = next(x.split("=", 1)[1].strip() for x in lines if "DASHSCOPE_API_KEY" in x)
+        ca = next(x.split(":", 1)[1].strip() for x in lines if "CA certificate" in x)
         assert base.startswith("https://127.0.0.1:") and base.endswith("/api/v1")
         r = requests.post(
             base + GEN,
@@ -361,5 +365,7 @@ def test_cli_serve_prints_what_to_export_and_stops_on_ctrl_c():
 
 
 def test_cli_refuses_public_address_without_flag():
-    r = subprocess.run([sys.executable, "-m", "dashnb", "serve", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "dashnb", "serve", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "--public" in r.stderr

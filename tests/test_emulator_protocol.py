@@ -147,8 +147,12 @@ def test_max_tokens_caps_the_reply(sdk, session, max_tokens):
 
     streamed = list(
         Generation.call(
-            model="qwen-plus", messages=MESSAGES, max_tokens=max_tokens, stream=True,
-            incremental_output=True, session=session,
+            model="qwen-plus",
+            messages=MESSAGES,
+            max_tokens=max_tokens,
+            stream=True,
+            incremental_output=True,
+            session=session,
         )
     )
     assert len(streamed) == max_tokens
@@ -175,8 +179,12 @@ def test_sync_incremental_stream_concatenates_to_the_non_streamed_text(sdk, sess
     whole = Generation.call(model="qwen-plus", messages=MESSAGES, result_format=result_format, session=session)
     chunks = list(
         Generation.call(
-            model="qwen-plus", messages=MESSAGES, result_format=result_format, stream=True,
-            incremental_output=True, session=session,
+            model="qwen-plus",
+            messages=MESSAGES,
+            result_format=result_format,
+            stream=True,
+            incremental_output=True,
+            session=session,
         )
     )
     assert all(c.status_code == 200 for c in chunks)
@@ -201,8 +209,12 @@ def test_sync_full_output_stream_grows_to_the_non_streamed_text(sdk, session, re
     whole = Generation.call(model="qwen-plus", messages=MESSAGES, result_format=result_format, session=session)
     chunks = list(
         Generation.call(
-            model="qwen-plus", messages=MESSAGES, result_format=result_format, stream=True,
-            incremental_output=incremental_output, session=session,
+            model="qwen-plus",
+            messages=MESSAGES,
+            result_format=result_format,
+            stream=True,
+            incremental_output=incremental_output,
+            session=session,
         )
     )
     texts = [text_of(c) for c in chunks]
@@ -277,13 +289,21 @@ def test_async_matches_sync(sdk, session, result_format, form):
         async with aio_session(sdk) as s:
             whole = await AioGeneration.call(model="qwen-plus", result_format=result_format, session=s, **kwargs)
             inc = await AioGeneration.call(
-                model="qwen-plus", result_format=result_format, stream=True, incremental_output=True,
-                session=s, **kwargs,
+                model="qwen-plus",
+                result_format=result_format,
+                stream=True,
+                incremental_output=True,
+                session=s,
+                **kwargs,
             )
             inc = [c async for c in inc]
             full = await AioGeneration.call(
-                model="qwen-plus", result_format=result_format, stream=True, incremental_output=False,
-                session=s, **kwargs,
+                model="qwen-plus",
+                result_format=result_format,
+                stream=True,
+                incremental_output=False,
+                session=s,
+                **kwargs,
             )
             full = [c async for c in full]
             return whole, inc, full
@@ -412,7 +432,7 @@ def test_bad_bodies_are_400_invalid_parameter(emu, session, body, needle, stream
         assert r.headers["Content-Type"].startswith("text/event-stream")
         lines = r.text.split("\n")
         assert lines[:3] == ["id:1", "event:error", ":HTTP_STATUS/400"]
-        err = json.loads(lines[3][len("data:"):])
+        err = json.loads(lines[3][len("data:") :])
     else:
         assert r.headers["Content-Type"].startswith("application/json")
         err = r.json()
@@ -580,7 +600,9 @@ def test_openai_max_tokens_caps_the_reply(oai):
 
 def test_openai_wrong_key_is_authentication_error(emu):
     with openai.OpenAI(
-        api_key="sk-wrong", base_url=emu.compatible_base_url, http_client=httpx.Client(verify=emu.ssl_context()),
+        api_key="sk-wrong",
+        base_url=emu.compatible_base_url,
+        http_client=httpx.Client(verify=emu.ssl_context()),
         max_retries=0,
     ) as client:
         with pytest.raises(openai.AuthenticationError) as info:
@@ -606,12 +628,15 @@ def test_openai_models_list(oai):
 def test_async_openai(emu):
     async def main():
         client = openai.AsyncOpenAI(
-            api_key=emu.api_key, base_url=emu.compatible_base_url,
+            api_key=emu.api_key,
+            base_url=emu.compatible_base_url,
             http_client=httpx.AsyncClient(verify=emu.ssl_context()),
         )
         bad = openai.AsyncOpenAI(
-            api_key="sk-wrong", base_url=emu.compatible_base_url,
-            http_client=httpx.AsyncClient(verify=emu.ssl_context()), max_retries=0,
+            api_key="sk-wrong",
+            base_url=emu.compatible_base_url,
+            http_client=httpx.AsyncClient(verify=emu.ssl_context()),
+            max_retries=0,
         )
         try:
             whole = await client.chat.completions.create(model="qwen-plus", messages=MESSAGES)
@@ -688,7 +713,9 @@ def test_openai_sees_throttling_and_server_errors(emu, options, error):
     emu.configure(**options)
     # max_retries=0: the openai SDK retries 429 and 5xx itself, which would hide the status here.
     with openai.OpenAI(
-        api_key=emu.api_key, base_url=emu.compatible_base_url, http_client=httpx.Client(verify=emu.ssl_context()),
+        api_key=emu.api_key,
+        base_url=emu.compatible_base_url,
+        http_client=httpx.Client(verify=emu.ssl_context()),
         max_retries=0,
     ) as client:
         if "rate_limit" in options:

@@ -19,7 +19,6 @@ def kernel(tmp_path):
         yield km, kc
 
 
-
 SETUP = """
 import gc, os, warnings
 warnings.simplefilter("always", ResourceWarning)   # make any leak visible in the outputs
@@ -56,11 +55,11 @@ def test_rerunning_a_session_cell_keeps_one_session_and_stable_fds(kernel):
     per_run = (time.perf_counter() - t0) / 200
     fds_end = len(os.listdir(f"/proc/{pid}/fd"))
     ids = {line[0] for line in lines}
-    assert len(ids) == 1, ids                                  # the same object every time
+    assert len(ids) == 1, ids  # the same object every time
     assert all(line[1:3] == ["200", "200"] for line in lines)
     assert abs(fds_end - fds_after_warmup) <= 2, (fds_after_warmup, fds_end)
     stats = run_cell(kc, "print(emu.stats()['tcp_connections'], s.stats()['connections_opened'])").split()
-    assert stats == ["2", "2"], stats                            # one sync + one async connection, for 400 calls
+    assert stats == ["2", "2"], stats  # one sync + one async connection, for 400 calls
     print(f"\n200 re-runs: {per_run * 1e3:.1f} ms per run, fds {fds_after_warmup} -> {fds_end}")
 
 
@@ -77,7 +76,7 @@ def test_run_all_with_a_run_cell_runs_each_cell_once_in_order(kernel):
     # What "Run All" does: every execute request is sent at once and queued by the kernel.
     msg_ids = [kc.execute(code) for code in RUN_ALL]
     outputs, order = collect(kc, msg_ids)
-    assert order == msg_ids                  # each cell started once, in order
+    assert order == msg_ids  # each cell started once, in order
     assert all("ERROR" not in "".join(o) for o in outputs.values()), outputs
     assert "".join(outputs[msg_ids[-1]]).strip() == "[('run', 'done'), 'third', 'fourth']"
     # and once more, now that nest_asyncio2 is in place

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -17,6 +18,7 @@ REQUIRED = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "calls", "errors", "tcp_con
 
 # -- statistics on known samples ------------------------------------------------------------
 
+
 def test_percentile_interpolates_like_numpy_linear():
     xs = [15.0, 20.0, 35.0, 40.0, 50.0]
     assert percentile(xs, 0) == 15.0
@@ -30,12 +32,24 @@ def test_percentile_interpolates_like_numpy_linear():
 
 
 def test_summary_counts_errors_apart_and_computes_from_samples():
-    ok = [CallTiming("m", i, 0, start=float(i), end=float(i) + (i + 1) / 100, status=200, reused=i > 0,
-                     connect_s=0.001 if i == 0 else None, tls_s=0.002 if i == 0 else None) for i in range(10)]
+    ok = [
+        CallTiming(
+            "m",
+            i,
+            0,
+            start=float(i),
+            end=float(i) + (i + 1) / 100,
+            status=200,
+            reused=i > 0,
+            connect_s=0.001 if i == 0 else None,
+            tls_s=0.002 if i == 0 else None,
+        )
+        for i in range(10)
+    ]
     bad = CallTiming("m", 10, 0, start=10.0, end=10.0001, error="ConnectionError")
     s = summarize("m", [*ok, bad], wall_s=2.0, client_connections=1, server={"tcp_connections": 1})
     assert (s.calls, s.errors) == (11, 1)
-    assert s.p50_ms == pytest.approx(55.0)        # 10..100 ms: the failed call does not count
+    assert s.p50_ms == pytest.approx(55.0)  # 10..100 ms: the failed call does not count
     assert s.mean_ms == pytest.approx(55.0)
     assert s.p90_ms == pytest.approx(91.0)
     assert s.min_ms == pytest.approx(10.0) and s.max_ms == pytest.approx(100.0)
@@ -44,12 +58,13 @@ def test_summary_counts_errors_apart_and_computes_from_samples():
     assert s.handshake_ms == pytest.approx(3.0)
     assert s.connections_agree is True
     assert ok[3].total == pytest.approx(0.04)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         ok[0].start = 1.0  # frozen
     assert "skipped: why" in format_table([summarize("x", [], wall_s=0, skipped="why"), s])
 
 
 # -- against the emulator ---------------------------------------------------------------------
+
 
 def test_per_call_is_much_slower_than_shared_at_rtt_40(emulator_factory):
     emu = emulator_factory(rtt_ms=40)
@@ -100,7 +115,10 @@ def test_modes_interleave(emu):
     r = _measure.compare(["per_call", "shared"], calls=6, rounds=3, endpoint=emu, progress=False)
     spans = sorted((c.start, c.mode) for m in r for c in m.calls)
     order = [mode for _, mode in spans]
-    assert order == ["per_call"] * 2 + ["shared"] * 2 + ["per_call"] * 2 + ["shared"] * 2 + ["per_call"] * 2 + ["shared"] * 2
+    assert (
+        order
+        == ["per_call"] * 2 + ["shared"] * 2 + ["per_call"] * 2 + ["shared"] * 2 + ["per_call"] * 2 + ["shared"] * 2
+    )
     assert r.settings["rounds"] == 3
 
 
@@ -153,6 +171,7 @@ def test_bad_arguments_are_refused(emu):
 
 # -- results ------------------------------------------------------------------------------------
 
+
 def test_json_shape_and_renderings(emu):
     r = _measure.compare(["per_call", "shared", "async"], calls=4, concurrency=2, endpoint=emu, progress=False)
     d = json.loads(r.to_json())
@@ -191,6 +210,7 @@ def test_progress_bar_and_callback(emu, capsys):
 
 # -- interruption -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", ["shared", "threads", "async", "sdk_default"])
 def test_interrupt_stops_cleanly_and_the_session_stays_usable(emu, mode):
     from dashscope import Generation
@@ -213,15 +233,17 @@ def test_interrupt_stops_cleanly_and_the_session_stays_usable(emu, mode):
         assert st["in_flight"] == 0 and st["queued"] == 0
         assert emu.stats()["requests"] < 12 + 2  # it stopped early (12 calls + warm-up would be 14)
         # The same session still works, sync and async.
-        resp = Generation.call(model="qwen-plus", prompt="hi", session=s.requests, api_key=emu.api_key,
-                               base_address=emu.base_url)
+        resp = Generation.call(
+            model="qwen-plus", prompt="hi", session=s.requests, api_key=emu.api_key, base_address=emu.base_url
+        )
         assert resp.status_code == 200
 
         async def one():
             from dashscope import AioGeneration
 
-            return await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp,
-                                            api_key=emu.api_key, base_address=emu.base_url)
+            return await AioGeneration.call(
+                model="qwen-plus", prompt="hi", session=s.aiohttp, api_key=emu.api_key, base_address=emu.base_url
+            )
 
         assert run(one()).status_code == 200
         assert s.stats()["in_flight"] == 0

@@ -77,7 +77,8 @@ def problems(nb) -> list[str]:
                 if "Traceback (most recent call last)" in text:
                     found.append(f"{where} output contains a traceback")
     if [c.get("execution_count") for c in code if c.get("execution_count") is not None] != list(
-            range(1, 1 + sum(1 for c in code if c.get("execution_count") is not None))):
+        range(1, 1 + sum(1 for c in code if c.get("execution_count") is not None))
+    ):
         found.append("execution counts are not 1, 2, 3...: run the notebook top to bottom in a fresh kernel")
     return sorted(set(found), key=found.index)
 
@@ -94,6 +95,7 @@ def test_notebook_is_committed_clean(path):
 
 
 # -- the checker itself catches what it should (negative controls) ---------------------------------
+
 
 def _nb(*cells, kernel="python3"):
     nb = nbformat.v4.new_notebook()
@@ -117,17 +119,20 @@ def test_a_clean_notebook_passes():
     assert problems(_nb(_md(), _code(), _code("x = 2", outputs=[], count=2))) == []
 
 
-@pytest.mark.parametrize("text, what", [
-    # Built from parts so the repository itself never holds a key-like or machine-like literal.
-    ("key: " + "sk" + "-" + "abcdefghijklmnopqrstu\n", "API key"),
-    ("emu-Abc123_xyz-9876543\n", "emulator test key"),
-    ("Authorization: Bearer abc.def-ghi123\n", "Authorization header"),
-    ("CA at /tmp/dashnb-emulator-x/ca.pem\n", "temporary-file path"),
-    ("File /home/alice/project/x.py\n", "home-folder path"),
-    ("File " + "/ro" + "ot/" + "work/x.py\n", "home-folder path"),
-    ("in .venv/lib/python3.11/site-packages/dashscope\n", "site-packages"),
-    ("Traceback (most recent call last):\n  boom\n", "traceback"),
-])
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        # Built from parts so the repository itself never holds a key-like or machine-like literal.
+        ("key: " + "sk" + "-" + "abcdefghijklmnopqrstu\n", "API key"),
+        ("emu-Abc123_xyz-9876543\n", "emulator test key"),
+        ("Authorization: Bearer abc.def-ghi123\n", "Authorization header"),
+        ("CA at /tmp/dashnb-emulator-x/ca.pem\n", "temporary-file path"),
+        ("File /home/alice/project/x.py\n", "home-folder path"),
+        ("File " + "/ro" + "ot/" + "work/x.py\n", "home-folder path"),
+        ("in .venv/lib/python3.11/site-packages/dashscope\n", "site-packages"),
+        ("Traceback (most recent call last):\n  boom\n", "traceback"),
+    ],
+)
 def test_forbidden_output_is_reported(text, what):
     out = nbformat.v4.new_output("stream", name="stdout", text=text)
     found = problems(_nb(_md(), _code(outputs=[out])))

@@ -263,9 +263,7 @@ def test_every_public_name_resolves():
 # Built from parts so that this file's own source does not match them.
 _FORBIDDEN = {
     "an API key": re.compile("s" + r"k-[A-Za-z0-9]{20,}"),
-    "an absolute path of this machine": re.compile(
-        "|".join(re.escape("/" + part + "/") for part in ("work", "root"))
-    ),
+    "an absolute path of this machine": re.compile("|".join(re.escape("/" + part + "/") for part in ("work", "root"))),
 }
 # Outside Python source (notebooks, docs, config) the text itself is the evidence.
 _UNVERIFIED_TEXT = re.compile(r"\bverify\s*=\s*" + "False")

@@ -75,6 +75,7 @@ def _wait_for(predicate, timeout=5.0):
 # this one goes through the SDK, with concurrent calls, in a fresh interpreter where every
 # warning is an error and anything on stderr fails.
 
+
 def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
     code = textwrap.dedent("""
         import asyncio, gc, warnings
@@ -101,18 +102,23 @@ def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
         gc.collect()
         print("connections", first, second, emu.stats()["requests"])
     """)
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "", proc.stderr            # no "Unclosed ...", no "Exception ignored"
+    assert proc.stderr == "", proc.stderr  # no "Unclosed ...", no "Exception ignored"
     first, second, total = map(int, proc.stdout.split()[1:4])
     # the second loop opened its own connections: the first loop's were never reused across loops
     assert 1 <= first <= 4 and second > first and total == 10, proc.stdout
-    figure(3, f"2 x asyncio.run: connections after loop 1 = {first}, after loop 2 = {second} (new ones), "
-              f"stderr empty under -W error")
+    figure(
+        3,
+        f"2 x asyncio.run: connections after loop 1 = {first}, after loop 2 = {second} (new ones), "
+        f"stderr empty under -W error",
+    )
 
 
 # ---- 4. reconfigure with 100 calls in flight -------------------------------------------------
+
 
 @pytest.mark.slow
 def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_session):
@@ -123,14 +129,16 @@ def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_s
 
     async def main():
         old = s.aiohttp
-        tasks = [asyncio.ensure_future(AioGeneration.call(model="qwen-plus", prompt=f"p{i}", session=s.aiohttp))
-                 for i in range(100)]
-        while emu.stats()["requests"] < 8:          # the first 8 have reached the server
+        tasks = [
+            asyncio.ensure_future(AioGeneration.call(model="qwen-plus", prompt=f"p{i}", session=s.aiohttp))
+            for i in range(100)
+        ]
+        while emu.stats()["requests"] < 8:  # the first 8 have reached the server
             await asyncio.sleep(0.01)
         t0 = time.perf_counter()
-        assert _session.session(new, name=s.name) is s   # what re-running the config cell does
+        assert _session.session(new, name=s.name) is s  # what re-running the config cell does
         assert s.config == new and s.aiohttp is not old
-        assert not old.closed                            # still draining its in-flight calls
+        assert not old.closed  # still draining its in-flight calls
         after = await AioGeneration.call(model="qwen-plus", prompt="after", session=s.aiohttp)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         while not old.closed and time.perf_counter() - t0 < 10:
@@ -142,13 +150,17 @@ def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_s
     assert after.status_code == 200 and old.closed
     assert s.stats()["in_flight"] == 0 and s.stats()["errors"] == 0
     assert emu.stats()["peak_open_connections"] <= 8 + 4
-    figure(4, f"100/100 in-flight calls completed; old pool closed {drained:.2f} s after the new config "
-              f"(the last queued call needed {100 // 8} x 0.3 s server time)")
+    figure(
+        4,
+        f"100/100 in-flight calls completed; old pool closed {drained:.2f} s after the new config "
+        f"(the last queued call needed {100 // 8} x 0.3 s server time)",
+    )
 
 
 # ---- 5. cancelling a gather of 200 calls -----------------------------------------------------
 # KeyboardInterrupt in a real kernel: tests/test_reliability_kernel.py; measure()'s own interrupt
 # handling: test_measure.py::test_interrupt_stops_cleanly_and_the_session_stays_usable.
+
 
 def test_cancelling_a_gather_of_200_calls_returns_the_pool_to_baseline(emulator_factory, make_session):
     emu = emulator_factory(rtt_ms=0, stall_before_headers=60.0)
@@ -156,8 +168,10 @@ def test_cancelling_a_gather_of_200_calls_returns_the_pool_to_baseline(emulator_
     s = make_session(SMALL, endpoint=emu)
 
     async def main():
-        calls = [asyncio.ensure_future(AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp))
-                 for _ in range(200)]
+        calls = [
+            asyncio.ensure_future(AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp))
+            for _ in range(200)
+        ]
         gathered = asyncio.gather(*calls)
         while emu.stats()["requests"] < 8:
             await asyncio.sleep(0.01)
@@ -177,8 +191,8 @@ def test_cancelling_a_gather_of_200_calls_returns_the_pool_to_baseline(emulator_
     assert busy["in_flight"] == 8 and busy["queued"] == 192, busy
     assert after["in_flight"] == 0 and after["queued"] == 0, after
     assert r.status_code == 200
-    assert _served(emu) == 9     # the 8 that reached the server (never resent) + the next call
-    assert _wait_for(lambda: _open(emu) <= 1)   # the cancelled calls' connections are gone
+    assert _served(emu) == 9  # the 8 that reached the server (never resent) + the next call
+    assert _wait_for(lambda: _open(emu) <= 1)  # the cancelled calls' connections are gone
     figure(5, f"200 calls cancelled in {took * 1e3:.1f} ms; in_flight 8 -> 0, queued 192 -> 0; next call 200")
 
 
@@ -233,12 +247,15 @@ async def _async_race(emu, session):
 def _assert_retried_safely(emu, r, sdk_log, path):
     st = emu.stats()
     assert r.status_code == 200
-    assert _retries(sdk_log) == 1, [m.getMessage() for m in sdk_log.records]   # the race happened
+    assert _retries(sdk_log) == 1, [m.getMessage() for m in sdk_log.records]  # the race happened
     assert st["idle_closed"] >= 1 and st["tcp_connections"] == 2
     # The stale attempt never reached the server: 2 calls, 2 requests served.
     assert st["requests"] == 2, st
-    figure(6, f"{path}: stale reuse after {IDLE:.2f} s idle (server keep-alive {KEEPALIVE:g} s) -> "
-              f"SDK resent once on a new connection; server saw {st['requests']} requests for 2 calls")
+    figure(
+        6,
+        f"{path}: stale reuse after {IDLE:.2f} s idle (server keep-alive {KEEPALIVE:g} s) -> "
+        f"SDK resent once on a new connection; server saw {st['requests']} requests for 2 calls",
+    )
 
 
 @pytest.mark.slow
@@ -315,9 +332,8 @@ def test_stale_keepalive_without_the_sdk_surfaces_the_error(emulator_factory, ma
                 await r.read()
 
     asyncio.run(main())
-    assert _served(emu) == 2      # neither failed POST was resent
-    figure(6, "dashnb raw (no SDK): sync ConnectionError(RemoteDisconnected), async ServerDisconnectedError; "
-              "0 resends")
+    assert _served(emu) == 2  # neither failed POST was resent
+    figure(6, "dashnb raw (no SDK): sync ConnectionError(RemoteDisconnected), async ServerDisconnectedError; 0 resends")
 
 
 @pytest.mark.slow
@@ -371,13 +387,17 @@ def test_sdk_resends_posts_the_server_already_received(emulator_factory, make_se
     assert sync_headers == 1
     assert sync_body[1] == 2 and 0.8 * 0.8 <= sync_body[0] <= 0.8 * 1.2, sync_body
     assert _retries(sdk_log) == 2
-    figure(6, f"unsafe SDK resends: async header timeout -> server got {async_headers[1]} POSTs "
-              f"({async_headers[0]:.2f} s), sync mid-body timeout -> {sync_body[1]} POSTs ({sync_body[0]:.2f} s), "
-              f"sync header timeout -> {sync_headers}")
+    figure(
+        6,
+        f"unsafe SDK resends: async header timeout -> server got {async_headers[1]} POSTs "
+        f"({async_headers[0]:.2f} s), sync mid-body timeout -> {sync_body[1]} POSTs ({sync_body[0]:.2f} s), "
+        f"sync header timeout -> {sync_headers}",
+    )
 
 
 # ---- 7. timeouts within 20 %, pool usable afterwards ---------------------------------------------
-# Connect (TLS stall) and read-before-headers timing: test_session.py::test_connect_timeout_fires_on_a_stalled_tls_handshake,
+# Connect (TLS stall) and read-before-headers timing:
+# test_session.py::test_connect_timeout_fires_on_a_stalled_tls_handshake,
 # ::test_read_timeout_fires_when_headers_stall. Added here: the mid-stream stall, and that the
 # same session serves the next call once the fault is gone (which those tests do not check).
 
@@ -403,7 +423,7 @@ def test_timeouts_fire_on_time_and_leave_the_pool_usable(emulator_factory, make_
     t0 = time.perf_counter()
     with pytest.raises((requests.exceptions.Timeout, requests.exceptions.ConnectionError), match="timed out|timeout"):
         if fault == "connect":
-            emu.configure(connection_close=True)          # make the next call need a new connection
+            emu.configure(connection_close=True)  # make the next call need a new connection
             s.requests.post(url, json=BODY, headers=headers)  # (served, then closed)
             s.requests.post(url, json=BODY, headers=headers)
         else:
@@ -477,12 +497,16 @@ def test_http_errors_are_surfaced_with_a_clear_message(emu, make_session, status
     assert st["errors"] == 0  # an HTTP error is an answer, not a transport failure
     emu.configure(rate_limit=None, error_rate=0.0)
     assert Generation.call(model="qwen-plus", prompt="hi", session=s.requests).status_code == 200
-    assert emu.stats()["tcp_connections"] == 2        # one per path: the errors did not cost the connection
-    figure(8, f"{status}: code={sync.code!r} message={sync.message!r}"
-              + (f" Retry-After={sync.headers['Retry-After']}" if status == 429 else ""))
+    assert emu.stats()["tcp_connections"] == 2  # one per path: the errors did not cost the connection
+    figure(
+        8,
+        f"{status}: code={sync.code!r} message={sync.message!r}"
+        + (f" Retry-After={sync.headers['Retry-After']}" if status == 429 else ""),
+    )
 
 
 # ---- 9. malformed responses -----------------------------------------------------------------------
+
 
 def _sync(s, stream):
     r = Generation.call(model="qwen-plus", prompt="hi", stream=stream, session=s.requests)
@@ -503,7 +527,7 @@ MALFORMED = [
     ("truncated_body", "sync", True, requests.exceptions.ChunkedEncodingError),
     ("truncated_body", "async", False, aiohttp.ClientPayloadError),
     ("truncated_body", "async", True, aiohttp.ClientPayloadError),
-    ("wrong_content_type", "sync", True, ValueError),         # requests' JSONDecodeError
+    ("wrong_content_type", "sync", True, ValueError),  # requests' JSONDecodeError
     ("wrong_content_type", "async", False, aiohttp.ContentTypeError),
     ("wrong_content_type", "async", True, aiohttp.ContentTypeError),
     ("no_output", "sync", False, TypeError),
@@ -513,8 +537,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize("mode,path,stream,error", MALFORMED,
-                         ids=[f"{m}-{p}-{'stream' if st else 'plain'}" for m, p, st, _ in MALFORMED])
+@pytest.mark.parametrize(
+    "mode,path,stream,error", MALFORMED, ids=[f"{m}-{p}-{'stream' if st else 'plain'}" for m, p, st, _ in MALFORMED]
+)
 def test_malformed_responses_are_never_a_silent_success(emu, make_session, sdk_log, mode, path, stream, error):
     """What the SDK does with each broken reply. Truncation, a wrong content type and a 200
     without output raise. A malformed SSE event is not raised: the SDK yields it as a chunk
@@ -536,11 +561,13 @@ def test_malformed_responses_are_never_a_silent_success(emu, make_session, sdk_l
         # sync says 400 "Unknown", async 500 (the SDK's two parsers differ); both carry on afterwards
         assert len(bad) == 1 and bad[0].status_code >= 400 and bad[0].code and bad[0].output is None, chunks
         assert chunks[-1].status_code == 200 and chunks[-1].output.finish_reason == "stop"
-        outcome = (f"{len(chunks)} chunks, chunk {chunks.index(bad[0]) + 1} has status {int(bad[0].status_code)} "
-                   f"code {bad[0].code!r}, the last says 'stop'")
+        outcome = (
+            f"{len(chunks)} chunks, chunk {chunks.index(bad[0]) + 1} has status {int(bad[0].status_code)} "
+            f"code {bad[0].code!r}, the last says 'stop'"
+        )
     assert _served(emu) == 1 and _retries(sdk_log) == 0
     emu.configure(malformed=None)
-    assert call(s, False)[0].status_code == 200     # the session is still good
+    assert call(s, False)[0].status_code == 200  # the session is still good
     figure(9, f"{mode} {path} {'stream' if stream else 'plain'}: {outcome}")
 
 
@@ -565,6 +592,7 @@ def test_wrong_content_type_on_a_plain_reply_is_full_not_partial(emu, make_sessi
 # ---- 11. TLS trust ------------------------------------------------------------------------------------
 # Untrusted CA through a dashnb session: test_session.py::test_an_untrusted_ca_fails;
 # REQUESTS_CA_BUNDLE pointing elsewhere: test_session.py::test_requests_ca_bundle_does_not_change_trust.
+
 
 class _Other:
     """An endpoint with the emulator's key but another address or another CA."""
@@ -596,7 +624,7 @@ def _both_paths_fail(s, url, key):
 
 
 def test_hostname_mismatch_fails_on_both_paths(emu, make_session):
-    s = make_session(endpoint=_Other(emu, host="localhost"))   # the certificate names 127.0.0.1 only
+    s = make_session(endpoint=_Other(emu, host="localhost"))  # the certificate names 127.0.0.1 only
     sync_err, async_err = _both_paths_fail(s, s.endpoint.base_url + GEN, emu.api_key)
     assert re.search("(?i)hostname|match", str(sync_err)) and re.search("(?i)hostname|match", str(async_err))
     assert emu.stats()["requests"] == 0
@@ -628,14 +656,16 @@ def test_ca_environment_variables_cannot_add_trust(emu, make_session, tmp_path, 
 
 _UNVERIFIED = re.compile(
     r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|ssl\s*=\s*False|_create_unverified_context"
-    r"|verify_ssl\s*=\s*False|InsecureRequestWarning|disable_warnings")
+    r"|verify_ssl\s*=\s*False|InsecureRequestWarning|disable_warnings"
+)
 
 
 def test_no_code_path_disables_verification():
     # Python sources are checked by syntax tree in test_packaging.py (which also spots tuple
     # assignments); this pass covers the code people copy from: notebooks and docs.
-    files = subprocess.run(["git", "ls-files", "*.ipynb", "*.md", "*.cfg", "*.toml"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "*.ipynb", "*.md", "*.cfg", "*.toml"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     files += [str(p.relative_to(REPO)) for p in (REPO / "notebooks").glob("*.ipynb")]
     hits = []
     for name in sorted(set(files)):
@@ -651,6 +681,7 @@ def test_no_code_path_disables_verification():
 # and ::test_stats_endpoint_refuses_non_loopback_peers (the 403 decision, without a socket: by the
 # project's rules no test sends traffic to anything but 127.0.0.1). Added: other non-loopback
 # spellings, configure(host=...), and what the running emulator's sockets are actually bound to.
+
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "10.1.2.3", "example.org"])
 def test_non_loopback_hosts_are_refused(host):
@@ -673,11 +704,12 @@ def test_emulator_listens_on_loopback_only_and_stats_answer_loopback(emu):
 
 # ---- 14. load ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_2000_calls_at_concurrency_200_through_one_session(emulator_factory, make_session):
     emu = emulator_factory(rtt_ms=20)
     _endpoint.use_endpoint(emu)
-    config = PoolConfig()   # the Java defaults: 32 connections, 32 async requests
+    config = PoolConfig()  # the Java defaults: 32 connections, 32 async requests
     s = make_session(config, endpoint=emu)
     total, concurrency = 2000, 200
     errors = []
@@ -703,8 +735,11 @@ def test_2000_calls_at_concurrency_200_through_one_session(emulator_factory, mak
     assert errors == []
     assert st["requests"] == total and st["statuses"] == {"200": total}
     assert st["peak_open_connections"] <= config.connection_pool_size, st["peak_open_connections"]
-    assert st["tcp_connections"] <= config.connection_pool_size   # no churn: every connection kept
+    assert st["tcp_connections"] <= config.connection_pool_size  # no churn: every connection kept
     assert mine["in_flight"] == 0 and mine["queued"] == 0 and mine["errors"] == 0
-    figure(14, f"{total} calls at concurrency {concurrency}: 0 errors, {took:.1f} s ({total / took:.0f}/s), "
-               f"peak open {st['peak_open_connections']} <= limit {config.connection_pool_size}, "
-               f"{st['tcp_connections']} TCP connections")
+    figure(
+        14,
+        f"{total} calls at concurrency {concurrency}: 0 errors, {took:.1f} s ({total / took:.0f}/s), "
+        f"peak open {st['peak_open_connections']} <= limit {config.connection_pool_size}, "
+        f"{st['tcp_connections']} TCP connections",
+    )

@@ -32,7 +32,6 @@ def _run(kc, code, timeout=120.0) -> str:
     return run_cell(kc, code, timeout, with_other=True)
 
 
-
 def _no_leaks(text: str) -> None:
     found = [w for w in LEAK_WORDS if w in text]
     assert not found, (found, text[-3000:])
@@ -83,8 +82,10 @@ def test_session_cell_200_reruns_one_live_pool_and_a_clean_stderr(kernel):
     assert pools == {("1", "1")}, pools
     assert max(fds[5:]) - min(fds[5:]) <= 2, (fds[:10], fds[-10:])
     assert _run(kc, "print(emu.stats()['peak_open_connections'])").strip() in {"1", "2", "3", "4", "5"}
-    print(f"\n[case 1] 200 re-runs ({took / 200 * 1e3:.0f} ms each): live pools {pools}, fds "
-          f"{min(fds[5:])}..{max(fds[5:])}, kernel stderr {len(stderr)} bytes, 0 leak reports")
+    print(
+        f"\n[case 1] 200 re-runs ({took / 200 * 1e3:.0f} ms each): live pools {pools}, fds "
+        f"{min(fds[5:])}..{max(fds[5:])}, kernel stderr {len(stderr)} bytes, 0 leak reports"
+    )
 
 
 RUN_ALL = [
@@ -137,7 +138,7 @@ def test_interrupt_during_a_gather_of_200_calls(kernel):
     _no_leaks(_run(kc, SETUP))
     msg_id = kc.execute(GATHER_CELL)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:   # wait until the calls are on the wire
+    while time.monotonic() < deadline:  # wait until the calls are on the wire
         msg = kc.get_iopub_msg(timeout=30)
         if msg["msg_type"] == "stream" and "started" in msg["content"]["text"]:
             break
@@ -146,7 +147,9 @@ def test_interrupt_during_a_gather_of_200_calls(kernel):
     km.interrupt_kernel()
     outputs, _ = collect(kc, [msg_id], 120.0)
     took = time.perf_counter() - t0
-    assert "ERROR KeyboardInterrupt" in "".join(outputs[msg_id]) or "ERROR CancelledError" in "".join(outputs[msg_id]), outputs
+    assert "ERROR KeyboardInterrupt" in "".join(outputs[msg_id]) or "ERROR CancelledError" in "".join(
+        outputs[msg_id]
+    ), outputs
     fields = _run(kc, AFTER_CELL).split()
     cancelled, pending, in_flight, queued, status = map(int, fields[-5:])
     _run(kc, "gc.collect()")
@@ -154,5 +157,7 @@ def test_interrupt_during_a_gather_of_200_calls(kernel):
     # every task of the gather ended (cancelled by the interrupt), none left running
     assert pending == 0 and cancelled == 200, fields
     assert in_flight == 0 and queued == 0 and status == 200, fields
-    print(f"\n[case 5] kernel interrupt during gather(200): cell ended in {took:.2f} s, {cancelled} tasks cancelled, "
-          f"in_flight {in_flight}, queued {queued}, next call {status}")
+    print(
+        f"\n[case 5] kernel interrupt during gather(200): cell ended in {took:.2f} s, {cancelled} tasks cancelled, "
+        f"in_flight {in_flight}, queued {queued}, next call {status}"
+    )

@@ -40,7 +40,9 @@ def sdk_response(body: bytes, *, status=200, content_type="text/event-stream;cha
 
 
 def sdk_events(body: bytes):
-    return [(is_error, event.id, event.eventType, event.data) for is_error, _, event in _handle_stream(sdk_response(body))]
+    return [
+        (is_error, event.id, event.eventType, event.data) for is_error, _, event in _handle_stream(sdk_response(body))
+    ]
 
 
 class _Lines:
@@ -85,7 +87,10 @@ def test_parse_native_prompt_form_and_defaults():
 
 def test_parse_native_list_content_keeps_text_parts():
     req = R.parse_native(
-        {"model": "qwen-plus", "input": {"messages": [{"role": "user", "content": [{"text": "a"}, {"image": "x"}, {"text": "b"}]}]}}
+        {
+            "model": "qwen-plus",
+            "input": {"messages": [{"role": "user", "content": [{"text": "a"}, {"image": "x"}, {"text": "b"}]}]},
+        }
     )
     assert req.messages[0][0] == "user"
     assert "a" in req.messages[0][1] and "b" in req.messages[0][1]
@@ -147,7 +152,13 @@ def test_every_known_model_is_accepted():
 
 def test_parse_compatible():
     req, stream, include_usage = R.parse_compatible(
-        {"model": "qwen-plus", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 9}
+        {
+            "model": "qwen-plus",
+            "messages": MSGS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": 9,
+        }
     )
     assert (stream, include_usage) == (True, True)
     assert req.messages == R.parse_native({"model": "qwen-plus", "input": {"messages": MSGS}}).messages
@@ -159,7 +170,9 @@ def test_parse_compatible():
 
 
 def test_parse_compatible_max_completion_tokens_wins():
-    req, _, _ = R.parse_compatible({"model": "qwen-plus", "messages": MSGS, "max_tokens": 9, "max_completion_tokens": 3})
+    req, _, _ = R.parse_compatible(
+        {"model": "qwen-plus", "messages": MSGS, "max_tokens": 9, "max_completion_tokens": 3}
+    )
     assert req.max_tokens == 3
 
 
@@ -196,7 +209,11 @@ def test_compose_is_deterministic_and_sized():
     assert a.text == "".join(a.tokens)
     assert a.text == a.text.strip() and "  " not in a.text
     assert a.usage() == {"input_tokens": a.input_tokens, "output_tokens": 16, "total_tokens": a.input_tokens + 16}
-    assert a.usage(produced=3) == {"input_tokens": a.input_tokens, "output_tokens": 3, "total_tokens": a.input_tokens + 3}
+    assert a.usage(produced=3) == {
+        "input_tokens": a.input_tokens,
+        "output_tokens": 3,
+        "total_tokens": a.input_tokens + 3,
+    }
 
 
 @pytest.mark.parametrize("reply_tokens", [1, 2, 3, 16, 100, 500])
@@ -386,7 +403,7 @@ def test_compatible_chunks(include_usage):
     frames = list(R.compatible_chunks(req, reply, RID, include_usage))
     assert frames[-1] == b"data: [DONE]\n\n"
     assert all(re.fullmatch(rb"data: [^\n]+\n\n", f) for f in frames)
-    bodies = [json.loads(f[len(b"data: "):]) for f in frames[:-1]]
+    bodies = [json.loads(f[len(b"data: ") :]) for f in frames[:-1]]
     assert len({b["id"] for b in bodies}) == 1
     assert all(b["object"] == "chat.completion.chunk" and b["model"] == "qwen-plus" for b in bodies)
 

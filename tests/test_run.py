@@ -43,6 +43,7 @@ def test_run_propagates_exceptions():
 def test_aiohttp_session_survives_across_runs(emu):
     s = _session.session(PoolConfig(), endpoint=emu, name="run-test")
     try:
+
         async def call():
             async with s.aiohttp.get(emu.url + "/_emulator/stats") as r:
                 assert r.status == 200
@@ -57,8 +58,9 @@ def test_aiohttp_session_survives_across_runs(emu):
 
 
 def _child(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Unclosed" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
     return proc.stdout

@@ -73,7 +73,7 @@ def unreachable():
 
 
 def _pointed_at(ep, origin):
-    ep._origin = origin   # the real endpoint class and its key handling, at a local address
+    ep._origin = origin  # the real endpoint class and its key handling, at a local address
     return ep
 
 
@@ -94,9 +94,11 @@ def test_key_never_in_reprs_logs_exceptions_or_stats(source, unreachable, debug_
     texts = [repr(ep), str(ep), ep._repr_html_(), repr(s), str(s), s._repr_html_()]
     failures: list[BaseException] = []
     try:
-        for call in (lambda: Generation.call(model="qwen-plus", prompt="hi", session=s.requests),
-                     lambda: Generation.call(model="qwen-plus", prompt="hi", stream=True, session=s.requests),
-                     lambda: s.requests.post(ep.base_url + "/x", headers={"Authorization": f"Bearer {key}"})):
+        for call in (
+            lambda: Generation.call(model="qwen-plus", prompt="hi", session=s.requests),
+            lambda: Generation.call(model="qwen-plus", prompt="hi", stream=True, session=s.requests),
+            lambda: s.requests.post(ep.base_url + "/x", headers={"Authorization": f"Bearer {key}"}),
+        ):
             with pytest.raises(requests.exceptions.ConnectionError) as info:
                 r = call()
                 list(r) if not isinstance(r, requests.Response) else r
@@ -124,13 +126,15 @@ def test_key_never_in_reprs_logs_exceptions_or_stats(source, unreachable, debug_
     for exc in failures:
         texts += _exception_texts(exc)
     texts += _log_text(debug_logs)
-    assert len(failures) == 6 and debug_logs.records   # the failures happened and were logged
+    assert len(failures) == 6 and debug_logs.records  # the failures happened and were logged
     assert any("Starting new HTTPS connection" in r.getMessage() for r in debug_logs.records)
     assert _leaks(key, *texts) == []
     # negative control: the check finds a key where there is one
     assert _leaks(key, f"Authorization: Bearer {key}") and _leaks(key, key[-12:])
-    print(f"\n[case 12] key by {source}: {len(texts)} texts ({len(debug_logs.records)} log records at DEBUG, "
-          f"{len(failures)} exception tracebacks) scanned, 0 leaks")
+    print(
+        f"\n[case 12] key by {source}: {len(texts)} texts ({len(debug_logs.records)} log records at DEBUG, "
+        f"{len(failures)} exception tracebacks) scanned, 0 leaks"
+    )
 
 
 def test_key_never_in_http_error_replies_or_their_logs(emu, debug_logs):
@@ -167,7 +171,7 @@ def test_key_never_in_lab_widget_state(monkeypatch):
         lab = _lab.lab(measure=False, rtt_ms=0, calls=2)
         try:
             lab.model.schedule(0)
-            assert await lab.model.wait() is not None   # one measurement ran: status, plot, table filled
+            assert await lab.model.wait() is not None  # one measurement ran: status, plot, table filled
             keys = [e.api_key for e in lab.model.emulators]
             states = []
 
@@ -196,8 +200,9 @@ def test_key_never_in_lab_widget_state(monkeypatch):
 
 
 def _committed_notebooks() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "notebooks/*.ipynb"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "notebooks/*.ipynb"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     return sorted(out)
 
 
@@ -223,15 +228,17 @@ def test_executed_notebook_outputs_hold_no_key(name, tmp_path):
         "import dashnb.emulator as _e, sys\n"
         "_keys = [e.api_key for e in _e.running()]\n"
         "if 'dashscope' in sys.modules: _keys.append(sys.modules['dashscope'].api_key or '')\n"
-        "print('KEYS', *[k for k in _keys if k])")
+        "print('KEYS', *[k for k in _keys if k])"
+    )
     nb.cells.append(probe)
     env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
     env["IPYTHONDIR"] = str(tmp_path / "ipython")
     env["MPLCONFIGDIR"] = str(tmp_path / "mpl")
     km = KernelManager(kernel_name="python3")
     km.kernel_spec.argv[0] = sys.executable
-    client = NotebookClient(nb, km=km, timeout=300, store_widget_state=True,
-                            resources={"metadata": {"path": str(REPO / "notebooks")}})
+    client = NotebookClient(
+        nb, km=km, timeout=300, store_widget_state=True, resources={"metadata": {"path": str(REPO / "notebooks")}}
+    )
     t0 = time.perf_counter()
     try:
         with _kernel_env(env):
@@ -243,15 +250,17 @@ def test_executed_notebook_outputs_hold_no_key(name, tmp_path):
             km.shutdown_kernel(now=True)
     took = time.perf_counter() - t0
     keys = "".join(o.get("text", "") for o in nb.cells[-1].outputs).split()[1:]
-    assert keys, nb.cells[-1].outputs   # the notebook used at least one key: there is something to find
+    assert keys, nb.cells[-1].outputs  # the notebook used at least one key: there is something to find
     nb.cells.pop()
     text = json.dumps(nb, default=str)
     found = [k for k in keys if k in text]
     assert found == [], f"{name}: keys in outputs"
     assert KEY_LIKE.findall(text) == []
     outputs = sum(len(c.get("outputs", [])) for c in nb.cells)
-    print(f"\n[case 12] {name}: executed in {took:.1f} s, {outputs} outputs + widget state scanned for "
-          f"{len(keys)} keys, 0 leaks")
+    print(
+        f"\n[case 12] {name}: executed in {took:.1f} s, {outputs} outputs + widget state scanned for "
+        f"{len(keys)} keys, 0 leaks"
+    )
 
 
 class _kernel_env:

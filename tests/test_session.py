@@ -38,6 +38,7 @@ def _sync_call(s_requests):
 
 # ---- connection reuse, counted by the server ------------------------------------------------
 
+
 def test_shared_session_uses_one_connection_for_n_sync_calls(sdk, make_session):
     s = make_session(endpoint=sdk)
     for _ in range(8):
@@ -49,7 +50,7 @@ def test_shared_session_uses_one_connection_for_n_sync_calls(sdk, make_session):
 
 
 def test_a_session_per_call_opens_n_connections(sdk, make_session):
-    for i in range(5):
+    for _ in range(5):
         s = make_session(endpoint=sdk)
         _sync_call(s.requests)
         s.close()
@@ -57,22 +58,24 @@ def test_a_session_per_call_opens_n_connections(sdk, make_session):
 
 
 def test_async_calls_share_the_pool(sdk, make_session):
-    s = make_session(PoolConfig(connection_pool_size=4, maximum_async_requests=4, maximum_async_requests_per_host=4),
-                     endpoint=sdk)
+    s = make_session(
+        PoolConfig(connection_pool_size=4, maximum_async_requests=4, maximum_async_requests_per_host=4), endpoint=sdk
+    )
 
     async def main():
         for _ in range(3):  # sequential: one connection
             r = await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
             assert r.status_code == 200
-        rs = await asyncio.gather(*(AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
-                                    for _ in range(12)))
+        rs = await asyncio.gather(
+            *(AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp) for _ in range(12))
+        )
         assert all(r.status_code == 200 for r in rs)
         await s.__aexit__(None, None, None)
 
     asyncio.run(main())
     stats = sdk.stats()
     assert stats["requests"] == 15
-    assert 1 <= stats["tcp_connections"] <= 4   # maximum_async_requests caps it
+    assert 1 <= stats["tcp_connections"] <= 4  # maximum_async_requests caps it
     assert stats["peak_open_connections"] <= 4
 
 
@@ -81,8 +84,10 @@ def test_streamed_sdk_call_reuses_the_connection(sdk, make_session):
 
     async def main():
         for _ in range(3):
-            chunks = [c async for c in await AioGeneration.call(model="qwen-plus", prompt="hi", stream=True,
-                                                                    session=s.aiohttp)]
+            chunks = [
+                c
+                async for c in await AioGeneration.call(model="qwen-plus", prompt="hi", stream=True, session=s.aiohttp)
+            ]
             assert chunks and all(c.status_code == 200 for c in chunks)
         assert s.stats()["async"]["in_flight"] == 0
 
@@ -103,6 +108,7 @@ def test_call_scope_reports_reuse_for_sdk_calls(sdk, make_session):
 
 # ---- timeouts -------------------------------------------------------------------------------
 
+
 def _within(elapsed, target, tolerance=0.2):
     assert target * (1 - tolerance) <= elapsed <= target * (1 + tolerance), (elapsed, target)
 
@@ -120,7 +126,12 @@ def test_connect_timeout_fires_on_a_stalled_tls_handshake(emulator_factory, make
     async def main():
         t0 = time.perf_counter()
         with pytest.raises(aiohttp.ConnectionTimeoutError):
-            await s.aiohttp.post(emu.base_url + GEN, json=BODY, headers={"Authorization": f"Bearer {emu.api_key}"}, timeout=aiohttp.ClientTimeout(total=300))
+            await s.aiohttp.post(
+                emu.base_url + GEN,
+                json=BODY,
+                headers={"Authorization": f"Bearer {emu.api_key}"},
+                timeout=aiohttp.ClientTimeout(total=300),
+            )
         return time.perf_counter() - t0
 
     _within(asyncio.run(main()), 0.5)
@@ -162,7 +173,12 @@ def test_read_timeout_fires_when_headers_stall(emulator_factory, make_session):
         with pytest.raises(aiohttp.ServerTimeoutError):
             # the SDK's non-stream ClientTimeout(total=300) replaces the session timeout; the
             # config's sock_read must still hold
-            await s.aiohttp.post(emu.base_url + GEN, json=BODY, headers={"Authorization": f"Bearer {emu.api_key}"}, timeout=aiohttp.ClientTimeout(total=300))
+            await s.aiohttp.post(
+                emu.base_url + GEN,
+                json=BODY,
+                headers={"Authorization": f"Bearer {emu.api_key}"},
+                timeout=aiohttp.ClientTimeout(total=300),
+            )
         return time.perf_counter() - t0
 
     _within(asyncio.run(main()), 0.5)
@@ -179,6 +195,7 @@ def test_sdk_request_timeout_still_tightens(emulator_factory, make_session):
 
 
 # ---- trust ----------------------------------------------------------------------------------
+
 
 def test_requests_ca_bundle_does_not_change_trust(sdk, make_session, tmp_path, monkeypatch):
     other = tmp_path / "other-ca.pem"
@@ -213,6 +230,7 @@ def test_an_untrusted_ca_fails(sdk, make_session, tmp_path):
 
 
 # ---- the registry and lifecycle -------------------------------------------------------------
+
 
 def test_same_name_same_object_and_reconfigure_in_place(sdk, make_session):
     s = make_session(endpoint=sdk, name="registry-test")
@@ -263,7 +281,7 @@ def test_asyncio_run_twice_gets_a_session_per_loop_without_warnings(sdk, make_se
     asyncio.run(main())
     assert seen[0] is not seen[1]
     assert seen[0].closed  # closed on its own loop as asyncio.run shut it down
-    del seen
+    seen.clear()
     gc.collect()  # an "Unclosed client session" ResourceWarning would fail the test here
     assert sdk.stats()["tcp_connections"] == 2
 
@@ -298,6 +316,7 @@ def test_repr_never_shows_the_key(sdk, make_session):
 
 
 # ---- endpoints ------------------------------------------------------------------------------
+
 
 def test_dashscope_endpoint_hides_the_key(monkeypatch):
     monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)

@@ -17,8 +17,8 @@ from aiohttp import web
 from dashnb import _observe, _translate
 from dashnb._config import PoolConfig
 
-
 # ---- a small TLS server whose handlers the tests control ------------------------------------
+
 
 class _Endpoint:
     """The attributes _translate needs from an endpoint, for a server made in this file."""
@@ -110,6 +110,7 @@ class Server:
     def release(self, name: str) -> None:
         def go():
             self._gates.setdefault(name, asyncio.Event()).set()
+
         self._loop.call_soon_threadsafe(go)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
@@ -121,6 +122,7 @@ class Server:
     def stop(self) -> None:
         async def down():
             await self._runner.cleanup()
+
         asyncio.run_coroutine_threadsafe(down(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -142,11 +144,11 @@ CFG = PoolConfig(connect_timeout=10, read_timeout=60)
 @pytest.mark.parametrize(
     ("caller", "expected"),
     [
-        (None, (10.0, 60.0)),            # nothing from the caller: the config's pair
-        (300, (10.0, 60.0)),             # the SDK's default request_timeout cannot loosen either
-        (5, (5, 5)),                     # request_timeout=5 tightens both
+        (None, (10.0, 60.0)),  # nothing from the caller: the config's pair
+        (300, (10.0, 60.0)),  # the SDK's default request_timeout cannot loosen either
+        (5, (5, 5)),  # request_timeout=5 tightens both
         (30, (10.0, 30)),
-        ((2, None), (2, 60.0)),          # tuple parts tighten separately; None takes the config
+        ((2, None), (2, 60.0)),  # tuple parts tighten separately; None takes the config
         ((None, 120), (10.0, 60.0)),
     ],
 )
@@ -173,9 +175,16 @@ def test_aiohttp_timeout_merge_restores_socket_limits_the_sdk_drops():
 
 # ---- requests: adapter settings and trust ---------------------------------------------------
 
+
 def test_requests_session_settings():
-    cfg = PoolConfig(connection_pool_size=7, maximum_async_requests=7, maximum_async_requests_per_host=7,
-                     connect_timeout=3, read_timeout=9, connection_idle_timeout=4)
+    cfg = PoolConfig(
+        connection_pool_size=7,
+        maximum_async_requests=7,
+        maximum_async_requests_per_host=7,
+        connect_timeout=3,
+        read_timeout=9,
+        connection_idle_timeout=4,
+    )
     s = _translate.build_requests_session(cfg, _Endpoint("/some/ca.pem"))
     try:
         adapter = s.get_adapter("https://example.invalid/")
@@ -243,7 +252,7 @@ def test_requests_pool_keeps_pool_size_connections_and_counts_reuse(server):
             t.join()
         st = obs.snapshot().sync
         assert st.connections_opened == 4
-        assert st.connections_open == 2   # two discarded: the pool keeps pool_size
+        assert st.connections_open == 2  # two discarded: the pool keeps pool_size
         assert st.in_flight == 0
         for _ in range(3):
             s.get(server.url("/slow"))
@@ -281,9 +290,16 @@ def test_requests_call_record_times_tcp_and_tls(server):
 
 # ---- aiohttp: connector, timeouts, request queue --------------------------------------------
 
+
 def test_aiohttp_session_settings():
-    cfg = PoolConfig(connection_pool_size=12, maximum_async_requests=10, maximum_async_requests_per_host=6,
-                     connection_idle_timeout=42, connect_timeout=3, read_timeout=9)
+    cfg = PoolConfig(
+        connection_pool_size=12,
+        maximum_async_requests=10,
+        maximum_async_requests_per_host=6,
+        connection_idle_timeout=42,
+        connect_timeout=3,
+        read_timeout=9,
+    )
 
     async def main():
         s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
@@ -291,7 +307,12 @@ def test_aiohttp_session_settings():
             c = s.connector
             assert (c.limit, c.limit_per_host) == (12, 6)
             assert c._keepalive_timeout == 42
-            assert (s.timeout.total, s.timeout.connect, s.timeout.sock_connect, s.timeout.sock_read) == (None, None, 3, 9)
+            assert (s.timeout.total, s.timeout.connect, s.timeout.sock_connect, s.timeout.sock_read) == (
+                None,
+                None,
+                3,
+                9,
+            )
             assert s.trust_env is False
         finally:
             await s.close()
@@ -310,6 +331,7 @@ def test_request_queue_caps_global_concurrency_in_order(server):
 
     async def main():
         async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+
             async def one(i):
                 async with s.get(server.url(f"/slow?name={i}&hold=0.15")) as r:
                     return await r.text()
@@ -332,6 +354,7 @@ def test_request_queue_per_host_limit_does_not_block_other_hosts(server):
 
     async def main():
         async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+
             async def one(host, i):
                 async with s.get(server.url(f"/slow?name={host}{i}&hold=0.2", host=host)) as r:
                     return await r.text()
@@ -356,7 +379,7 @@ def test_streamed_body_keeps_its_slot_until_released(server):
             assert await first.content.readexactly(6) == b"first "
             second = asyncio.create_task(s.get(server.url("/slow?name=B")))
             await asyncio.sleep(0.3)  # give B every chance to start if the slot were free
-            assert server.arrivals == ["A"]   # headers of A arrived, its body is not done: B waits
+            assert server.arrivals == ["A"]  # headers of A arrived, its body is not done: B waits
             assert obs.snapshot().async_.queued == 1
             server.release("A")
             assert await first.read() == b"rest"
@@ -372,12 +395,18 @@ def test_streamed_body_keeps_its_slot_until_released(server):
 def test_queue_wait_is_outside_socket_timeouts(server):
     # One slot; the first request holds it 0.6 s. The second waits that long in the queue,
     # which must not count against its 0.4 s sock_read (as in OkHttp's Dispatcher).
-    cfg = PoolConfig(connection_pool_size=2, maximum_async_requests=1, maximum_async_requests_per_host=1,
-                     read_timeout=0.4, connect_timeout=0.4)
+    cfg = PoolConfig(
+        connection_pool_size=2,
+        maximum_async_requests=1,
+        maximum_async_requests_per_host=1,
+        read_timeout=0.4,
+        connect_timeout=0.4,
+    )
     obs = _observe.Observer()
 
     async def main():
         async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+
             async def one(name, hold):
                 with _observe.call_scope() as rec:
                     async with s.get(server.url(f"/slow?name={name}&hold={hold}")) as r:

@@ -39,6 +39,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Emulator", "EmulatorOptions", "start", "running"]
 
@@ -178,8 +179,8 @@ class Emulator:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def _start(self) -> "Emulator":
-        ready = concurrent.futures.Future()
+    def _start(self) -> Emulator:
+        ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="dashnb-emulator", daemon=True)
         self._thread.start()
         ready.result(timeout=_STARTUP_TIMEOUT)
@@ -257,7 +258,7 @@ class Emulator:
             self._thread.join(timeout=10)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -291,7 +292,7 @@ class Emulator:
     def options(self) -> EmulatorOptions:
         return self._options
 
-    def configure(self, **changes) -> "Emulator":
+    def configure(self, **changes) -> Emulator:
         """Change latency and behaviour live. Unknown or fixed options raise ValueError."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(EmulatorOptions)}
         if unknown:
@@ -381,9 +382,7 @@ class Emulator:
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running"
-        changed = {
-            k: v for k, v in self._options.live.items() if v != getattr(_DEFAULTS, k)
-        }
+        changed = {k: v for k, v in self._options.live.items() if v != getattr(_DEFAULTS, k)}
         extra = "".join(f", {k}={v!r}" for k, v in changed.items())
         return f"<Emulator {state} {self.url} tls={self._options.tls} rtt_ms={self._options.rtt_ms:g}{extra}>"
 
@@ -398,7 +397,11 @@ class Emulator:
             ("CA to trust", self._ca_path),
             ("API key", "generated test key (see .api_key)"),
         ]
-        rows += [(k, repr(v)) for k, v in o.live.items() if v != getattr(_DEFAULTS, k) and k not in ("rtt_ms", "tls", "jitter_ms")]
+        rows += [
+            (k, repr(v))
+            for k, v in o.live.items()
+            if v != getattr(_DEFAULTS, k) and k not in ("rtt_ms", "tls", "jitter_ms")
+        ]
         if not self._stopped:
             s = self.stats()
             rows.append(
@@ -408,13 +411,17 @@ class Emulator:
                     f"{s['requests']} requests, {s['open_connections']} open (peak {s['peak_open_connections']})",
                 )
             )
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
         return f"<table><caption style='text-align:left'><b>DashScope emulator</b></caption>{body}</table>"
 
 
 _DEFAULTS = EmulatorOptions()
 _REGISTRY: dict[EmulatorOptions, Emulator] = {}
-_ALL: "weakref.WeakSet[Emulator]" = weakref.WeakSet()  # every emulator started, to stop at exit
+_ALL: weakref.WeakSet[Emulator] = weakref.WeakSet()  # every emulator started, to stop at exit
 _REGISTRY_LOCK = threading.Lock()
 
 

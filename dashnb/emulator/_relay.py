@@ -84,7 +84,7 @@ class Link:
 
     _ids = 0
 
-    def __init__(self, relay: "Relay", client_transport):
+    def __init__(self, relay: Relay, client_transport):
         Link._ids += 1
         self.id = Link._ids
         self.relay = relay
@@ -102,12 +102,12 @@ class Link:
         self.to_server: _Delay | None = None
         self.to_client: _Delay | None = None
         self.stalled = False  # tls_stall: accepted, never answered
-        self.backlog = []  # client bytes read while the connection waits for a slot
-        self.pending = []  # (due, bytes) read before the upstream connection is ready
+        self.backlog: list[object] = []  # client bytes read while the connection waits for a slot
+        self.pending: list[tuple[float, object]] = []  # (due, bytes) read before the upstream connection is ready
 
 
 class _ClientSide(asyncio.Protocol):
-    def __init__(self, relay: "Relay"):
+    def __init__(self, relay: Relay):
         self.relay = relay
         self.link: Link | None = None
 
@@ -135,7 +135,7 @@ class _ClientSide(asyncio.Protocol):
 
 
 class _ServerSide(asyncio.Protocol):
-    def __init__(self, relay: "Relay", link: Link):
+    def __init__(self, relay: Relay, link: Link):
         self.relay = relay
         self.link = link
 
@@ -196,7 +196,9 @@ class Relay:
             # Like a server whose accept queue is full of work: the client is connected but nobody talks to it.
             self.waiting.append(link)
             self.counters.queued_connections = len(self.waiting)
-            log.debug("connection %d waits: %d open (cap %d)", link.id, self.counters.open_connections, opts.max_connections)
+            log.debug(
+                "connection %d waits: %d open (cap %d)", link.id, self.counters.open_connections, opts.max_connections
+            )
         else:
             self._admit(link)
         return link
@@ -324,9 +326,7 @@ class Relay:
 
     def admit_waiting(self) -> None:
         opts = self._options()
-        while self.waiting and (
-            opts.max_connections is None or self.counters.open_connections < opts.max_connections
-        ):
+        while self.waiting and (opts.max_connections is None or self.counters.open_connections < opts.max_connections):
             link = self.waiting.popleft()
             self.counters.queued_connections = len(self.waiting)
             # Admitted late: the server takes the connection now, so the handshake's round trip starts now.
@@ -337,7 +337,7 @@ class Relay:
                 if data is _EOF:
                     self._client_eof(link)
                 else:
-                    self._from_client(link, data)
+                    self._from_client(link, data)  # type: ignore[arg-type]  # not _EOF, so bytes
 
     # -- server-side keep-alive idle timeout ----------------------------------------------
 
@@ -372,4 +372,3 @@ class Relay:
             self._abort(link)
         if self.server is not None:
             self.server.close()
-

@@ -49,8 +49,8 @@ class Counters:
         self.idle_closed = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.statuses = collections.Counter()
-        self.closed_requests_per_connection = []
+        self.statuses: collections.Counter[str] = collections.Counter()
+        self.closed_requests_per_connection: list[int] = []
 
     # called by the relay
     def tcp_accepted(self, link) -> None:
@@ -264,9 +264,7 @@ class DashScopeApp:
 
         if stream:
             frames = (
-                R.compatible_chunks(req, reply, rid, include_usage)
-                if compatible
-                else R.native_events(req, reply, rid)
+                R.compatible_chunks(req, reply, rid, include_usage) if compatible else R.native_events(req, reply, rid)
             )
             return await self._stream(request, frames, opts, compatible)
         payload = R.compatible_body(req, reply, rid) if compatible else R.native_body(req, reply, rid)
@@ -279,10 +277,10 @@ class DashScopeApp:
             data = json.dumps(payload).encode()
         content_type = "text/html; charset=utf-8" if opts.malformed == "wrong_content_type" else _JSON
         if not opts.stall_mid_stream and opts.malformed != "truncated_body":
-            resp = web.Response(status=200, body=data, headers={"Content-Type": content_type})
+            whole = web.Response(status=200, body=data, headers={"Content-Type": content_type})
             if opts.connection_close:
-                resp.force_close()
-            return resp
+                whole.force_close()
+            return whole
         resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
         resp.content_length = len(data)
         if opts.connection_close:
@@ -312,7 +310,7 @@ class DashScopeApp:
             if i and gap:
                 await asyncio.sleep(gap)  # token generation pace: server time
             if opts.malformed == "bad_sse" and i == 1:
-                frame = b"id:2\nevent:result\n:HTTP_STATUS/200\ndata:{\"output\": {\"choi\n\n"
+                frame = b'id:2\nevent:result\n:HTTP_STATUS/200\ndata:{"output": {"choi\n\n'
             await resp.write(frame)
             if i == 0 and opts.stall_mid_stream:
                 await _stall(opts.stall_mid_stream)

@@ -1,9 +1,9 @@
 """Fixtures for browser tests; the machinery lives in harness.py.
 
-    @pytest.mark.browser
-    def test_lab(page, start_lab):
-        lab = start_lab()                      # a temp copy of notebooks/
-        open_notebook(page, lab, "04_latency_lab.ipynb")
+@pytest.mark.browser
+def test_lab(page, start_lab):
+    lab = start_lab()                      # a temp copy of notebooks/
+    open_notebook(page, lab, "04_latency_lab.ipynb")
 """
 
 from __future__ import annotations
@@ -86,8 +86,11 @@ def _servers(request, factory):
             for server in started:
                 target = harness.artifacts_dir() / f"{_artifact_name(request)}-{server.kind}.log"
                 status = server.process.poll()
-                header = f"# {server.kind} at {server.url}: " + (
-                    "still running" if status is None else f"exited with {status}") + "\n"
+                header = (
+                    f"# {server.kind} at {server.url}: "
+                    + ("still running" if status is None else f"exited with {status}")
+                    + "\n"
+                )
                 target.write_text(header + server.log_tail(200_000), encoding="utf-8")
 
 

@@ -153,9 +153,7 @@ def _write_lab_settings(settings_dir: Path) -> None:
 
 
 def _copy_tree(source: Path, dest: Path) -> None:
-    shutil.copytree(
-        source, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "artifacts")
-    )
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "artifacts"))
 
 
 def _probe(url: str) -> bool:
@@ -181,8 +179,9 @@ def _stop(process: subprocess.Popen, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _serve(kind: str, argv_for, probe_path: str, root: Path, state: Path, env, startup_timeout: float,
-           stop_timeout: float) -> Iterator[Server]:
+def _serve(
+    kind: str, argv_for, probe_path: str, root: Path, state: Path, env, startup_timeout: float, stop_timeout: float
+) -> Iterator[Server]:
     log_path = state / f"{kind}.log"
     last_error = ""
     # A free port can be taken between our probe and the server's bind; try a few.
@@ -192,8 +191,12 @@ def _serve(kind: str, argv_for, probe_path: str, root: Path, state: Path, env, s
         with open(log_path, "ab") as log:
             started = time.perf_counter()
             process = subprocess.Popen(
-                argv_for(port, token), cwd=root, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+                argv_for(port, token),
+                cwd=root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             deadline = started + startup_timeout
@@ -215,8 +218,13 @@ def _serve(kind: str, argv_for, probe_path: str, root: Path, state: Path, env, s
 
 
 @contextlib.contextmanager
-def lab_server(notebooks_dir: Path | str | None = None, *, extra_args: Sequence[str] = (),
-               startup_timeout: float = 90, stop_timeout: float = 20) -> Iterator[Server]:
+def lab_server(
+    notebooks_dir: Path | str | None = None,
+    *,
+    extra_args: Sequence[str] = (),
+    startup_timeout: float = 90,
+    stop_timeout: float = 20,
+) -> Iterator[Server]:
     """JupyterLab on 127.0.0.1 (random port and token) serving a temp copy of `notebooks_dir`.
 
     `notebooks_dir` defaults to the repo's notebooks/; `server.root` is the copy.
@@ -231,9 +239,15 @@ def lab_server(notebooks_dir: Path | str | None = None, *, extra_args: Sequence[
 
         def argv(port: int, token: str) -> list[str]:
             args = [
-                sys.executable, "-m", "jupyterlab", "--no-browser",
-                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
                 "--ServerApp.terminals_enabled=False",
             ]
             if os.geteuid() == 0:
@@ -245,8 +259,9 @@ def lab_server(notebooks_dir: Path | str | None = None, *, extra_args: Sequence[
 
 
 @contextlib.contextmanager
-def voila_server(notebook: Path | str, *, extra_args: Sequence[str] = (), startup_timeout: float = 90,
-                 stop_timeout: float = 20) -> Iterator[Server]:
+def voila_server(
+    notebook: Path | str, *, extra_args: Sequence[str] = (), startup_timeout: float = 90, stop_timeout: float = 20
+) -> Iterator[Server]:
     """Standalone Voilà serving `notebook` from a temp copy of its folder, at `server.url_for()`."""
     notebook = Path(notebook)
     with tempfile.TemporaryDirectory(prefix="dashnb-voila-") as tmp:
@@ -259,14 +274,22 @@ def voila_server(notebook: Path | str, *, extra_args: Sequence[str] = (), startu
         def argv(port: int, token: str) -> list[str]:
             # Voilà is not a jupyter_server ServerApp: it has no root check and no --allow-root.
             return [
-                sys.executable, "-m", "voila", "--no-browser",
-                "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.port_retries=0",
-                f"--token={token}", *extra_args, str(served),
+                sys.executable,
+                "-m",
+                "voila",
+                "--no-browser",
+                "--Voila.ip=127.0.0.1",
+                f"--port={port}",
+                "--Voila.port_retries=0",
+                f"--token={token}",
+                *extra_args,
+                str(served),
             ]
 
         # Every GET / runs the notebook in a new kernel, so probe a static file instead.
-        with _serve("voila", argv, "/voila/static/favicon.ico", root, state, env, startup_timeout,
-                    stop_timeout) as server:
+        with _serve(
+            "voila", argv, "/voila/static/favicon.ico", root, state, env, startup_timeout, stop_timeout
+        ) as server:
             server.extra["notebook"] = served
             yield server
 
@@ -283,9 +306,7 @@ def launch_chromium(playwright, executable: str | None = None):
     # dconf state under the home folder; point those at a temp dir removed on close.
     home = Path(tempfile.mkdtemp(prefix="dashnb-chromium-"))
     env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_CACHE_HOME": str(home / "cache")}
-    browser = playwright.chromium.launch(
-        executable_path=executable, headless=True, args=list(CHROMIUM_ARGS), env=env
-    )
+    browser = playwright.chromium.launch(executable_path=executable, headless=True, args=list(CHROMIUM_ARGS), env=env)
     # Whichever comes first: the browser going away, or this interpreter exiting.
     browser.on("disconnected", lambda _browser: shutil.rmtree(home, ignore_errors=True))
     atexit.register(shutil.rmtree, home, True)
@@ -323,8 +344,7 @@ def open_notebook(page, server: Server, path: str, *, timeout_ms: float = 90_000
     return time.perf_counter() - started
 
 
-def open_voila(page, server: Server, *, selector: str = ".jupyter-widgets",
-               timeout_ms: float = 90_000) -> float:
+def open_voila(page, server: Server, *, selector: str = ".jupyter-widgets", timeout_ms: float = 90_000) -> float:
     """Load the Voilà page (which runs the notebook) and wait for `selector` to show."""
     started = time.perf_counter()
     page.goto(server.url_for(""), timeout=timeout_ms)
@@ -371,17 +391,14 @@ _WATCH_PROMPTS = """
 }
 """
 
-_RUN_FINISHED = (
-    """
+_RUN_FINISHED = """
 () => {
   const panel = [...document.querySelectorAll('.jp-NotebookPanel')].find(e => e.offsetParent !== null);
   if (!panel || !window.__dashnbRun || !window.__dashnbRun.star) return false;
   const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
   return (%s)() && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
 }
-"""
-    % _KERNEL_IDLE_JS.strip()
-)
+""" % _KERNEL_IDLE_JS.strip()  # noqa: UP031 (the JS is full of braces)
 
 
 def run_all_cells(page, *, timeout_ms: float = 180_000) -> float:
@@ -430,8 +447,15 @@ def _short(src: str | None) -> str:
     return "none" if src is None else hashlib.sha1(src.encode()).hexdigest()[:10]
 
 
-def wait_image_settled(page, *, previous: str | None = None, selector: str = OUTPUT_IMAGE, nth: int = 0,
-                       stable_ms: float = 600, timeout_ms: float = 60_000) -> str:
+def wait_image_settled(
+    page,
+    *,
+    previous: str | None = None,
+    selector: str = OUTPUT_IMAGE,
+    nth: int = 0,
+    stable_ms: float = 600,
+    timeout_ms: float = 60_000,
+) -> str:
     """Wait until the image's src differs from `previous`, has not changed for `stable_ms`,
     and (in Lab) the kernel is idle: the first change can be an intermediate frame."""
     started = time.perf_counter()

@@ -68,7 +68,9 @@ def _step(page, before: str) -> tuple[str, float, float]:
     # The table is redrawn with the plot, for the new round trip.
     page.wait_for_function(
         "([sel, rtt]) => { const t = document.querySelector(sel); return t && t.innerText.includes(rtt); }",
-        arg=[TABLE, f"rtt {rtt + 5} ms"], timeout=10_000)
+        arg=[TABLE, f"rtt {rtt + 5} ms"],
+        timeout=10_000,
+    )
     assert _text(page, TABLE) != table
     assert _text(page, STATUS).startswith("done in")
     return after, first_change, settled
@@ -99,8 +101,13 @@ def _exercise(page, name: str, timings: dict) -> None:
 
     timings["slider_to_new_plot"] = to_plot
     timings["slider_to_settled_plot"] = to_settled
-    print(f"{name}: slider to new plot " + ", ".join(f"{s:.2f}" for s in to_plot) + " s; to settled "
-          + ", ".join(f"{s:.2f}" for s in to_settled) + " s")
+    print(
+        f"{name}: slider to new plot "
+        + ", ".join(f"{s:.2f}" for s in to_plot)
+        + " s; to settled "
+        + ", ".join(f"{s:.2f}" for s in to_settled)
+        + " s"
+    )
     print(f"{name} timings: {json.dumps(timings)}")
     (harness.artifacts_dir() / f"{name}-timings.json").write_text(json.dumps(timings, indent=2))
     assert max(to_plot) < SLIDER_TO_PLOT_LIMIT_S, timings
