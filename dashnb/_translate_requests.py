@@ -1,0 +1,239 @@
+"""requests / urllib3 side of the translation: observed connections, idle eviction, the adapter.
+
+    >>> from dashnb._config import PoolConfig
+    >>> from dashnb._translate_requests import PoolConfigAdapter
+    >>> PoolConfigAdapter(PoolConfig(connection_pool_size=64))
+    <PoolConfigAdapter PoolConfig(connection_pool_size=64)>
+
+Imported on first use by ``dashnb._translate`` (which documents the mapping), so it may import
+requests and urllib3 at the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import certifi
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from . import _observe
+from ._translate import merge_requests_timeout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._config import PoolConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PoolConfigAdapter", "build_requests_session"]
+
+
+class _ObservedConnectionMixin:
+    """Times TCP connect vs TLS handshake, numbers connections and counts their requests.
+
+    Mixed into urllib3's HTTP(S)Connection; ``_dashnb_observer`` is set on a per-session
+    subclass. urllib3 reuses the same object after closing a dropped socket, so every
+    ``connect()`` starts a new connection id and request count.
+    """
+
+    # Provided by the urllib3 connection class this is mixed into.
+    host: str
+    port: int
+    sock: Any
+
+    _dashnb_observer: _observe.Observer
+    _dashnb_id: int | None = None
+    _dashnb_requests: int = 0
+    _dashnb_busy: bool = False
+    _dashnb_idle_since: float | None = None
+    _dashnb_tcp_s: float | None = None
+    _dashnb_tls: bool = False
+
+    def _new_conn(self):  # the TCP connect
+        t0 = time.perf_counter()
+        sock = super()._new_conn()
+        self._dashnb_tcp_s = time.perf_counter() - t0
+        return sock
+
+    def connect(self) -> None:
+        t0 = time.perf_counter()
+        self._dashnb_tcp_s = None
+        super().connect()  # type: ignore[misc]  # a mixin: the urllib3 class provides it
+        total = time.perf_counter() - t0
+        tcp = self._dashnb_tcp_s if self._dashnb_tcp_s is not None else total
+        tls = total - tcp if self._dashnb_tls else None
+        self._dashnb_id = _observe.next_connection_id()
+        self._dashnb_requests = 0
+        self._dashnb_observer.connection_opened("sync", connect_s=tcp, tls_s=tls, connection_id=self._dashnb_id)
+        log.debug(
+            "opened connection %d to %s:%s (tcp %.1f ms, tls %s)",
+            self._dashnb_id,
+            self.host,
+            self.port,
+            tcp * 1e3,
+            "-" if tls is None else f"{tls * 1e3:.1f} ms",
+        )
+
+    def request(self, *args, **kwargs):
+        if self.sock is None:  # plain http: http.client connects lazily inside request()
+            self.connect()
+        self._dashnb_requests += 1
+        if not self._dashnb_busy:
+            self._dashnb_busy = True
+            self._dashnb_observer.request_started("sync")
+        self._dashnb_observer.request_sent(
+            "sync",
+            connection_id=self._dashnb_id,
+            sent_at=time.perf_counter(),
+            requests_on_connection=self._dashnb_requests,
+        )
+        return super().request(*args, **kwargs)
+
+    def getresponse(self):
+        resp = super().getresponse()
+        self._dashnb_observer.response_started(time.perf_counter())
+        return resp
+
+    def _dashnb_done(self) -> None:
+        if self._dashnb_busy:
+            self._dashnb_busy = False
+            self._dashnb_observer.request_finished("sync")
+
+    def close(self) -> None:
+        was_open = self.sock is not None
+        try:
+            super().close()  # type: ignore[misc]  # a mixin: the urllib3 class provides it
+        finally:
+            self._dashnb_done()
+            if was_open:
+                self._dashnb_observer.connection_closed("sync")
+
+
+class _IdleEvictingPoolMixin:
+    """A urllib3 connection pool that closes connections idle longer than ``_dashnb_idle_timeout``.
+
+    Returned connections are stamped; each checkout first sweeps the pool (under the queue's
+    own lock, so no other thread can be handed a connection while it is being closed). A closed
+    connection object stays in the pool and reconnects when next used, as urllib3 does for
+    connections it finds dropped.
+    """
+
+    host: str  # provided by the urllib3 pool class this is mixed into
+    _dashnb_idle_timeout: float | None = None
+    _dashnb_observer: _observe.Observer
+
+    def _dashnb_sweep(self) -> None:
+        idle = self._dashnb_idle_timeout
+        pool = self.pool  # type: ignore[attr-defined]
+        if idle is None or pool is None:
+            return
+        now = time.monotonic()
+        with pool.mutex:
+            for conn in pool.queue:
+                since = getattr(conn, "_dashnb_idle_since", None)
+                if conn is not None and since is not None and not conn.is_closed and now - since > idle:
+                    log.debug(
+                        "closing connection %s to %s: idle %.1f s > connection_idle_timeout %.1f s",
+                        getattr(conn, "_dashnb_id", "?"),
+                        self.host,
+                        now - since,
+                        idle,
+                    )
+                    conn.close()
+
+    def _get_conn(self, timeout=None):
+        t0 = time.perf_counter()
+        self._dashnb_sweep()
+        conn = super()._get_conn(timeout)
+        self._dashnb_observer.waited(time.perf_counter() - t0)
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        if conn is not None:
+            conn._dashnb_idle_since = time.monotonic()
+            if isinstance(conn, _ObservedConnectionMixin):
+                conn._dashnb_done()
+        super()._put_conn(conn)  # type: ignore[misc]  # a mixin: the urllib3 class provides it
+
+
+def _pool_classes(config: PoolConfig, observer: _observe.Observer) -> dict[str, type]:
+    """Per-session urllib3 pool classes (urllib3 builds pools from classes, so the settings ride on them)."""
+    attrs = {"_dashnb_observer": observer, "_dashnb_idle_timeout": config.connection_idle_timeout}
+    http_conn = type(
+        "ObservedHTTPConnection",
+        (_ObservedConnectionMixin, HTTPConnection),
+        {"_dashnb_observer": observer, "_dashnb_tls": False},
+    )
+    https_conn = type(
+        "ObservedHTTPSConnection",
+        (_ObservedConnectionMixin, HTTPSConnection),
+        {"_dashnb_observer": observer, "_dashnb_tls": True},
+    )
+    return {
+        "http": type(
+            "DashnbHTTPConnectionPool",
+            (_IdleEvictingPoolMixin, HTTPConnectionPool),
+            {**attrs, "ConnectionCls": http_conn},
+        ),
+        "https": type(
+            "DashnbHTTPSConnectionPool",
+            (_IdleEvictingPoolMixin, HTTPSConnectionPool),
+            {**attrs, "ConnectionCls": https_conn},
+        ),
+    }
+
+
+class PoolConfigAdapter(HTTPAdapter):
+    """HTTPAdapter carrying a PoolConfig: pool size, default/merged timeouts, idle eviction."""
+
+    def __init__(self, config: PoolConfig, observer: _observe.Observer | None = None) -> None:
+        self.pool_config = config
+        self.observer = observer or _observe.Observer()
+        self._pool_classes = _pool_classes(config, self.observer)
+        super().__init__(pool_connections=10, pool_maxsize=config.connection_pool_size, max_retries=0, pool_block=False)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+        # An instance attribute: only this adapter's PoolManager builds observed pools.
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pool_classes
+        return manager
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        self.observer.attempt_started("sync")
+        try:
+            return super().send(
+                request,
+                stream=stream,
+                timeout=merge_requests_timeout(timeout, self.pool_config),
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+        except Exception as exc:
+            self.observer.request_failed("sync", exc)
+            raise
+
+    def __repr__(self) -> str:
+        return f"<PoolConfigAdapter {self.pool_config!r}>"
+
+
+def build_requests_session(
+    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+) -> requests.Session:
+    """A requests.Session pooled as ``config`` says, trusting exactly ``endpoint``'s CA."""
+    session = requests.Session()
+    # Without this, REQUESTS_CA_BUNDLE (set on some machines) silently replaces session.verify.
+    session.trust_env = False
+    session.verify = getattr(endpoint, "ca_path", None) or certifi.where()
+    adapter = PoolConfigAdapter(config, observer)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
