@@ -40,7 +40,7 @@ def run() -> tuple[str, dict]:
     import aiohttp
     import requests
 
-    from dashnb import _measure, emulator
+    from dashnb import _call, emulator
     from dashnb._config import PoolConfig
     from dashnb._run import run as arun
     from dashnb._stats import percentile
@@ -49,7 +49,7 @@ def run() -> tuple[str, dict]:
     emu = emulator.start(rtt_ms=0.0)
     emu.configure(tls="1.3", rtt_ms=0.0)
     cfg = PoolConfig()
-    ctx = _measure._Context(emu, cfg, model="qwen-plus", prompt="Say hi.", concurrency=1, session=None)
+    ctx = _call.CallContext(emu, cfg, model="qwen-plus", prompt="Say hi.", concurrency=1, session=None)
     url, body, headers = _bodies(emu)
 
     bare_sync = requests.Session()

@@ -43,7 +43,7 @@ def _raw_block(session, url, body, headers, n, limit):
 def run() -> tuple[str, dict]:
     import aiohttp
 
-    from dashnb import _measure
+    from dashnb import _call, _measure, _modes
     from dashnb._config import PoolConfig
     from dashnb._run import run as arun
     from dashnb._session import NotebookSession
@@ -82,13 +82,13 @@ def run() -> tuple[str, dict]:
 
         raw = arun(make_raw())
         sdk_bare = arun(make_raw())
-        ctx = _measure._Context(emu, cfg, model="qwen-plus", prompt="Say hi.", concurrency=CONCURRENCY, session=None)
+        ctx = _call.CallContext(emu, cfg, model="qwen-plus", prompt="Say hi.", concurrency=CONCURRENCY, session=None)
 
         def sdk_bare_block(n):
             async def call(i):
                 return await ctx.async_call("sdk_bare", i, 0, sdk_bare)
 
-            return _measure._bounded(call, range(n), CONCURRENCY, lambda t: None)
+            return _modes._bounded(call, range(n), CONCURRENCY, lambda t: None)
 
         per = CALLS // ROUNDS
         # Warm-up: open both pools to full size.

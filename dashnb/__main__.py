@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def _serve_parser(sub) -> None:
@@ -70,17 +71,121 @@ def _serve(args) -> int:
     return 0
 
 
+def _mode_list(text: str) -> list[str]:
+    from ._modes import check_modes
+
+    try:
+        return check_modes(m.strip() for m in text.split(",") if m.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bench_parser(sub: Any) -> None:
+    from ._modes import DEFAULT_MODES, MODES
+
+    p = sub.add_parser(
+        "bench",
+        help="compare connection-reuse modes through the dashscope SDK",
+        description="Call the model in each mode (interleaved, after a warm-up) and print "
+        "p50/p90/p99/mean latency, throughput, and connections opened as the "
+        "client and the emulator counted them.",
+    )
+    p.add_argument("--rtt-ms", type=float, default=40.0, help="emulated round trip (default 40)")
+    p.add_argument("--calls", type=int, default=50, help="measured calls per mode (default 50)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="threads / async calls in flight for the concurrent modes (default 16)",
+    )
+    p.add_argument(
+        "--modes",
+        type=_mode_list,
+        nargs="+",
+        default=None,
+        metavar="MODE",
+        help=f"modes, space or comma separated (default: {' '.join(DEFAULT_MODES)}; "
+        f"also: {' '.join(m for m in MODES if m not in DEFAULT_MODES)})",
+    )
+    p.add_argument("--tls", choices=("1.3", "1.2", "off"), default="1.3", help="emulator TLS version (default 1.3)")
+    p.add_argument("--ttfb-ms", type=float, default=0.0, help="emulated server time before the first byte")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="call the real DashScope service instead (needs DASHSCOPE_API_KEY; costs tokens)",
+    )
+    p.add_argument("--region", choices=("intl", "cn"), default="intl", help="region for --real (default intl)")
+    p.add_argument("--model", default="qwen-plus", help="model name (default qwen-plus)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: Any) -> int:
+    from ._measure import compare
+    from ._modes import DEFAULT_MODES
+
+    modes = [m for group in args.modes for m in group] if args.modes else list(DEFAULT_MODES)
+    if args.calls < 1 or args.concurrency < 1:
+        print("dashnb bench: --calls and --concurrency must be >= 1", file=sys.stderr)
+        return 2
+    emu = None
+    endpoint: Any
+    if args.real:
+        from ._endpoint import DashScope
+
+        endpoint = DashScope(args.region)
+        if not endpoint.has_api_key:
+            print("dashnb bench --real: set DASHSCOPE_API_KEY (each call costs tokens)", file=sys.stderr)
+            return 2
+    else:
+        from . import emulator
+
+        try:
+            emu = endpoint = emulator.start(rtt_ms=args.rtt_ms, tls=args.tls, ttfb_ms=args.ttfb_ms)
+        except ValueError as exc:
+            print(f"dashnb bench: {exc}", file=sys.stderr)
+            return 2
+    print(
+        f"dashnb bench: {endpoint.label}; {args.calls} calls per mode, concurrency {args.concurrency}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        result = compare(
+            modes,
+            calls=args.calls,
+            concurrency=args.concurrency,
+            endpoint=endpoint,
+            model=args.model,
+            progress=False if args.no_progress else (True if sys.stderr.isatty() else False),
+        )
+    except KeyboardInterrupt:
+        print("dashnb bench: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"dashnb bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if emu is not None:
+            emu.stop()
+    print(result)
+    if args.json:
+        text = result.to_json()
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+            print(f"wrote {args.json}", file=sys.stderr)
+    return 1 if any(s.calls and s.errors == s.calls for s in result.summary) else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashnb", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
-    try:
-        from ._measure import add_bench_parser
-    except ModuleNotFoundError as exc:
-        if exc.name != "dashnb._measure":
-            raise
-    else:
-        add_bench_parser(sub)
+    _bench_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

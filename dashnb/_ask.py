@@ -338,7 +338,7 @@ def ask(
         start = time.perf_counter()
         try:
             result = Generation.call(**kwargs)
-            responses = result if stream else (result,)
+            responses: Any = result if stream else (result,)
             try:
                 for resp in responses:
                     if getattr(resp, "status_code", None) != 200:

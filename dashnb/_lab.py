@@ -52,7 +52,9 @@ import traitlets
 from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
 
 from ._config import JAVA_DEFAULTS
-from ._measure import MODES, Comparison, compare
+from ._measure import compare
+from ._modes import MODES, check_modes, mode_class
+from ._results import Comparison
 from ._stats import html_table
 
 __all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings", "LatencyLab", "lab"]
@@ -125,8 +127,8 @@ class LabSettings:
         by side (the sdk_* modes share the SDK's module-level sessions, so they stay together)."""
         if not self.side_by_side:
             return [list(self.modes)] if self.modes else []
-        sdk = [m for m in self.modes if m.startswith("sdk_")]
-        return [[m] for m in self.modes if not m.startswith("sdk_")] + ([sdk] if sdk else [])
+        sdk = [m for m in self.modes if mode_class(m).sdk_session]
+        return [[m] for m in self.modes if not mode_class(m).sdk_session] + ([sdk] if sdk else [])
 
     @property
     def label(self) -> str:
@@ -219,11 +221,11 @@ class LabModel(HasTraits):
 
     @validate("modes")
     def _check_modes(self, proposal):
-        modes = tuple(dict.fromkeys(proposal["value"]))
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise traitlets.TraitError(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}")
-        return modes
+        modes = tuple(proposal["value"])
+        try:
+            return tuple(check_modes(modes)) if modes else ()
+        except ValueError as exc:
+            raise traitlets.TraitError(str(exc)) from None
 
     # -- settings --------------------------------------------------------------------------
 
