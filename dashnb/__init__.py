@@ -22,9 +22,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "AskError": "._ask",
     "AskResult": "._ask",
-    "LabModel": "._lab",
+    "LabModel": "._lab_model",
     "ask": "._ask",
-    "lab": "._lab",
+    "lab": "._lab_view",
     "CallTiming": "._stats",
     "Comparison": "._results",
     "DashScope": "._endpoint",

@@ -9,6 +9,7 @@ show twice in Jupyter, and a Figure renders once as a PNG through the formatter 
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -17,9 +18,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._results import Measurement
+    from ._lab_model import LabSettings
+    from ._results import Comparison, Measurement
 
-__all__ = ["plot_measurements"]
+__all__ = ["lab_figure", "lab_figure_png", "plot_measurements"]
 
 
 def _show_figures_as_png(figure_type) -> None:
@@ -107,3 +109,76 @@ def plot_measurements(measurements: Mapping[str, Measurement], *, max_calls: int
         loc="lower right",
     )
     return fig
+
+
+# The lab's picture: small and quick to draw (it is redrawn on every slider move).
+
+
+def lab_figure(result: Comparison, settings: LabSettings | None = None) -> Figure:
+    """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode."""
+    fig = Figure(figsize=(10, 3.6))
+    # Fixed margins: the constrained layout engine costs about as much as drawing the plot.
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.84, wspace=0.3)
+    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    shown = [m for m in result if not m.skipped]
+    names = [m.mode for m in shown]
+    colors = [f"C{i}" for i in range(len(shown))]
+    for x, (m, color) in enumerate(zip(shown, colors)):
+        ok = [c.total * 1e3 for c in m.calls if c.ok]
+        if m.summary.p50_ms is not None:
+            ax_lat.bar(x, m.summary.p50_ms, width=0.6, color=color, alpha=0.35)
+        # Spread the dots across the bar deterministically (no random jitter between redraws).
+        n = max(1, len(ok))
+        xs = [x - 0.22 + 0.44 * (i + 0.5) / n for i in range(len(ok))]
+        ax_lat.scatter(xs, ok, s=14, color=color, zorder=3)
+        if m.summary.errors:
+            ax_lat.annotate(
+                f"{m.summary.errors} failed",
+                (x, 0),
+                ha="center",
+                va="bottom",
+                color="red",
+                fontsize="small",
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    ax_lat.set_xticks(
+        range(len(names)),
+        [f"{m.mode}\np50 {m.summary.p50_ms:.0f} ms" if m.summary.p50_ms is not None else m.mode for m in shown],
+    )
+    ax_lat.set_ylabel("call latency (ms)")
+    ax_lat.set_ylim(bottom=0)
+    ax_lat.margins(y=0.15)
+    ax_lat.grid(axis="y", alpha=0.3)
+    ax_lat.set_title("Latency per call (bar: p50)")
+
+    conns = [m.summary.client_connections or 0 for m in shown]
+    ax_conn.barh(range(len(names)), conns, color=colors)
+    for y, m in enumerate(shown):
+        s = m.summary
+        ax_conn.annotate(
+            f"{s.client_connections if s.client_connections is not None else '?'}"
+            f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})",
+            (conns[y], y),
+            va="center",
+            fontsize="small",
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
+    ax_conn.set_yticks(range(len(names)), names)
+    ax_conn.invert_yaxis()
+    ax_conn.set_xlabel("connections opened")
+    ax_conn.set_xlim(0, max([1, *conns]) * 1.7)
+    ax_conn.set_title("Connections opened")
+    if settings is not None:
+        fig.suptitle(
+            f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}", fontsize="medium"
+        )
+    return fig
+
+
+def lab_figure_png(result: Comparison, settings: LabSettings | None = None, *, dpi: int = 80) -> bytes:
+    fig = lab_figure(result, settings)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

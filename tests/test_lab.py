@@ -13,7 +13,8 @@ import time
 import pytest
 import traitlets
 
-from dashnb._lab import LabModel, LabSettings, lab
+from dashnb._lab_model import LabModel, LabSettings
+from dashnb._lab_view import lab
 
 
 def run(coro):

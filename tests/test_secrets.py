@@ -160,7 +160,7 @@ def test_key_never_in_http_error_replies_or_their_logs(emu, debug_logs):
 
 def test_key_never_in_lab_widget_state(monkeypatch):
     try:
-        from dashnb import _lab
+        from dashnb import _lab_view as _lab
     except ModuleNotFoundError:
         pytest.skip("dashnb._lab does not exist yet: widget state not checked")
     pytest.importorskip("ipywidgets")

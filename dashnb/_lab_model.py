@@ -1,4 +1,4 @@
-"""The live latency lab: sliders for the network and the pool, a plot that follows them.
+"""The latency lab's model: settings, measurement on private emulators, the latest result.
 
     >>> import dashnb
     >>> lab = dashnb.lab(rtt_ms=40)         # doctest: +SKIP
@@ -36,11 +36,8 @@ modes interleaved on one emulator instead (as ``dashnb.compare`` does), slower b
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import dataclasses
-import html
-import io
 import logging
 import threading
 import time
@@ -55,9 +52,8 @@ from ._config import JAVA_DEFAULTS
 from ._measure import compare
 from ._modes import MODES, check_modes, mode_class
 from ._results import Comparison
-from ._stats import html_table
 
-__all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings", "LatencyLab", "lab"]
+__all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +87,8 @@ class LabSettings:
     rtt_ms: float = 40.0
     tls: str = "1.3"
     # The pool starts where the Java SDK does.
-    connection_pool_size: int = JAVA_DEFAULTS["connection_pool_size"]
-    limit_per_host: int = JAVA_DEFAULTS["maximum_async_requests_per_host"]
+    connection_pool_size: int = int(JAVA_DEFAULTS["connection_pool_size"])
+    limit_per_host: int = int(JAVA_DEFAULTS["maximum_async_requests_per_host"])
     connect_timeout: float = JAVA_DEFAULTS["connect_timeout"]
     read_timeout: float = JAVA_DEFAULTS["read_timeout"]
     idle_timeout: float = JAVA_DEFAULTS["connection_idle_timeout"]
@@ -172,7 +168,7 @@ class LabModel(HasTraits):
     progress = traitlets.Tuple((0, 0), help="(calls done, calls planned) of the running measurement")
     result = Instance(Comparison, allow_none=True)
     measured = Instance(LabSettings, allow_none=True, help="the settings `result` was measured with")
-    problems = traitlets.List(help="PoolConfig constraints the measured settings break")
+    problems: traitlets.List[str] = traitlets.List(help="PoolConfig constraints the measured settings break")
     duration_s = Float(None, allow_none=True, help="wall time of the last finished measurement")
     measurements = Int(0, help="finished measurements")
     cancelled = Int(0, help="measurements cancelled by a newer one")
@@ -354,14 +350,14 @@ class LabModel(HasTraits):
             log.debug("lab measurement failed", exc_info=True)
             return None
         self._warmed = True
-        self.duration_s = time.perf_counter() - started
+        self.duration_s = duration = time.perf_counter() - started
         result = _merge(comparisons, settings)
         self.error = ""
         self.problems = problems
         self.measured = settings
         self.result = result
         self.measurements += 1
-        self.status = _done_text(result, self.duration_s)
+        self.status = _done_text(result, duration)
         return result
 
     def _emulator(self, i: int, settings: LabSettings):
@@ -495,300 +491,3 @@ def _done_text(result: Comparison, seconds: float) -> str:
         text += "; failed calls: " + ", ".join(f"{m} {e}/{n}" for m, e, n in failed)
         text += f" ({', '.join(codes)})"
     return text
-
-
-# ---------------------------------------------------------------------------------------------
-# the plot (matplotlib's object API: no pyplot state, nothing left open)
-# ---------------------------------------------------------------------------------------------
-
-
-def figure(result: Comparison, settings: LabSettings | None = None):
-    """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.6))
-    # Fixed margins: the constrained layout engine costs about as much as drawing the plot.
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.84, wspace=0.3)
-    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
-    shown = [m for m in result if not m.skipped]
-    names = [m.mode for m in shown]
-    colors = [f"C{i}" for i in range(len(shown))]
-    for x, (m, color) in enumerate(zip(shown, colors)):
-        ok = [c.total * 1e3 for c in m.calls if c.ok]
-        if m.summary.p50_ms is not None:
-            ax_lat.bar(x, m.summary.p50_ms, width=0.6, color=color, alpha=0.35)
-        # Spread the dots across the bar deterministically (no random jitter between redraws).
-        n = max(1, len(ok))
-        xs = [x - 0.22 + 0.44 * (i + 0.5) / n for i in range(len(ok))]
-        ax_lat.scatter(xs, ok, s=14, color=color, zorder=3)
-        if m.summary.errors:
-            ax_lat.annotate(
-                f"{m.summary.errors} failed",
-                (x, 0),
-                ha="center",
-                va="bottom",
-                color="red",
-                fontsize="small",
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
-    ax_lat.set_xticks(
-        range(len(names)),
-        [f"{m.mode}\np50 {m.summary.p50_ms:.0f} ms" if m.summary.p50_ms is not None else m.mode for m in shown],
-    )
-    ax_lat.set_ylabel("call latency (ms)")
-    ax_lat.set_ylim(bottom=0)
-    ax_lat.margins(y=0.15)
-    ax_lat.grid(axis="y", alpha=0.3)
-    ax_lat.set_title("Latency per call (bar: p50)")
-
-    conns = [m.summary.client_connections or 0 for m in shown]
-    ax_conn.barh(range(len(names)), conns, color=colors)
-    for y, m in enumerate(shown):
-        s = m.summary
-        ax_conn.annotate(
-            f"{s.client_connections if s.client_connections is not None else '?'}"
-            f" (server {s.tcp_connections if s.tcp_connections is not None else '?'})",
-            (conns[y], y),
-            va="center",
-            fontsize="small",
-            xytext=(3, 0),
-            textcoords="offset points",
-        )
-    ax_conn.set_yticks(range(len(names)), names)
-    ax_conn.invert_yaxis()
-    ax_conn.set_xlabel("connections opened")
-    ax_conn.set_xlim(0, max([1, *conns]) * 1.7)
-    ax_conn.set_title("Connections opened")
-    if settings is not None:
-        fig.suptitle(
-            f"{settings.label}; {settings.calls} calls per mode, concurrency {settings.concurrency}", fontsize="medium"
-        )
-    return fig
-
-
-def figure_png(result: Comparison, settings: LabSettings | None = None, *, dpi: int = 80) -> bytes:
-    fig = figure(result, settings)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# the view
-# ---------------------------------------------------------------------------------------------
-
-
-def _view_class():
-    global _LatencyLab
-    if _LatencyLab is not None:
-        return _LatencyLab
-    import ipywidgets as w
-
-    wide = {"description_width": "130px"}
-    slider_layout = w.Layout(width="370px")
-
-    class LatencyLab(w.VBox):
-        """The panel: controls linked to a LabModel, a status line, a plot and a table.
-
-        Every control change re-measures in the background (sliders report on release or key
-        press only: ``continuous_update=False``). ``lab.model`` is the LabModel.
-        """
-
-        def __init__(self, model: LabModel | None = None, *, measure: bool = True, **settings: Any) -> None:
-            if model is not None and settings:
-                raise TypeError("pass either a LabModel or settings, not both")
-            self.model = model if model is not None else LabModel(**settings)
-            m = self.model
-            c = dict(continuous_update=False, style=wide, layout=slider_layout)
-            self.controls = {
-                "rtt_ms": w.FloatSlider(
-                    min=0, max=200, step=5, description="round trip (ms)", readout_format=".0f", **c
-                ),
-                "tls": w.Dropdown(
-                    options=[("TLS 1.3", "1.3"), ("TLS 1.2", "1.2"), ("off (plain HTTP)", "off")],
-                    description="TLS",
-                    style=wide,
-                    layout=slider_layout,
-                ),
-                "connection_pool_size": w.IntSlider(
-                    min=1,
-                    max=64,
-                    description="pool size / limit",
-                    tooltip="Java connectionPoolSize: requests pool_maxsize and aiohttp TCPConnector(limit=...)",
-                    **c,
-                ),
-                "limit_per_host": w.IntSlider(
-                    min=1,
-                    max=64,
-                    description="limit_per_host",
-                    tooltip="Java maximumAsyncRequestsPerHost: aiohttp TCPConnector(limit_per_host=...)",
-                    **c,
-                ),
-                "connect_timeout": w.FloatLogSlider(
-                    min=-2, max=2.5, step=0.1, description="connect timeout (s)", readout_format=".3g", **c
-                ),
-                "read_timeout": w.FloatLogSlider(
-                    min=-2, max=2.5, step=0.1, description="read timeout (s)", readout_format=".3g", **c
-                ),
-                "idle_timeout": w.FloatLogSlider(
-                    min=-2, max=2.5, step=0.1, description="idle timeout (s)", readout_format=".3g", **c
-                ),
-                "concurrency": w.IntSlider(min=1, max=32, description="concurrency", **c),
-                "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
-                "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
-            }
-            for name, control in self.controls.items():
-                w.link((m, name), (control, "value"))
-            self.mode_boxes = {
-                name: w.Checkbox(
-                    value=name in m.modes,
-                    description=name,
-                    indent=False,
-                    tooltip=MODES[name],
-                    layout=w.Layout(width="140px"),
-                )
-                for name in MODES
-            }
-            for box in self.mode_boxes.values():
-                box.observe(self._boxes_changed, names="value")
-            m.observe(self._modes_changed, names="modes")
-
-            self.status = w.HTML()
-            self.plot = w.Output(layout=w.Layout(min_height="290px"))
-            self.table = w.HTML()
-            k = self.controls
-            note = w.HTML(
-                "<div style='line-height:1.35'><small>pool size is one Java setting (connectionPoolSize) "
-                "that dashnb maps to requests' "
-                "<code>pool_maxsize</code> (connections kept) and aiohttp's <code>limit</code> (connections "
-                "open); limit_per_host is maximumAsyncRequestsPerHost.</small></div>",
-                layout=w.Layout(width="370px"),
-            )
-            columns = w.HBox(
-                [
-                    w.VBox(
-                        [
-                            w.HTML("<b>Network</b>"),
-                            k["rtt_ms"],
-                            k["tls"],
-                            w.HTML("<b>Load</b>"),
-                            k["calls"],
-                            k["concurrency"],
-                            k["side_by_side"],
-                        ]
-                    ),
-                    w.VBox(
-                        [
-                            w.HTML("<b>Pool</b>"),
-                            k["connection_pool_size"],
-                            k["limit_per_host"],
-                            k["connect_timeout"],
-                            k["read_timeout"],
-                            k["idle_timeout"],
-                            note,
-                        ]
-                    ),
-                ]
-            )
-            modes = w.HBox(
-                [
-                    w.HTML("<b>Modes</b>&nbsp;"),
-                    w.GridBox(
-                        list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(4, 150px)")
-                    ),
-                ]
-            )
-            super().__init__(
-                [columns, modes, self.status, self.plot, self.table],
-                layout=w.Layout(border="1px solid #ddd", padding="6px"),
-            )
-            self.add_class("dashnb-lab")
-            # Stable hooks for the browser tests (and anyone styling the panel).
-            self.status.add_class("dashnb-lab-status")
-            self.plot.add_class("dashnb-lab-plot")
-            self.table.add_class("dashnb-lab-table")
-            m.observe(self._show_status, names=["status", "error", "measuring"])
-            m.observe(self._show_result, names="result")
-            self._show_status()
-            if m.result is not None:
-                self._show_result()
-            m.live = True
-            if measure:
-                try:
-                    m.schedule(delay=0)
-                except RuntimeError:
-                    m.status = "not measured yet: no event loop is running; call `await lab.model.measure()`"
-
-        def __repr__(self) -> str:
-            return f"LatencyLab({self.model.settings().label})"
-
-        def _boxes_changed(self, _change=None) -> None:
-            chosen = tuple(name for name, box in self.mode_boxes.items() if box.value)
-            if chosen != self.model.modes:
-                self.model.modes = chosen
-
-        def _modes_changed(self, change) -> None:
-            for name, box in self.mode_boxes.items():
-                box.value = name in change["new"]
-
-        def _show_status(self, _change=None) -> None:
-            m = self.model
-            text = html.escape(m.status)
-            if m.error or m.status.startswith("error"):
-                self.status.value = f"<b style='color:#b00020'>{text}</b>"
-            elif "failed" in m.status:
-                self.status.value = f"<span style='color:#b35c00'>{text}</span>"
-            elif m.measuring:
-                self.status.value = f"<span style='color:#555'>&#9203; {text}</span>"
-            else:
-                self.status.value = f"<span>{text}</span>"
-
-        def _show_result(self, _change=None) -> None:
-            m = self.model
-            result, settings = m.result, m.measured
-            if result is None:
-                return
-            png = figure_png(result, settings)
-            # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
-            # see the same outputs and nothing lands in whatever cell happens to be running.
-            self.plot.outputs = (
-                {
-                    "output_type": "display_data",
-                    "data": {
-                        "image/png": base64.b64encode(png).decode("ascii"),
-                        "text/plain": f"<latency plot: {settings.label}>",
-                    },
-                    "metadata": {},
-                },
-            )
-            notes = [*result.notes(), *m.problems]
-            self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>", notes=notes)
-
-        def close(self) -> None:
-            self.model.close()
-            super().close()
-
-    _LatencyLab = LatencyLab
-    return LatencyLab
-
-
-_LatencyLab = None
-
-
-def __getattr__(name: str):
-    # LatencyLab is built on first use so that importing this module does not load ipywidgets.
-    if name == "LatencyLab":
-        return _view_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def lab(model: LabModel | None = None, *, measure: bool = True, **settings: Any):
-    """The live latency lab panel (display it as a cell's last expression).
-
-    Settings (all optional): rtt_ms, tls ("1.3" | "1.2" | "off"), connection_pool_size,
-    limit_per_host, connect_timeout, read_timeout, idle_timeout, concurrency, calls, modes,
-    side_by_side. The first measurement starts at once in the background when an event loop is
-    running (a notebook); ``await lab.model.wait()`` gives its result.
-    """
-    return _view_class()(model, measure=measure, **settings)
