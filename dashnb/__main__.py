@@ -10,12 +10,14 @@ import argparse
 import sys
 from typing import Any
 
+from .emulator._options import TLS_CHOICES
+
 
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the DashScope emulator until Ctrl-C")
     p.add_argument("--rtt-ms", type=float, default=40.0, help="emulated network round trip (default 40)")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per round trip")
-    p.add_argument("--tls", choices=("1.3", "1.2", "off"), default="1.3", help="TLS version, or off for plain HTTP")
+    p.add_argument("--tls", choices=TLS_CHOICES, default="1.3", help="TLS version, or off for plain HTTP")
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="server time before the first byte")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless --public)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
@@ -107,7 +109,7 @@ def _bench_parser(sub: Any) -> None:
         help=f"modes, space or comma separated (default: {' '.join(DEFAULT_MODES)}; "
         f"also: {' '.join(m for m in MODES if m not in DEFAULT_MODES)})",
     )
-    p.add_argument("--tls", choices=("1.3", "1.2", "off"), default="1.3", help="emulator TLS version (default 1.3)")
+    p.add_argument("--tls", choices=TLS_CHOICES, default="1.3", help="emulator TLS version (default 1.3)")
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="emulated server time before the first byte")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
     p.add_argument(

@@ -52,13 +52,13 @@ from ._config import JAVA_DEFAULTS
 from ._measure import compare
 from ._modes import MODES, check_modes, mode_class
 from ._results import Comparison
+from .emulator._options import TLS_CHOICES
 
 __all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LAB_MODES = ("per_call", "shared", "async")
-TLS_CHOICES = ("1.3", "1.2", "off")
 
 # The settings a change of which re-measures (the order of the panel's controls).
 SETTINGS = (

@@ -1,0 +1,109 @@
+"""The emulator's settings: a frozen dataclass that checks itself.
+
+    >>> EmulatorOptions(rtt_ms=40, tls="1.2").live["tls"]
+    '1.2'
+    >>> EmulatorOptions(tls="1.1")
+    Traceback (most recent call last):
+    ...
+    ValueError: emulator option tls must be one of 1.3, 1.2, off, got '1.1'
+
+Standard library only, so the CLI and the lab can name the choices without starting anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+from dataclasses import dataclass
+
+__all__ = ["FIXED", "TLS_CHOICES", "EmulatorOptions", "is_loopback"]
+
+#: TLS versions the emulator speaks, or "off" for plain HTTP.
+TLS_CHOICES = ("1.3", "1.2", "off")
+_MALFORMED = (None, "truncated_body", "bad_sse", "wrong_content_type", "no_output")
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """How the emulated network and server behave. All but host/port/public change live."""
+
+    rtt_ms: float = 40.0
+    jitter_ms: float = 0.0
+    tls: str = "1.3"
+    ttfb_ms: float = 0.0
+    token_rate: float = 0.0
+    keepalive_timeout: float | None = None
+    connection_close: bool = False
+    rate_limit: float | None = None
+    error_rate: float = 0.0
+    error_status: int = 500
+    stall_before_headers: float = 0.0
+    stall_mid_stream: float = 0.0
+    tls_stall: bool = False
+    max_connections: int | None = None
+    reply_tokens: int = 16
+    malformed: str | None = None
+    seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 0
+    public: bool = False
+
+    def __post_init__(self):
+        def number(name, *, allow_none=False, allow_inf=False, positive=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"emulator option {name} must be a number, got {value!r}")
+            if math.isinf(value) and not allow_inf:
+                raise ValueError(f"emulator option {name} must be finite, got {value!r}")
+            if value < 0 or (positive and value == 0):
+                raise ValueError(f"emulator option {name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+        for name in ("rtt_ms", "jitter_ms", "ttfb_ms", "token_rate", "error_rate"):
+            number(name)
+        for name in ("stall_before_headers", "stall_mid_stream"):
+            number(name, allow_inf=True)
+        number("keepalive_timeout", allow_none=True, positive=True)
+        number("rate_limit", allow_none=True, positive=True)
+        if self.error_rate > 1:
+            raise ValueError(f"emulator option error_rate is a fraction from 0 to 1, got {self.error_rate!r}")
+        if self.tls not in TLS_CHOICES:
+            raise ValueError(f"emulator option tls must be one of {', '.join(TLS_CHOICES)}, got {self.tls!r}")
+        if self.error_status not in (500, 503):
+            raise ValueError(f"emulator option error_status must be 500 or 503, got {self.error_status!r}")
+        if self.malformed not in _MALFORMED:
+            raise ValueError(f"emulator option malformed must be one of {_MALFORMED}, got {self.malformed!r}")
+        for name in ("max_connections", "reply_tokens"):
+            value = getattr(self, name)
+            if name == "max_connections" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"emulator option {name} must be a whole number >= 1, got {value!r}")
+        if not isinstance(self.port, int) or not 0 <= self.port < 65536:
+            raise ValueError(f"emulator option port must be 0 (any free port) or a port number, got {self.port!r}")
+        if not is_loopback(self.host) and not self.public:
+            raise ValueError(
+                f"the emulator binds to loopback only; {self.host!r} is not a loopback address. "
+                "Pass public=True (CLI: --public) if you really mean to expose it to your network."
+            )
+
+    @property
+    def live(self) -> dict:
+        """The options `configure()` may change, as a dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in FIXED}
+
+
+#: Options fixed for an emulator's life (``configure()`` refuses to change them).
+FIXED = ("host", "port", "public")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
