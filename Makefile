@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: install lab test test-fast workshop demo bench clean
+.PHONY: install lab lint test test-fast workshop demo bench clean
 
 install: $(STAMP)
 
@@ -26,9 +26,17 @@ lab: $(STAMP)
 workshop: $(STAMP)
 	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04_latency_lab.ipynb
 
-# Every test: unit, integration, real-kernel, nbval over the notebooks, browser.
-test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+# Lint, format and types: quick, so `make test` runs them first.
+LINTED := dashnb tests benchmarks notebooks/conftest.py
+lint: $(STAMP)
+	$(BIN)/python -m ruff check $(LINTED)
+	$(BIN)/python -m ruff format --check $(LINTED)
+	$(BIN)/python -m mypy
+
+# Every test: lint, unit, integration, real-kernel, doctests of every module, nbval over the
+# notebooks (each executed once), browser.
+test: lint
+	$(BIN)/python -m pytest tests notebooks dashnb --doctest-modules $(NBVAL)
 
 # Everything but the slow, kernel and browser tests: the inner loop while editing.
 test-fast: $(STAMP)

@@ -9,53 +9,81 @@ Importing this package is cheap: the heavy libraries (dashscope, aiohttp, reques
 matplotlib, ipywidgets) load the first time a name that needs them is used.
 """
 
-from __future__ import annotations
-
-import importlib
-import logging
+import importlib as _importlib
+import logging as _logging
 
 __version__ = "0.1.0"
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+# Written out, sorted, and checked against _LAZY by a test (tests/test_packaging.py), so that
+# a name can be neither exported by accident nor forgotten.
+__all__ = [
+    "AskError",
+    "AskResult",
+    "CallTiming",
+    "Comparison",
+    "DashScope",
+    "Endpoint",
+    "LabModel",
+    "LatencyLab",
+    "MODES",
+    "Measurement",
+    "MissingApiKeyError",
+    "ModeSummary",
+    "NotebookSession",
+    "PoolConfig",
+    "PoolConfigWarning",
+    "ask",
+    "compare",
+    "emulator",
+    "endpoint",
+    "lab",
+    "measure",
+    "run",
+    "session",
+    "use_endpoint",
+]
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
 _LAZY = {
     "AskError": "._ask",
     "AskResult": "._ask",
-    "LabModel": "._lab_model",
-    "ask": "._ask",
-    "lab": "._lab_view",
     "CallTiming": "._stats",
     "Comparison": "._results",
     "DashScope": "._endpoint",
     "Endpoint": "._endpoint",
+    "LabModel": "._lab_model",
+    "LatencyLab": "._lab_view",
     "MODES": "._modes",
     "Measurement": "._results",
+    "MissingApiKeyError": "._endpoint",
+    "ModeSummary": "._stats",
     "NotebookSession": "._session",
     "PoolConfig": "._config",
     "PoolConfigWarning": "._config",
+    "ask": "._ask",
     "compare": "._measure",
     "endpoint": "._endpoint",
+    "lab": "._lab_view",
     "measure": "._measure",
     "run": "._run",
     "session": "._session",
     "use_endpoint": "._endpoint",
 }
 
-__all__ = sorted([*_LAZY, "emulator"])
-
 
 def __getattr__(name: str):
     if name == "emulator":
-        return importlib.import_module(".emulator", __name__)
+        return _importlib.import_module(".emulator", __name__)
     try:
         module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'dashnb' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted([*globals(), *__all__])
+    return sorted({*__all__, "__version__"})

@@ -4,6 +4,12 @@
     >>> ctx.sync_call("shared", 0, 0, s.requests)                                  # doctest: +SKIP
     CallTiming(mode='shared', index=0, ...)
 
+The SDK answers an HTTP error with a response, not an exception; both become (status, error):
+
+    >>> from types import SimpleNamespace as Response
+    >>> _outcome(Response(status_code=200)), _outcome(Response(status_code=429, code="Throttling.RateQuota"))
+    ((200, None), (429, 'Throttling.RateQuota'))
+
 Every call goes through the official SDK (``Generation.call`` / ``AioGeneration.call``); the
 two shells differ only in ``await``. The SDK returns HTTP errors as responses instead of raising,
 so both map a response and a transport exception to the same ``(status, error)`` pair.

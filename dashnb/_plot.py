@@ -1,6 +1,8 @@
 """Pictures of measurements: latency distributions and a per-call timeline.
 
     >>> fig = plot_measurements(dashnb.compare(calls=20).measurements)   # doctest: +SKIP
+    >>> plot_measurements({}).get_axes()[0].get_title()                 # nothing measured: empty axes
+    'Latency distribution'
 
 Imported on first use (by ``Measurement.plot`` / ``Comparison.plot`` and the lab), so it may
 import matplotlib at the top. It draws on a bare ``Figure``, never pyplot: a pyplot figure would

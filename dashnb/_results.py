@@ -5,6 +5,12 @@
     3.0
     >>> print(r.to_json())                                              # doctest: +SKIP
 
+A mode that could not run says why instead of showing numbers:
+
+    >>> from dashnb._stats import summarize
+    >>> Measurement("sdk_async", [], summarize("sdk_async", [], wall_s=0.0, skipped="certifi only"))
+    <Measurement sdk_async: skipped (certifi only)>
+
 Both render as a table in a notebook (``_repr_html_``) and as text elsewhere; ``plot()`` hands
 the measurements to ``dashnb._plot``.
 """
