@@ -73,6 +73,9 @@ _COUNT_UNITS = {
 # Duration under 1 ms truncates to 0, which OkHttp reads as "no timeout at all".
 _MIN_SECONDS = 0.001
 _MAX_SECONDS = 2_147_483.647
+# The idle timeout is no socket timeout: ConnectionPool takes a long, and the SDK's
+# DASHSCOPE_CONNECTION_IDLE_TIME is a Java int of seconds, so that is the limit here.
+_MAX_IDLE_SECONDS = float(_JAVA_INT_MAX)
 
 
 def _check_duration(name: str, value: Any) -> float:
@@ -105,7 +108,13 @@ def _check_duration(name: str, value: Any) -> float:
             f"{_both(name)} must be at least 0.001 seconds, got {_show(value)}; OkHttp counts "
             f"timeouts in whole milliseconds and turns a shorter one into 'no timeout', so {fix}"
         )
-    if seconds > _MAX_SECONDS:
+    if name == "connection_idle_timeout":
+        if seconds > _MAX_IDLE_SECONDS:
+            raise ValueError(
+                f"{_both(name)} must be at most {_JAVA_INT_MAX} seconds (a Java int, the most the "
+                f"SDK's {ENV_VARS[name]} can hold), got {_show(value)}; {fix}"
+            )
+    elif seconds > _MAX_SECONDS:
         raise ValueError(
             f"{_both(name)} must be at most 2147483.647 seconds (about 24.8 days, the longest "
             f"timeout OkHttp accepts), got {_show(value)}; {fix}"
@@ -195,30 +204,32 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
             "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
         ),
         "connection_idle_timeout": (
-            "none in requests/urllib3; dashnb's adapter discards pooled connections idle longer than this",
+            "none in requests/urllib3; dashnb's adapter closes pooled connections idle longer than this",
             "TCPConnector(keepalive_timeout=...)",
-            "OkHttp's ConnectionPool closes connections idle this long. A server or load "
-            "balancer may close idle connections sooner; reusing one it already closed costs "
-            "an error or a retry.",
+            "OkHttp's ConnectionPool closes connections idle this long. The SDK passes it in whole "
+            "seconds (Duration.getSeconds()): a fraction is dropped, and under 1 s becomes 0, which "
+            "OkHttp refuses. A server or load balancer may close idle connections sooner; reusing "
+            "one it already closed costs an error or a retry.",
         ),
         "connection_pool_size": (
-            "HTTPAdapter(pool_maxsize=...)",
-            "TCPConnector(limit=...)",
-            "OkHttp's ConnectionPool and urllib3's pool_maxsize cap connections kept for reuse: "
-            "with pool_block=False urllib3 opens extra connections under load and discards them "
-            "afterwards. aiohttp's limit caps connections open at once; further callers wait for "
-            "a free slot.",
+            "HTTPAdapter(pool_maxsize=...), with pool_block=False",
+            "none in aiohttp (it keeps every idle connection); dashnb closes the surplus when a connection is released",
+            "Idle connections kept for reuse, not a cap on open ones: OkHttp's ConnectionPool "
+            "(maxIdleConnections) and urllib3's pool_maxsize both let a burst open more and close "
+            "the extra ones once idle.",
         ),
         "maximum_async_requests": (
-            "none; bound concurrency with the size of your thread pool (ThreadPoolExecutor(max_workers=...))",
-            "dashnb's request queue (a semaphore taken outside the timeouts)",
-            "OkHttp Dispatcher.maxRequests: queues async (enqueued) calls only; blocking calls "
-            "bypass it. Keep maximumAsyncRequests <= connectionPoolSize.",
+            "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does; bound them "
+            "with your thread pool (ThreadPoolExecutor(max_workers=...))",
+            "TCPConnector(limit=...): connections open at once; more requests wait for one",
+            "OkHttp Dispatcher.maxRequests counts only enqueued calls (enqueue(): the SDK's "
+            "streams, callbacks and duplex calls); blocking execute() calls bypass it and are "
+            "never queued. Keep maximumAsyncRequests <= connectionPoolSize.",
         ),
         "maximum_async_requests_per_host": (
-            "none (each host gets its own urllib3 pool of pool_maxsize connections)",
-            "TCPConnector(limit_per_host=...) plus dashnb's per-host queue",
-            "OkHttp Dispatcher.maxRequestsPerHost: async calls only. Keep "
+            "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does",
+            "TCPConnector(limit_per_host=...)",
+            "OkHttp Dispatcher.maxRequestsPerHost: enqueued calls only, as above. Keep "
             "maximumAsyncRequestsPerHost <= maximumAsyncRequests, or it can never be reached.",
         ),
     }
@@ -229,8 +240,9 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
 class PoolConfig:
     """Connection pool and timeout settings, named and defaulted as in the Java SDK.
 
-    Durations are seconds (ints are accepted and stored as float), counts are ints.
-    Impossible values raise ValueError; breaking ``maximum_async_requests <=
+    Durations are seconds (ints are accepted and stored as float), counts are ints. Values
+    Python can use but Java cannot (a 0.5 s idle timeout) are allowed; ``java_snippet()``
+    refuses them. Impossible values raise ValueError; breaking ``maximum_async_requests <=
     connection_pool_size`` or ``maximum_async_requests_per_host <= maximum_async_requests``
     emits PoolConfigWarning, or raises ValueError when ``strict=True``.
     """
@@ -274,10 +286,10 @@ class PoolConfig:
         if total > pool:
             problems.append(
                 f"maximumAsyncRequests ({total}) is larger than connectionPoolSize ({pool}): up to "
-                f"{total} requests may run at once but the pool holds only {pool} connections, so "
-                f"with dashnb's aiohttp session the extra requests queue waiting for a pooled "
-                f"connection, and with OkHttp or requests the extra connections are opened for each "
-                f"burst and then closed (a new TCP and TLS handshake each time). Lower "
+                f"{total} async requests may run at once, each on its own connection, but only {pool} "
+                f"idle connections are kept, so after each burst the extra ones are closed and the "
+                f"next burst opens them again (a new TCP and TLS handshake each time), in OkHttp and "
+                f"in dashnb's sessions alike. Lower "
                 f"maximum_async_requests (Java maximumAsyncRequests) to at most {pool} or raise "
                 f"connection_pool_size (Java connectionPoolSize) to at least {total}."
             )
@@ -332,12 +344,15 @@ class PoolConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> PoolConfig:
-        """Build from the Java SDK's environment variables (``DASHSCOPE_CONNECTION_TIMEOUT``...).
+        """Build from the Java SDK's environment variables (``DASHSCOPE_CONNECTION_TIMEOUT``...),
+        reading exactly what the SDK reads.
 
-        ``environ`` defaults to ``os.environ``. Unset or empty variables keep the Java defaults.
-        Durations may be seconds ("10", "0.5") or Java Duration strings ("PT10S"). Unlike the
-        Java SDK, which silently falls back to the default on a value it cannot parse, a bad
-        value raises ValueError naming the variable.
+        ``environ`` defaults to ``os.environ``. The SDK parses each with ``Integer.parseInt``:
+        durations are whole seconds ("10"; not "0.5", "PT10S" or " 10"), counts whole numbers.
+        Unset or empty variables keep the Java defaults. A value the SDK silently ignores keeps
+        the Java default here too, with a PoolConfigWarning naming the variable, the value and
+        what Java does (a ValueError when ``strict=True``). A number the SDK reads but OkHttp
+        refuses, or that PoolConfig cannot hold (0 = "no timeout"), raises ValueError.
         """
         return _java.from_env(cls, environ, strict=strict)
 
@@ -352,7 +367,12 @@ class PoolConfig:
         return f"PoolConfig({', '.join(changed)})"
 
     def java_snippet(self, *, imports: bool = False) -> str:
-        """Java code that sets the same configuration in the DashScope Java SDK."""
+        """Java code that sets the same configuration in the DashScope Java SDK.
+
+        Raises ValueError naming the setting for a value the SDK cannot take as it is: an idle
+        timeout that is not whole seconds (the SDK passes whole seconds to OkHttp, so 0.5 s
+        becomes 0 and OkHttp throws), or a timeout that is not whole milliseconds.
+        """
         return _java.java_snippet(self, imports=imports)
 
     def rows(self) -> list[dict[str, Any]]:
