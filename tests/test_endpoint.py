@@ -70,7 +70,7 @@ def test_a_base_url_of_another_shape_needs_compatible_base_url(clean_env):
     ("url", "reason"),
     [
         ("http://gw.example.com/api/v1", "https://"),
-        ("https:///api/v1", "no host name"),
+        ("https:///{secret}/api/v1", "no host name"),
         ("https://user:{secret}@gw.example.com/api/v1", "user name or password"),
         ("https://gw.example.com/api/v1?token={secret}", "query"),
         ("https://gw.example.com:99999/api/v1", "not a valid URL"),
