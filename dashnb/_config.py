@@ -14,10 +14,11 @@
 `PoolConfig` holds the seven settings of the DashScope Java SDK's
 ``ConnectionConfigurations`` (snake case, seconds as float, counts as int) with the
 Java defaults. It validates itself, warns (`PoolConfigWarning`) when the two documented
-constraints are broken, reads the Java SDK's environment variables, writes the Java
-builder code, and renders a table mapping every setting to its requests/urllib3 and
-aiohttp counterpart. Turning it into real session objects happens elsewhere
-(``dashnb._translate``); this module does no I/O and imports only the standard library.
+constraints are broken, and renders a table mapping every setting to its requests/urllib3
+and aiohttp counterpart. The Java side (the SDK's names, defaults and environment
+variables, Duration text, the builder code) lives in ``dashnb._java``; turning a config
+into real session objects happens in ``dashnb._translate``. This module does no I/O and
+imports only the standard library.
 """
 
 from __future__ import annotations
@@ -25,14 +26,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import re
 import sys
 import types
 import warnings
 from collections.abc import Mapping
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, ClassVar
+
+from . import _java
+from ._java import (
+    _DURATIONS,
+    _JAVA_INT_MAX,
+    ENV_VARS,
+    JAVA_DEFAULTS,
+    JAVA_NAMES,
+    _both,
+    _default_text,
+    _fmt_seconds,
+    _show,
+)
 
 __all__ = [
     "DEFAULT_POOL_CONFIG",
@@ -51,45 +63,6 @@ class PoolConfigWarning(UserWarning):
     """
 
 
-JAVA_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "connect_timeout": "connectTimeout",
-        "read_timeout": "readTimeout",
-        "write_timeout": "writeTimeout",
-        "connection_idle_timeout": "connectionIdleTimeout",
-        "connection_pool_size": "connectionPoolSize",
-        "maximum_async_requests": "maximumAsyncRequests",
-        "maximum_async_requests_per_host": "maximumAsyncRequestsPerHost",
-    }
-)
-
-ENV_VARS: Mapping[str, str] = MappingProxyType(
-    {
-        "connect_timeout": "DASHSCOPE_CONNECTION_TIMEOUT",
-        "read_timeout": "DASHSCOPE_READ_TIMEOUT",
-        "write_timeout": "DASHSCOPE_WRITE_TIMEOUT",
-        # Not ..._IDLE_TIMEOUT: the Java SDK spells this one differently.
-        "connection_idle_timeout": "DASHSCOPE_CONNECTION_IDLE_TIME",
-        "connection_pool_size": "DASHSCOPE_CONNECTION_POOL_SIZE",
-        "maximum_async_requests": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS",
-        "maximum_async_requests_per_host": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST",
-    }
-)
-
-JAVA_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
-    {
-        "connect_timeout": 120.0,
-        "read_timeout": 300.0,
-        "write_timeout": 60.0,
-        "connection_idle_timeout": 300.0,
-        "connection_pool_size": 32,
-        "maximum_async_requests": 32,
-        "maximum_async_requests_per_host": 32,
-    }
-)
-
-_DURATIONS = ("connect_timeout", "read_timeout", "write_timeout", "connection_idle_timeout")
-_COUNTS = ("connection_pool_size", "maximum_async_requests", "maximum_async_requests_per_host")
 _COUNT_UNITS = {
     "connection_pool_size": "connections",
     "maximum_async_requests": "requests",
@@ -100,28 +73,9 @@ _COUNT_UNITS = {
 # Duration under 1 ms truncates to 0, which OkHttp reads as "no timeout at all".
 _MIN_SECONDS = 0.001
 _MAX_SECONDS = 2_147_483.647
-_JAVA_INT_MAX = 2**31 - 1
-
-
-def _both(name: str) -> str:
-    return f"{name} (Java {JAVA_NAMES[name]})"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fmt_seconds(seconds: float) -> str:
-    # 15 significant digits hide float noise such as 0.30000000000000004.
-    return format(seconds, ".15g")
-
-
-def _default_text(name: str) -> str:
-    default = JAVA_DEFAULTS[name]
-    if name in _DURATIONS:
-        return f"{_fmt_seconds(default)} s"
-    return str(default)
+# The idle timeout is no socket timeout: ConnectionPool takes a long, and the SDK's
+# DASHSCOPE_CONNECTION_IDLE_TIME is a Java int of seconds, so that is the limit here.
+_MAX_IDLE_SECONDS = float(_JAVA_INT_MAX)
 
 
 def _check_duration(name: str, value: Any) -> float:
@@ -154,7 +108,13 @@ def _check_duration(name: str, value: Any) -> float:
             f"{_both(name)} must be at least 0.001 seconds, got {_show(value)}; OkHttp counts "
             f"timeouts in whole milliseconds and turns a shorter one into 'no timeout', so {fix}"
         )
-    if seconds > _MAX_SECONDS:
+    if name == "connection_idle_timeout":
+        if seconds > _MAX_IDLE_SECONDS:
+            raise ValueError(
+                f"{_both(name)} must be at most {_JAVA_INT_MAX} seconds (a Java int, the most the "
+                f"SDK's {ENV_VARS[name]} can hold), got {_show(value)}; {fix}"
+            )
+    elif seconds > _MAX_SECONDS:
         raise ValueError(
             f"{_both(name)} must be at most 2147483.647 seconds (about 24.8 days, the longest "
             f"timeout OkHttp accepts), got {_show(value)}; {fix}"
@@ -189,61 +149,10 @@ def _check(name: str, value: Any) -> float | int:
     return _check_duration(name, value) if name in _DURATIONS else _check_count(name, value)
 
 
-# java.time.Duration.parse's grammar: PnDTnHnMn.nS, each part optional, signs allowed
-# (a negative result is then refused by validation with a clearer message).
-_DURATION_RE = re.compile(
-    r"([-+]?)P(?:([-+]?[0-9]+)D)?"
-    r"(T(?:([-+]?[0-9]+)H)?(?:([-+]?[0-9]+)M)?(?:([-+]?)([0-9]+)(?:[.,]([0-9]{0,9}))?S)?)?",
-    re.IGNORECASE,
-)
-_INT_RE = re.compile(r"[-+]?[0-9]+")
-
-
-def _parse_java_duration(text: str) -> float | None:
-    """Seconds in a Java ISO-8601 Duration string ('PT1M30S'), or None if it is not one."""
-    m = _DURATION_RE.fullmatch(text)
-    if m is None:
-        return None
-    sign, days, t_part, hours, minutes, s_sign, secs, frac = m.groups()
-    if days is None and t_part is None:
-        return None  # bare "P"
-    if t_part is not None and hours is None and minutes is None and secs is None:
-        return None  # "PT" with nothing after it
-    total = Fraction(0)
-    total += int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60
-    if secs is not None:
-        part = int(secs) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
-        total += -part if s_sign == "-" else part
-    return float(-total if sign == "-" else total)
-
-
-def _parse_text(name: str, text: str) -> float | int:
-    """Turn configuration text (env var, properties file) into a checked value."""
-    stripped = text.strip()
-    if name in _COUNTS:
-        if not _INT_RE.fullmatch(stripped):
-            raise ValueError(
-                f"{_both(name)} must be a positive whole number, got {_show(text)}; "
-                f"write digits only, such as {JAVA_DEFAULTS[name]} (the Java default)"
-            )
-        return _check_count(name, int(stripped))
-    seconds = _parse_java_duration(stripped)
-    if seconds is None:
-        try:
-            seconds = float(stripped)
-        except ValueError:
-            raise ValueError(
-                f"{_both(name)} must be a number of seconds or a Java Duration, got {_show(text)}; "
-                f"write it like '10', '0.5', 'PT10S', 'PT1M30S' or 'PT0.5S' "
-                f"(Java default {_default_text(name)})"
-            ) from None
-    return _check_duration(name, seconds)
-
-
 def _caller_stacklevel() -> int:
     """stacklevel for warnings.warn called from the caller of this function, pointing past
     this module, dataclasses.replace and the generated __init__ at the user's line."""
-    internal = {__file__, dataclasses.__file__}
+    internal = {__file__, _java.__file__, dataclasses.__file__}
     frame: types.FrameType | None = sys._getframe(2)
     level = 2
     while frame is not None and (
@@ -295,68 +204,45 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
             "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
         ),
         "connection_idle_timeout": (
-            "none in requests/urllib3; dashnb's adapter discards pooled connections idle longer than this",
+            "none in requests/urllib3; dashnb's adapter closes pooled connections idle longer than this",
             "TCPConnector(keepalive_timeout=...)",
-            "OkHttp's ConnectionPool closes connections idle this long. A server or load "
-            "balancer may close idle connections sooner; reusing one it already closed costs "
-            "an error or a retry.",
+            "OkHttp's ConnectionPool closes connections idle this long. The SDK passes it in whole "
+            "seconds (Duration.getSeconds()): a fraction is dropped, and under 1 s becomes 0, which "
+            "OkHttp refuses. A server or load balancer may close idle connections sooner; reusing "
+            "one it already closed costs an error or a retry.",
         ),
         "connection_pool_size": (
-            "HTTPAdapter(pool_maxsize=...)",
-            "TCPConnector(limit=...)",
-            "OkHttp's ConnectionPool and urllib3's pool_maxsize cap connections kept for reuse: "
-            "with pool_block=False urllib3 opens extra connections under load and discards them "
-            "afterwards. aiohttp's limit caps connections open at once; further callers wait for "
-            "a free slot.",
+            "HTTPAdapter(pool_maxsize=...), with pool_block=False",
+            "none in aiohttp (it keeps every idle connection); dashnb closes the surplus when a connection is released",
+            "Idle connections kept for reuse, not a cap on open ones: OkHttp's ConnectionPool "
+            "(maxIdleConnections) and urllib3's pool_maxsize both let a burst open more and close "
+            "the extra ones once idle.",
         ),
         "maximum_async_requests": (
-            "none; bound concurrency with the size of your thread pool (ThreadPoolExecutor(max_workers=...))",
-            "dashnb's request queue (a semaphore taken outside the timeouts)",
-            "OkHttp Dispatcher.maxRequests: queues async (enqueued) calls only; blocking calls "
-            "bypass it. Keep maximumAsyncRequests <= connectionPoolSize.",
+            "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does; bound them "
+            "with your thread pool (ThreadPoolExecutor(max_workers=...))",
+            "TCPConnector(limit=...): connections open at once; more requests wait for one",
+            "OkHttp Dispatcher.maxRequests counts only enqueued calls (enqueue(): the SDK's "
+            "streams, callbacks and duplex calls); blocking execute() calls bypass it and are "
+            "never queued. Keep maximumAsyncRequests <= connectionPoolSize.",
         ),
         "maximum_async_requests_per_host": (
-            "none (each host gets its own urllib3 pool of pool_maxsize connections)",
-            "TCPConnector(limit_per_host=...) plus dashnb's per-host queue",
-            "OkHttp Dispatcher.maxRequestsPerHost: async calls only. Keep "
+            "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does",
+            "TCPConnector(limit_per_host=...)",
+            "OkHttp Dispatcher.maxRequestsPerHost: enqueued calls only, as above. Keep "
             "maximumAsyncRequestsPerHost <= maximumAsyncRequests, or it can never be reached.",
         ),
     }
 )
-
-# One short comment per builder line of java_snippet().
-_JAVA_COMMENTS: Mapping[str, str] = MappingProxyType(
-    {
-        "connect_timeout": "TCP connect limit",
-        "read_timeout": "longest wait between two reads",
-        "write_timeout": "longest wait for a write to progress",
-        "connection_idle_timeout": "idle pooled connections are closed after this",
-        "connection_pool_size": "idle connections kept for reuse",
-        "maximum_async_requests": "async calls in flight; more wait in a queue",
-        "maximum_async_requests_per_host": "async calls in flight to one host",
-    }
-)
-
-
-def _java_duration(seconds: float) -> str:
-    # repr() gives the shortest text that round-trips, i.e. what the user typed.
-    nanos = round(Fraction(repr(seconds)) * 10**9)
-    if nanos % 10**9 == 0:
-        amount, unit = nanos // 10**9, "Seconds"
-    elif nanos % 10**6 == 0:
-        amount, unit = nanos // 10**6, "Millis"
-    else:
-        amount, unit = nanos, "Nanos"
-    suffix = "L" if amount > _JAVA_INT_MAX else ""
-    return f"Duration.of{unit}({amount}{suffix})"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
 class PoolConfig:
     """Connection pool and timeout settings, named and defaulted as in the Java SDK.
 
-    Durations are seconds (ints are accepted and stored as float), counts are ints.
-    Impossible values raise ValueError; breaking ``maximum_async_requests <=
+    Durations are seconds (ints are accepted and stored as float), counts are ints. Values
+    Python can use but Java cannot (a 0.5 s idle timeout) are allowed; ``java_snippet()``
+    refuses them. Impossible values raise ValueError; breaking ``maximum_async_requests <=
     connection_pool_size`` or ``maximum_async_requests_per_host <= maximum_async_requests``
     emits PoolConfigWarning, or raises ValueError when ``strict=True``.
     """
@@ -400,10 +286,10 @@ class PoolConfig:
         if total > pool:
             problems.append(
                 f"maximumAsyncRequests ({total}) is larger than connectionPoolSize ({pool}): up to "
-                f"{total} requests may run at once but the pool holds only {pool} connections, so "
-                f"with dashnb's aiohttp session the extra requests queue waiting for a pooled "
-                f"connection, and with OkHttp or requests the extra connections are opened for each "
-                f"burst and then closed (a new TCP and TLS handshake each time). Lower "
+                f"{total} async requests may run at once, each on its own connection, but only {pool} "
+                f"idle connections are kept, so after each burst the extra ones are closed and the "
+                f"next burst opens them again (a new TCP and TLS handshake each time), in OkHttp and "
+                f"in dashnb's sessions alike. Lower "
                 f"maximum_async_requests (Java maximumAsyncRequests) to at most {pool} or raise "
                 f"connection_pool_size (Java connectionPoolSize) to at least {total}."
             )
@@ -451,34 +337,24 @@ class PoolConfig:
                 raise ValueError(f"{_both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one")
             given_as[name] = key
             try:
-                values[name] = _parse_text(name, value) if isinstance(value, str) else _check(name, value)
+                values[name] = _java.parse_text(name, value) if isinstance(value, str) else _check(name, value)
             except ValueError as exc:
                 raise ValueError(f"PoolConfig.from_java() key {key!r}: {exc}") from None
         return cls(**values, strict=strict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, strict: bool = False) -> PoolConfig:
-        """Build from the Java SDK's environment variables (``DASHSCOPE_CONNECTION_TIMEOUT``...).
+        """Build from the Java SDK's environment variables (``DASHSCOPE_CONNECTION_TIMEOUT``...),
+        reading exactly what the SDK reads.
 
-        ``environ`` defaults to ``os.environ``. Unset or empty variables keep the Java defaults.
-        Durations may be seconds ("10", "0.5") or Java Duration strings ("PT10S"). Unlike the
-        Java SDK, which silently falls back to the default on a value it cannot parse, a bad
-        value raises ValueError naming the variable.
+        ``environ`` defaults to ``os.environ``. The SDK parses each with ``Integer.parseInt``:
+        durations are whole seconds ("10"; not "0.5", "PT10S" or " 10"), counts whole numbers.
+        Unset or empty variables keep the Java defaults. A value the SDK silently ignores keeps
+        the Java default here too, with a PoolConfigWarning naming the variable, the value and
+        what Java does (a ValueError when ``strict=True``). A number the SDK reads but OkHttp
+        refuses, or that PoolConfig cannot hold (0 = "no timeout"), raises ValueError.
         """
-        if environ is None:
-            import os
-
-            environ = os.environ
-        values: dict[str, Any] = {}
-        for name, var in ENV_VARS.items():
-            text = environ.get(var)
-            if text is None or not text.strip():
-                continue
-            try:
-                values[name] = _parse_text(name, text)
-            except ValueError as exc:
-                raise ValueError(f"environment variable {var}={_show(text)}: {exc}") from None
-        return cls(**values, strict=strict)
+        return _java.from_env(cls, environ, strict=strict)
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -491,26 +367,13 @@ class PoolConfig:
         return f"PoolConfig({', '.join(changed)})"
 
     def java_snippet(self, *, imports: bool = False) -> str:
-        """Java code that sets the same configuration in the DashScope Java SDK."""
-        lines = []
-        if imports:
-            lines += [
-                "import java.time.Duration;",
-                "import com.alibaba.dashscope.protocol.ConnectionConfigurations;",
-                "import com.alibaba.dashscope.utils.Constants;",
-                "",
-            ]
-        lines += [f"// Warning: {problem}" for problem in self.constraint_problems()]
-        lines.append("Constants.connectionConfigurations = ConnectionConfigurations.builder()")
-        calls = []
-        for name, camel in JAVA_NAMES.items():
-            value = getattr(self, name)
-            arg = _java_duration(value) if name in _DURATIONS else str(value)
-            calls.append((f"    .{camel}({arg})", f"{_JAVA_COMMENTS[name]} (default {_default_text(name)})"))
-        width = max(len(code) for code, _ in calls)
-        lines += [f"{code.ljust(width)}  // {comment}" for code, comment in calls]
-        lines.append("    .build();  // set before the first call: the SDK builds its OkHttp client once")
-        return "\n".join(lines)
+        """Java code that sets the same configuration in the DashScope Java SDK.
+
+        Raises ValueError naming the setting for a value the SDK cannot take as it is: an idle
+        timeout that is not whole seconds (the SDK passes whole seconds to OkHttp, so 0.5 s
+        becomes 0 and OkHttp throws), or a timeout that is not whole milliseconds.
+        """
+        return _java.java_snippet(self, imports=imports)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per setting: names, value, default, env var, Python equivalents, note."""

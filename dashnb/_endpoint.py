@@ -5,10 +5,20 @@
     >>> dashnb.use_endpoint(ep)          # point the dashscope SDK at it                              # doctest: +SKIP
     >>> dashnb.DashScope("intl")
     DashScope(region='intl', api_key=<missing>)
+    >>> dashnb.DashScope(base_url="https://gw.example.com/dashscope/api/v1").compatible_base_url
+    'https://gw.example.com/dashscope/compatible-mode/v1'
 
 An endpoint is anything with the attributes of ``Endpoint`` (``label``, ``base_url``,
-``compatible_base_url``, ``api_key``, ``ca_path``, ``ssl_context()``, ``is_emulator``); the
-emulator handle returned by ``dashnb.emulator.start()`` is one too (duck typed).
+``compatible_base_url``, ``api_key``, ``ca_path``, ``ssl_context()``, ``is_emulator``, and
+optionally ``trust_env``); the emulator handle returned by ``dashnb.emulator.start()`` is one
+too (duck typed).
+
+Trust and proxies: sessions for the real service (``DashScope``, ``trust_env = True``) read
+the environment as requests does: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and
+``~/.netrc``, and the CA bundle from ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or
+``SSL_CERT_FILE`` (OpenSSL's variable, which requests itself ignores but aiohttp and httpx
+honour; dashnb applies the same bundle to both kinds of session). Emulator sessions trust
+exactly the emulator's CA and read nothing from the environment.
 """
 
 from __future__ import annotations
@@ -20,6 +30,12 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = ["DashScope", "Endpoint", "MissingApiKeyError", "apply_to_sdk", "endpoint", "use_endpoint"]
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
+# What the dashscope SDK reads at import for its module-level base URLs (dashscope/common/env.py).
+BASE_URL_ENV = "DASHSCOPE_HTTP_BASE_URL"
+COMPATIBLE_BASE_URL_ENV = "DASHSCOPE_COMPATIBLE_BASE_URL"
+# requests' order (REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE), then OpenSSL's SSL_CERT_FILE.
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+_NATIVE_PATH, _COMPATIBLE_PATH = "/api/v1", "/compatible-mode/v1"
 
 _REGIONS = {
     "intl": ("https://dashscope-intl.aliyuncs.com", "DashScope intl (Singapore)"),
@@ -41,38 +57,132 @@ class Endpoint(Protocol):
     def ssl_context(self) -> ssl.SSLContext: ...
 
 
+def env_ca_bundle() -> str | None:
+    """The CA bundle the environment names for real-service sessions, or None (certifi)."""
+    for var in CA_BUNDLE_ENV:
+        path = os.environ.get(var)
+        if path:  # requests skips an empty value too
+            return path
+    return None
+
+
+class _Secret:
+    """Holds the key so that ``vars()``, ``__dict__`` and debuggers show ``<secret>``, not it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Secret) and other._value == self._value
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    def __reduce__(self):  # never pickled into a file or a kernel message
+        raise TypeError("an API key is not pickled")
+
+
+def _split_base_url(url: Any, what: str) -> tuple[str, str]:
+    """(origin, path) of a base URL, refusing what would leak or break; the URL is never echoed,
+    since a mistaken one may carry a credential."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"{what} must be a non-empty string such as 'https://dashscope-intl.aliyuncs.com/api/v1'")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise ValueError(f"{what} is not a valid URL") from None
+    if parts.scheme != "https":
+        raise ValueError(f"{what} must start with https:// (the API key travels in every request)")
+    if not parts.hostname:
+        raise ValueError(f"{what} has no host name")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{what} must not contain a user name or password; pass the key as api_key")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{what} must not have a query (?...) or fragment (#...): the SDK appends paths to it")
+    return f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+
+
 class MissingApiKeyError(RuntimeError):
     """No API key for the real service."""
 
 
 class DashScope:
-    """The real DashScope service in one region ("intl" = Singapore, "cn" = Beijing).
+    """The real DashScope service: a region ("intl" = Singapore, "cn" = Beijing) or any base URL.
+
+    ``base_url`` replaces the region's URL (an API gateway, a workspace endpoint such as
+    ``https://<workspace>.ap-southeast-1.maas.aliyuncs.com/api/v1``); it is the native API base,
+    as ``dashscope.base_http_api_url``. The OpenAI-compatible base is derived from it when it ends
+    in ``/api/v1``, otherwise pass ``compatible_base_url``.
 
     The key comes from ``api_key`` or the ``DASHSCOPE_API_KEY`` environment variable (read when
     the key is first needed, so setting the variable later works). It is kept private: reprs
     say ``<set>`` or ``<missing>``; reading ``.api_key`` without one raises
     ``MissingApiKeyError``. Keys differ between regions.
+
+    Sessions for this endpoint read proxies and the CA bundle from the environment
+    (``trust_env``; see the module docstring).
     """
 
     is_emulator = False
-    ca_path = None  # trust the public CAs (certifi), as the service's certificate is public
+    # Real-service sessions honour HTTPS_PROXY / NO_PROXY and the CA-bundle variables, as
+    # requests does; emulator handles have no such attribute (or False) and ignore them.
+    trust_env = True
 
-    def __init__(self, region: str = "intl", api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        region: str = "intl",
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        compatible_base_url: str | None = None,
+    ) -> None:
         if region not in _REGIONS:
             raise ValueError(f"region must be one of {sorted(_REGIONS)}, got {region!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string (or None to read DASHSCOPE_API_KEY)")
         self.region = region
         self._origin, self.label = _REGIONS[region]
-        self.__key = api_key
+        self._path = _NATIVE_PATH
+        self._custom = base_url is not None
+        if base_url is not None:
+            self._origin, self._path = _split_base_url(base_url, "base_url")
+            self.label = f"DashScope at {self._origin}"
+        self._compatible: str | None = None
+        if compatible_base_url is not None:
+            origin, path = _split_base_url(compatible_base_url, "compatible_base_url")
+            self._compatible = origin + path
+        self.__key = _Secret(api_key) if api_key is not None else None
 
     @property
     def base_url(self) -> str:
-        return f"{self._origin}/api/v1"
+        return f"{self._origin}{self._path}"
 
     @property
     def compatible_base_url(self) -> str:
-        return f"{self._origin}/compatible-mode/v1"
+        if self._compatible is not None:
+            return self._compatible
+        if self._path.endswith(_NATIVE_PATH):
+            return f"{self._origin}{self._path[: -len(_NATIVE_PATH)]}{_COMPATIBLE_PATH}"
+        raise ValueError(
+            f"no OpenAI-compatible base URL for {self.base_url}: it does not end in {_NATIVE_PATH}, "
+            f"so pass DashScope(..., compatible_base_url=...)"
+        )
+
+    @property
+    def ca_path(self) -> str | None:
+        """The CA bundle sessions trust: from the environment (see ``CA_BUNDLE_ENV``), else None
+        for certifi's public CAs, as the service's certificate is public."""
+        return env_ca_bundle()
 
     @property
     def has_api_key(self) -> bool:
@@ -80,7 +190,7 @@ class DashScope:
 
     @property
     def api_key(self) -> str:
-        key = self.__key or os.environ.get(API_KEY_ENV, "").strip()
+        key = self.__key.reveal() if self.__key is not None else os.environ.get(API_KEY_ENV, "").strip()
         if not key:
             raise MissingApiKeyError(
                 f"no API key for {self.label}: set the {API_KEY_ENV} environment variable or pass "
@@ -92,7 +202,10 @@ class DashScope:
     def ssl_context(self) -> ssl.SSLContext:
         import certifi
 
-        return ssl.create_default_context(cafile=certifi.where())
+        path = self.ca_path or certifi.where()
+        if os.path.isdir(path):  # requests accepts a directory of hashed certificates too
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
 
     def apply_to_sdk(self) -> None:
         apply_to_sdk(self)
@@ -100,13 +213,15 @@ class DashScope:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DashScope):
             return NotImplemented
-        return (self.region, self.__key) == (other.region, other.__key)
+        mine = (self.region, self.base_url, self._compatible, self.__key)
+        return mine == (other.region, other.base_url, other._compatible, other.__key)
 
     def __hash__(self) -> int:
-        return hash((DashScope, self.region))
+        return hash((DashScope, self.region, self.base_url))
 
     def __repr__(self) -> str:
-        return f"DashScope(region={self.region!r}, api_key={'<set>' if self.has_api_key else '<missing>'})"
+        where = f", base_url={self.base_url!r}" if self._custom else ""
+        return f"DashScope(region={self.region!r}{where}, api_key={'<set>' if self.has_api_key else '<missing>'})"
 
     def _repr_html_(self) -> str:
         import html
@@ -117,9 +232,19 @@ class DashScope:
 
 def endpoint(*, region: str = "intl") -> Any:
     """The default endpoint: DashScope when ``DASHSCOPE_API_KEY`` is set, else the emulator
-    (``dashnb.emulator.start()``, started once and shared in this process)."""
+    (``dashnb.emulator.start()``, started once and shared in this process).
+
+    Like the dashscope SDK, it honours ``DASHSCOPE_HTTP_BASE_URL`` (and
+    ``DASHSCOPE_COMPATIBLE_BASE_URL``) for the real service; an empty value counts as unset.
+    """
     if os.environ.get(API_KEY_ENV, "").strip():
-        return DashScope(region)
+        urls = {}
+        for var, arg in ((BASE_URL_ENV, "base_url"), (COMPATIBLE_BASE_URL_ENV, "compatible_base_url")):
+            value = os.environ.get(var, "").strip()
+            if value:
+                _split_base_url(value, f"environment variable {var}")  # an error names the variable
+                urls[arg] = value
+        return DashScope(region, **urls)
     from . import emulator
 
     return emulator.start()

@@ -42,10 +42,12 @@ Note that the SDK's retry also catches connect timeouts (``requests.ConnectTimeo
 ``ConnectionError``; aiohttp's connect and socket-read timeouts are ``ClientConnectionError``),
 so through the SDK such a failure takes about twice the configured timeout.
 
-Trust: sessions trust exactly ``endpoint.ca_path`` (certifi when ``None``). requests sessions use
-``trust_env=False`` so ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` cannot replace that; this also
-ignores ``HTTP(S)_PROXY`` / ``NO_PROXY`` and ``~/.netrc`` (set ``session.proxies`` explicitly if
-you need a proxy). aiohttp sessions are built with ``trust_env=False`` for the same reason.
+Trust: sessions trust ``endpoint.ca_path`` (certifi when ``None``), and pass the endpoint's
+``trust_env`` (False when absent) to both libraries. Emulator endpoints have none, so their
+sessions trust exactly the emulator's CA and ignore ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``,
+``HTTP(S)_PROXY`` / ``NO_PROXY`` and ``~/.netrc``. ``DashScope`` endpoints set ``trust_env = True``
+and take ``ca_path`` from the environment, so real-service sessions use proxies and CA bundles
+as requests does (see ``dashnb._endpoint``).
 
 Observation goes through the libraries' own extension points (urllib3 connection/pool classes,
 aiohttp ``TraceConfig``, middleware, ``request_class``), never by patching sockets.

@@ -263,7 +263,7 @@ def build_aiohttp_session(
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
-        trust_env=False,
+        trust_env=bool(getattr(endpoint, "trust_env", False)),  # proxies from the environment: real service only
         trace_configs=[_trace_config(observer)],
         middlewares=(queue,),
         request_class=request_cls,

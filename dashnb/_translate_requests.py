@@ -228,10 +228,12 @@ class PoolConfigAdapter(HTTPAdapter):
 def build_requests_session(
     config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
 ) -> requests.Session:
-    """A requests.Session pooled as ``config`` says, trusting exactly ``endpoint``'s CA."""
+    """A requests.Session pooled as ``config`` says, trusting ``endpoint``'s CA (and, for an
+    endpoint with ``trust_env``, the environment's proxies and CA bundle)."""
     session = requests.Session()
-    # Without this, REQUESTS_CA_BUNDLE (set on some machines) silently replaces session.verify.
-    session.trust_env = False
+    # For the emulator, trust exactly its CA: with trust_env, REQUESTS_CA_BUNDLE (set on some
+    # machines) would silently replace session.verify and HTTPS_PROXY would reroute the calls.
+    session.trust_env = bool(getattr(endpoint, "trust_env", False))
     session.verify = getattr(endpoint, "ca_path", None) or certifi.where()
     adapter = PoolConfigAdapter(config, observer)
     session.mount("https://", adapter)

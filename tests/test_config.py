@@ -96,7 +96,6 @@ BAD_DURATIONS = [
     pytest.param([10], id="list"),
     pytest.param(Decimal("10"), id="decimal"),
     pytest.param(0.0004, id="below-1ms"),
-    pytest.param(2_147_483.648, id="above-okhttp-max"),
     pytest.param(1e300, id="huge"),
 ]
 BAD_COUNTS = [
@@ -128,6 +127,22 @@ def test_impossible_durations_raise_naming_both_spellings(name, bad):
     with pytest.raises(ValueError) as info:
         PoolConfig(**{name: bad})
     _assert_actionable(str(info.value), name)
+
+
+@pytest.mark.parametrize("name", ["connect_timeout", "read_timeout", "write_timeout"])
+def test_socket_timeouts_stop_at_the_longest_okhttp_accepts(name):
+    assert getattr(PoolConfig(**{name: 2_147_483.647}), name) == 2_147_483.647
+    with pytest.raises(ValueError, match="the longest timeout OkHttp accepts") as info:
+        PoolConfig(**{name: 2_147_483.648})
+    _assert_actionable(str(info.value), name)
+
+
+def test_idle_timeout_may_be_as_long_as_java_reads_from_its_variable():
+    # ConnectionPool takes a long, and DASHSCOPE_CONNECTION_IDLE_TIME is an int of seconds.
+    assert PoolConfig(connection_idle_timeout=2**31 - 1).connection_idle_timeout == 2**31 - 1
+    with pytest.raises(ValueError, match="DASHSCOPE_CONNECTION_IDLE_TIME") as info:
+        PoolConfig(connection_idle_timeout=2**31)
+    _assert_actionable(str(info.value), "connection_idle_timeout")
 
 
 @pytest.mark.parametrize("bad", BAD_COUNTS)
@@ -204,7 +219,7 @@ def test_more_async_requests_than_pooled_connections_warns():
     assert len(record) == 1
     message = str(record[0].message)
     assert "maximumAsyncRequests" in message and "connectionPoolSize" in message
-    assert "queue" in message  # the consequence, in plain words
+    assert "closed" in message and "opens them again" in message  # the consequence, in plain words
     assert "at most 32" in message and "at least 64" in message  # what to change
     assert config.maximum_async_requests == 64  # a warning, the config still exists
 
@@ -412,18 +427,18 @@ def test_from_java_strict():
 def test_from_env_reads_every_java_variable():
     environ = {
         "DASHSCOPE_CONNECTION_TIMEOUT": "10",
-        "DASHSCOPE_READ_TIMEOUT": "PT1M",
-        "DASHSCOPE_WRITE_TIMEOUT": "0.5",
-        "DASHSCOPE_CONNECTION_IDLE_TIME": "PT10M",
+        "DASHSCOPE_READ_TIMEOUT": "60",
+        "DASHSCOPE_WRITE_TIMEOUT": "5",
+        "DASHSCOPE_CONNECTION_IDLE_TIME": "600",
         "DASHSCOPE_CONNECTION_POOL_SIZE": "128",
-        "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS": " 64 ",
+        "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS": "64",
         "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST": "16",
         "UNRELATED": "x",
     }
     assert PoolConfig.from_env(environ) == PoolConfig(
         connect_timeout=10,
         read_timeout=60,
-        write_timeout=0.5,
+        write_timeout=5,
         connection_idle_timeout=600,
         connection_pool_size=128,
         maximum_async_requests=64,
@@ -431,30 +446,88 @@ def test_from_env_reads_every_java_variable():
     )
 
 
-@pytest.mark.parametrize("environ", [{}, {"DASHSCOPE_READ_TIMEOUT": ""}, {"DASHSCOPE_READ_TIMEOUT": "  "}])
-def test_from_env_unset_or_empty_keeps_defaults(environ):
-    assert PoolConfig.from_env(environ) == DEFAULT_POOL_CONFIG
+@pytest.mark.parametrize("environ", [{}, {"DASHSCOPE_READ_TIMEOUT": ""}])
+def test_from_env_unset_or_empty_keeps_defaults_quietly(environ):
+    assert PoolConfig.from_env(environ) == DEFAULT_POOL_CONFIG  # filterwarnings=error: no warning
 
 
 @pytest.mark.parametrize(
-    ("var", "value"),
+    ("text", "seconds"),
     [
-        ("DASHSCOPE_CONNECTION_TIMEOUT", "ten"),
-        ("DASHSCOPE_CONNECTION_TIMEOUT", "0"),
-        ("DASHSCOPE_READ_TIMEOUT", "-5"),
-        ("DASHSCOPE_WRITE_TIMEOUT", "inf"),
-        ("DASHSCOPE_CONNECTION_IDLE_TIME", "PT"),
-        ("DASHSCOPE_CONNECTION_POOL_SIZE", "0"),
-        ("DASHSCOPE_CONNECTION_POOL_SIZE", "32.5"),
-        ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS", "lots"),
-        ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST", "-1"),
+        ("+10", 10.0),  # Integer.parseInt takes a leading sign
+        ("0010", 10.0),
+        ("\uff11\uff10", 10.0),  # fullwidth digits: Java's Character.digit takes any BMP decimal digit
+        ("2147483", 2147483.0),  # the longest whole-second timeout OkHttp accepts
     ],
 )
-def test_from_env_bad_value_names_the_variable(var, value):
+def test_from_env_reads_what_integer_parseint_reads(text, seconds):
+    assert PoolConfig.from_env({"DASHSCOPE_READ_TIMEOUT": text}).read_timeout == seconds
+
+
+def test_from_env_idle_time_takes_any_positive_java_int():
+    config = PoolConfig.from_env({"DASHSCOPE_CONNECTION_IDLE_TIME": "3000000"})
+    assert config.connection_idle_timeout == 3_000_000
+
+
+# Values the Java SDK's Integer.parseInt throws on, so it silently keeps its default.
+JAVA_DROPS = [
+    ("DASHSCOPE_WRITE_TIMEOUT", "0.5", "60 s"),
+    ("DASHSCOPE_CONNECTION_IDLE_TIME", "1.5", "300 s"),
+    ("DASHSCOPE_READ_TIMEOUT", "PT10S", "300 s"),
+    ("DASHSCOPE_READ_TIMEOUT", "10s", "300 s"),
+    ("DASHSCOPE_CONNECTION_TIMEOUT", " 10", "120 s"),
+    ("DASHSCOPE_CONNECTION_TIMEOUT", "10\n", "120 s"),
+    ("DASHSCOPE_CONNECTION_TIMEOUT", "  ", "120 s"),
+    ("DASHSCOPE_CONNECTION_TIMEOUT", "1_000", "120 s"),
+    ("DASHSCOPE_CONNECTION_TIMEOUT", "\U0001d7cf", "120 s"),  # a decimal digit outside the BMP
+    ("DASHSCOPE_CONNECTION_TIMEOUT", "+", "120 s"),
+    ("DASHSCOPE_CONNECTION_POOL_SIZE", "32.5", "32"),
+    ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS", "lots", "32"),
+    ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST", "2147483648", "32"),  # above a Java int
+]
+
+
+@pytest.mark.parametrize(("var", "value", "default"), JAVA_DROPS)
+def test_from_env_keeps_the_java_default_and_warns_where_java_drops_the_value(var, value, default):
+    with pytest.warns(PoolConfigWarning) as record:
+        config = PoolConfig.from_env({var: value})
+    assert config == DEFAULT_POOL_CONFIG  # what the Java SDK ends up with
+    assert len(record) == 1
+    message = str(record[0].message)
+    name = next(n for n, v in ENV_VARS.items() if v == var)
+    assert f"{var}={value!r}" in message  # the variable and the value
+    assert "Integer.parseInt" in message and f"silently keeps its default ({default})" in message  # what Java does
+    assert f"{name} (Java {JAVA_NAMES[name]}) at {default}" in message
+    assert record[0].filename == __file__  # points at the caller's line
+    with pytest.raises(ValueError, match="strict=True") as info:
+        PoolConfig.from_env({var: value}, strict=True)
+    assert f"{var}={value!r}" in str(info.value)
+
+
+def test_from_env_drops_only_the_bad_variable():
+    with pytest.warns(PoolConfigWarning, match="DASHSCOPE_READ_TIMEOUT"):
+        config = PoolConfig.from_env({"DASHSCOPE_READ_TIMEOUT": "0.5", "DASHSCOPE_CONNECTION_TIMEOUT": "7"})
+    assert config == PoolConfig(connect_timeout=7)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "java_does"),
+    [
+        ("DASHSCOPE_CONNECTION_TIMEOUT", "0", "no timeout at all"),
+        ("DASHSCOPE_WRITE_TIMEOUT", "-0", "no timeout at all"),
+        ("DASHSCOPE_READ_TIMEOUT", "-5", '"timeout < 0"'),
+        ("DASHSCOPE_WRITE_TIMEOUT", "2147484", "the longest timeout OkHttp accepts"),
+        ("DASHSCOPE_CONNECTION_IDLE_TIME", "0", '"keepAliveDuration <= 0: 0"'),
+        ("DASHSCOPE_CONNECTION_POOL_SIZE", "0", "keeps no idle connection"),
+        ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS", "0", '"max < 1: 0"'),
+        ("DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST", "-1", '"max < 1: -1"'),
+    ],
+)
+def test_from_env_number_java_reads_but_cannot_use_raises(var, value, java_does):
     with pytest.raises(ValueError) as info:
         PoolConfig.from_env({var: value})
     message = str(info.value)
-    assert var in message
+    assert var in message and java_does in message
     name = next(n for n, v in ENV_VARS.items() if v == var)
     assert f"{name} (Java {JAVA_NAMES[name]})" in message
 
@@ -518,11 +591,10 @@ def test_java_snippet_for_defaults():
         (PoolConfig(read_timeout=0.25), ".readTimeout(Duration.ofMillis(250))"),
         (PoolConfig(read_timeout=0.1 + 0.2), ".readTimeout(Duration.ofMillis(300))"),
         (PoolConfig(write_timeout=1.5), ".writeTimeout(Duration.ofMillis(1500))"),
-        (PoolConfig(write_timeout=0.0015), ".writeTimeout(Duration.ofNanos(1500000))"),
-        (
-            PoolConfig(connection_idle_timeout=2_000_000.0000001),
-            ".connectionIdleTimeout(Duration.ofNanos(2000000000000100L))",
-        ),
+        (PoolConfig(write_timeout=0.001), ".writeTimeout(Duration.ofMillis(1))"),
+        (PoolConfig(connect_timeout=2_147_483.647), ".connectTimeout(Duration.ofMillis(2147483647))"),
+        (PoolConfig(connection_idle_timeout=1), ".connectionIdleTimeout(Duration.ofSeconds(1))"),
+        (PoolConfig(connection_idle_timeout=3_000_000), ".connectionIdleTimeout(Duration.ofSeconds(3000000))"),
         (PoolConfig(connection_pool_size=256), ".connectionPoolSize(256)"),
         (
             PoolConfig(connection_pool_size=256, maximum_async_requests=256, maximum_async_requests_per_host=256),
@@ -535,6 +607,25 @@ def test_java_snippet_for_custom_values(config, expected):
     assert expected in snippet
     expected_values = {java: getattr(config, name) for name, java in JAVA_NAMES.items()}
     assert _parse_snippet(snippet) == pytest.approx(expected_values, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("changes", "java_does"),
+    [
+        ({"connection_idle_timeout": 0.5}, '0.5 s becomes 0 and OkHttp refuses it ("keepAliveDuration <= 0: 0")'),
+        ({"connection_idle_timeout": 0.999}, "becomes 0"),
+        ({"connection_idle_timeout": 1.5}, "1.5 s becomes 1 s"),
+        ({"write_timeout": 0.0015}, "would use 1 ms"),
+        ({"read_timeout": 1.0005}, "would use 1000 ms"),
+    ],
+)
+def test_java_snippet_refuses_a_value_the_sdk_would_change_or_reject(changes, java_does):
+    config = PoolConfig(**changes)  # fine for Python: only the Java side cannot take it
+    (name,) = changes
+    with pytest.raises(ValueError) as info:
+        config.java_snippet()
+    message = str(info.value)
+    assert f"{name} (Java {JAVA_NAMES[name]})" in message and java_does in message
 
 
 def test_java_snippet_has_a_comment_per_setting_and_optional_imports():
@@ -671,10 +762,10 @@ def test_repr_html_shows_values_with_units_and_warnings():
         ("connect_timeout", "timeout=(connect, read)", "ClientTimeout(sock_connect=...)"),
         ("read_timeout", "timeout=(connect, read)", "ClientTimeout(sock_read=...)"),
         ("write_timeout", "no equivalent", "no equivalent"),
-        ("connection_idle_timeout", "dashnb's adapter discards", "TCPConnector(keepalive_timeout=...)"),
-        ("connection_pool_size", "HTTPAdapter(pool_maxsize=...)", "TCPConnector(limit=...)"),
-        ("maximum_async_requests", "thread pool", "dashnb's request queue"),
-        ("maximum_async_requests_per_host", "none", "TCPConnector(limit_per_host=...)"),
+        ("connection_idle_timeout", "dashnb's adapter closes", "TCPConnector(keepalive_timeout=...)"),
+        ("connection_pool_size", "HTTPAdapter(pool_maxsize=...)", "dashnb closes the surplus"),
+        ("maximum_async_requests", "blocking calls bypass", "TCPConnector(limit=...)"),
+        ("maximum_async_requests_per_host", "blocking calls bypass", "TCPConnector(limit_per_host=...)"),
     ],
 )
 def test_rows_state_the_equivalents(name, requests_fact, aiohttp_fact):
@@ -683,6 +774,17 @@ def test_rows_state_the_equivalents(name, requests_fact, aiohttp_fact):
     assert aiohttp_fact in row["aiohttp"]
     assert row["java_name"] == JAVA_NAMES[name] and row["env_var"] == ENV_VARS[name]
     assert row["value"] == JAVA_DEFAULTS[name] and row["changed"] is False
+
+
+def test_rows_say_the_dispatcher_limits_only_enqueued_calls_and_the_pool_only_idle_ones():
+    rows = {r["setting"]: r for r in PoolConfig().rows()}
+    for name in ("maximum_async_requests", "maximum_async_requests_per_host"):
+        assert "enqueued" in rows[name]["note"]
+    assert "execute()" in rows["maximum_async_requests"]["note"]
+    pool = rows["connection_pool_size"]
+    assert "Idle connections kept" in pool["note"]
+    assert "limit" not in pool["aiohttp"]  # not aiohttp's cap on open connections
+    assert "whole seconds" in rows["connection_idle_timeout"]["note"]
 
 
 def test_rows_are_plain_data_in_setting_order():

@@ -586,7 +586,7 @@ def test_wrong_content_type_on_a_plain_reply_is_full_not_partial(emu, make_sessi
 # ---- 10. invalid PoolConfig --------------------------------------------------------------------------
 # Covered in depth by test_config.py (test_impossible_durations_raise_naming_both_spellings,
 # test_impossible_counts_raise_naming_both_spellings, test_more_async_requests_than_pooled_connections_warns,
-# test_per_host_limit_above_global_limit_warns, test_from_env_bad_value_names_the_variable, ...).
+# test_per_host_limit_above_global_limit_warns, test_from_env_number_java_reads_but_cannot_use_raises, ...).
 
 
 # ---- 11. TLS trust ------------------------------------------------------------------------------------

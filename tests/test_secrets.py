@@ -92,7 +92,7 @@ def test_key_never_in_reprs_logs_exceptions_or_stats(source, unreachable, debug_
     _pointed_at(ep, unreachable)
     _endpoint.use_endpoint(ep)
     s = _session.session(endpoint=ep, name=f"secrets-{source}-{time.monotonic_ns()}")
-    texts = [repr(ep), str(ep), ep._repr_html_(), repr(s), str(s), s._repr_html_()]
+    texts = [repr(ep), str(ep), ep._repr_html_(), str(vars(ep)), repr(s), str(s), s._repr_html_()]
     failures: list[BaseException] = []
     try:
         for call in (

@@ -319,7 +319,8 @@ def test_repr_never_shows_the_key(sdk, make_session):
 
 
 def test_dashscope_endpoint_hides_the_key(monkeypatch):
-    monkeypatch.delenv("DASHSCOPE_API_KEY", raising=False)
+    for var in ("DASHSCOPE_API_KEY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(var, raising=False)  # no CA bundle named: certifi (ca_path None)
     ep = _endpoint.DashScope("cn", api_key="sk-secret-123")
     assert ep.base_url == "https://dashscope.aliyuncs.com/api/v1"
     assert ep.compatible_base_url == "https://dashscope.aliyuncs.com/compatible-mode/v1"
