@@ -246,6 +246,25 @@ def test_async_streamed_call_has_no_connect_limit(emu):
     assert type(control) is TimeoutError, repr(control)
 
 
+@pytest.mark.slow
+def test_sdk_default_aiohttp_session_streamed_call_has_no_connect_limit_either(emu):
+    """Without session= the SDK's own aiohttp session gets the same per-request timeouts. Its
+    certifi-only trust never matters here: the handshake never gets as far as the certificate."""
+    emu.configure(tls_stall=True)
+
+    async def main():
+        try:
+            streamed = await async_attempt(None, _call(emu, **STREAM), deadline=2.0)
+            not_streamed = await async_attempt(None, _call(emu, request_timeout=T), deadline=2.0)
+        finally:
+            await dashscope.close_shared_aio_session()
+        return streamed, not_streamed
+
+    (streamed, took, _), (control, control_took, _) = asyncio.run(main())
+    assert streamed == "pending" and took >= 2.0, (streamed, took)
+    assert type(control) is TimeoutError and control_took < 1.0, (control, control_took)
+
+
 # ---- sync: request_timeout becomes (t, t) --------------------------------------------------------
 
 
