@@ -12,6 +12,10 @@ a TCP connect that never completes). Read alongside the installed SDK's
   ``ClientTimeout(total=None, sock_read=request_timeout)``. A timeout passed per request replaces
   the session's ``ClientTimeout`` whole. An ``aiohttp.ClientConnectionError`` (which includes
   ``SocketTimeoutError``) is resent once; a total timeout (``TimeoutError``) is not.
+
+From the published wheels: the per-request ``ClientTimeout``s and the shared aiohttp session came in
+1.26.0, the shared sync session and the resend-once in 1.27.0; up to 1.25.0 every call opened its
+own session with ``ClientTimeout(total=request_timeout)`` and nothing was resent.
 """
 
 from __future__ import annotations
