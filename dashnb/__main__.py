@@ -19,6 +19,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per round trip")
     p.add_argument("--tls", choices=TLS_CHOICES, default="1.3", help="TLS version, or off for plain HTTP")
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="server time before the first byte")
+    p.add_argument("--ttfb-jitter-ms", type=float, default=0.0, help="random extra server time, 0 to this, per request")
+    p.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429 (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless --public)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     p.add_argument("--public", action="store_true", help="allow a non-loopback --host (prints a warning)")
@@ -37,6 +39,8 @@ def _serve(args) -> int:
         jitter_ms=args.jitter_ms,
         tls=args.tls,
         ttfb_ms=args.ttfb_ms,
+        ttfb_jitter_ms=args.ttfb_jitter_ms,
+        rate_limit=args.rate_limit,
         host=args.host,
         port=args.port,
         public=args.public,

@@ -170,6 +170,22 @@ def test_server_time_to_first_byte(emulator_factory):
     assert 0.095 <= dt < 0.300
 
 
+def test_server_time_jitter_follows_its_seeded_draws(emulator_factory):
+    """ttfb_jitter_ms adds uniform(0, jitter) ms of server time per request, drawn from
+    random.Random(seed): each call's time tracks its own draw (a fixed server time, or draws
+    from another seed, would not)."""
+    import random
+
+    emu = emulator_factory(rtt_ms=0, ttfb_ms=50, ttfb_jitter_ms=200, seed=7)
+    rng = random.Random(7)
+    expected = [(50 + rng.uniform(0, 200)) / 1000 for _ in range(8)]
+    with _session(emu) as s:
+        measured = [_call(s, emu)[0] for _ in range(8)]
+    assert max(expected) - min(expected) > 0.060  # the draws really spread
+    misses = [(round(m, 3), round(x, 3)) for m, x in zip(measured, expected) if not x <= m < x + 0.060]
+    assert not misses, misses
+
+
 def test_token_rate_paces_the_stream(emulator_factory):
     emu = emulator_factory(rtt_ms=0, token_rate=100, reply_tokens=21)
     with _session(emu) as s:

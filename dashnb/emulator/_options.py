@@ -32,6 +32,7 @@ class EmulatorOptions:
     jitter_ms: float = 0.0
     tls: str = "1.3"
     ttfb_ms: float = 0.0
+    ttfb_jitter_ms: float = 0.0  # each request's server time: ttfb_ms plus uniform(0, this)
     token_rate: float = 0.0
     keepalive_timeout: float | None = None
     connection_close: bool = False
@@ -62,7 +63,7 @@ class EmulatorOptions:
                 raise ValueError(f"emulator option {name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
             object.__setattr__(self, name, float(value))
 
-        for name in ("rtt_ms", "jitter_ms", "ttfb_ms", "token_rate", "error_rate"):
+        for name in ("rtt_ms", "jitter_ms", "ttfb_ms", "ttfb_jitter_ms", "token_rate", "error_rate"):
             number(name)
         for name in ("stall_before_headers", "stall_mid_stream"):
             number(name, allow_inf=True)

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import math
+import random
 import uuid
 
 from aiohttp import web
@@ -137,6 +138,7 @@ class DashScopeApp:
         self.counters = counters
         self.limiter = _RateLimiter()
         self._error_acc = 0.0
+        self._ttfb_rng = random.Random(options().seed)  # server-time jitter repeats run to run
 
     def make_server(self, *, tls: bool) -> _Server:
         def on_ready(transport):
@@ -257,8 +259,9 @@ class DashScopeApp:
             return fail(exc.status, exc.code, exc.message)
 
         reply = R.compose(req, reply_tokens=opts.reply_tokens)
-        if opts.ttfb_ms:
-            await asyncio.sleep(opts.ttfb_ms / 1000.0)  # the model thinking: server time, not network
+        server_ms = opts.ttfb_ms + (self._ttfb_rng.uniform(0, opts.ttfb_jitter_ms) if opts.ttfb_jitter_ms else 0.0)
+        if server_ms:
+            await asyncio.sleep(server_ms / 1000.0)  # the model thinking: server time, not network
         if opts.stall_before_headers:
             await _stall(opts.stall_before_headers)
 
