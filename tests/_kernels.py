@@ -68,3 +68,35 @@ def run_cell(kc, code, timeout=60.0, *, with_other=False) -> str:
     msg_id = kc.execute(code)
     outputs, _ = collect(kc, [msg_id], timeout)
     return "".join(outputs[msg_id]) + ("".join(outputs.get("other", [])) if with_other else "")
+
+
+def execute_notebook(path, tmp_path, *, env_changes, drop=(), timeout=600):
+    """Run a notebook top to bottom in a fresh kernel whose environment is this process's with
+    ``drop`` removed and ``env_changes`` applied; returns the executed notebook. A failing cell
+    raises nbclient's CellExecutionError, naming the cell and its traceback."""
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(env_changes)
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    env["MPLCONFIGDIR"] = str(tmp_path / "mpl")
+    km = KernelManager(kernel_name="python3")
+    km.kernel_spec.argv[0] = sys.executable
+    client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+    saved = dict(os.environ)
+    try:
+        # KernelManager reads os.environ when it launches the kernel: scope the change to the run.
+        os.environ.clear()
+        os.environ.update(env)
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    return nb
