@@ -13,6 +13,7 @@ import time
 import pytest
 import traitlets
 
+from dashnb import PoolConfig
 from dashnb._lab_model import LabModel, LabSettings
 from dashnb._lab_view import lab
 
@@ -175,12 +176,29 @@ def test_settings_are_validated():
         m.close()
 
 
-def test_pool_size_is_aiohttp_limit_and_broken_constraints_are_reported():
-    cfg, problems = LabSettings(connection_pool_size=4, limit_per_host=2).pool_config()
-    assert (cfg.connection_pool_size, cfg.maximum_async_requests, cfg.maximum_async_requests_per_host) == (4, 4, 2)
-    assert problems == []
-    _, problems = LabSettings(connection_pool_size=4, limit_per_host=8).pool_config()
-    assert len(problems) == 1 and "no effect" in problems[0]
+def test_the_pool_settings_are_a_pool_config_and_validate_through_it():
+    m = LabModel(config=PoolConfig(connection_pool_size=4, maximum_async_requests=4, maximum_async_requests_per_host=2))
+    try:
+        assert isinstance(m.config, PoolConfig)
+        assert (m.connection_pool_size, m.maximum_async_requests, m.maximum_async_requests_per_host) == (4, 4, 2)
+        assert m.settings().config == m.config and m.settings().problems == []
+        # PoolConfig's own checks and messages, not a copy of them.
+        with pytest.raises(traitlets.TraitError, match=r"read_timeout \(Java readTimeout\) must be positive"):
+            m.read_timeout = 0
+        with pytest.raises(traitlets.TraitError, match="connectionPoolSize"):
+            m.connection_pool_size = 0
+        with pytest.raises(traitlets.TraitError, match="at least 0.001 seconds"):
+            m.connection_idle_timeout = 0.0001
+        assert m.read_timeout == 300.0 and m.connection_pool_size == 4  # refused values change nothing
+        # Breaking a documented constraint is allowed (the lab lets you try it) and reported.
+        m.maximum_async_requests_per_host = 8
+        assert len(m.settings().problems) == 1 and "no effect" in m.settings().problems[0]
+        m.config = PoolConfig(connect_timeout=5)
+        assert m.config == PoolConfig(connect_timeout=5) and m.settings().problems == []
+        with pytest.raises(TypeError, match="either config= or the pool settings"):
+            LabModel(config=PoolConfig(), connection_pool_size=3)
+    finally:
+        m.close()
 
 
 def test_groups_keep_the_sdk_modes_together():
