@@ -8,12 +8,13 @@ in JupyterLab and Voila.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import pytest
 import traitlets
 
-from dashnb import PoolConfig
+from dashnb import SCENARIOS, PoolConfig
 from dashnb._lab_model import LabModel, LabSettings
 from dashnb._lab_view import lab
 
@@ -236,3 +237,70 @@ def test_the_view_follows_its_controls():
             view.close()
 
     run(scenario())
+
+
+def test_server_time_adds_to_every_call_and_shrinks_what_reuse_saves(model):
+    m = model(rtt_ms=20, calls=3, modes=("per_call", "shared"))
+
+    async def both():
+        quick = await m.measure()
+        m.ttfb_ms = 300
+        return quick, await m.measure()
+
+    quick, slow = run(both())
+    assert all(e.options.ttfb_ms == 300 for e in m.emulators)  # it reached the emulators
+    assert m.measured.ttfb_ms == 300 and "server 300 ms" in m.measured.label
+    grew = {a.mode: b.p50_ms - a.p50_ms for a, b in zip(quick.summary, slow.summary)}
+    # 300 ms of server time lands on every call, new connection or not ...
+    assert all(200 < ms < 500 for ms in grew.values()), grew
+    # ... so the ratio falls while the saving in ms (the handshakes) stays.
+    assert slow.ratio("per_call", "shared") < quick.ratio("per_call", "shared")
+    assert slow.ratio("per_call", "shared") < 1.6 < quick.ratio("per_call", "shared")
+
+
+def test_a_scenario_sets_round_trip_and_server_time_until_either_changes():
+    m = LabModel(scenario="europe_to_singapore")
+    try:
+        preset = SCENARIOS["europe_to_singapore"]
+        assert (m.rtt_ms, m.ttfb_ms, m.scenario) == (preset.rtt_ms, preset.ttfb_ms, "europe_to_singapore")
+        m.scenario = "same_region"
+        assert (m.rtt_ms, m.ttfb_ms) == (5, SCENARIOS["same_region"].ttfb_ms)
+        m.ttfb_ms = 0  # a hand-made change: no longer the scenario
+        assert m.scenario == "custom" and m.rtt_ms == 5
+        with pytest.raises(traitlets.TraitError):
+            m.scenario = "moon_base"
+    finally:
+        m.close()
+    m = LabModel(scenario="same_region", rtt_ms=50)  # explicit values win
+    try:
+        assert (m.rtt_ms, m.ttfb_ms, m.scenario) == (50, SCENARIOS["same_region"].ttfb_ms, "custom")
+    finally:
+        m.close()
+    with pytest.raises(ValueError, match="unknown scenario"):
+        LabModel(scenario="moon_base")
+
+
+def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0)
+        try:
+            before = view._repr_mimebundle_()
+            await view.model.wait()
+            after = view._repr_mimebundle_()
+            view.controls["ttfb_ms"].value = 100  # the server-time slider reaches the model
+            assert view.model.ttfb_ms == 100
+            view.controls["scenario"].value = "same_region"
+            assert (view.model.rtt_ms, view.model.ttfb_ms) == (5, SCENARIOS["same_region"].ttfb_ms)
+            await view.model.wait()
+            latest = view._repr_mimebundle_()
+            return before, after, latest, view.plot.outputs[0]["data"]["image/png"]
+        finally:
+            view.close()
+
+    before, after, latest, shown = run(scenario())
+    assert "image/png" not in before  # nothing measured yet: no picture to offer
+    for bundle in (after, latest):
+        assert {"text/plain", "application/vnd.jupyter.widget-view+json", "image/png"} <= set(bundle)
+        assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert latest["image/png"] == shown != after["image/png"]  # the latest plot, not the first
+    assert "server" in latest["text/plain"]
