@@ -169,7 +169,6 @@ def _bench(args: Any) -> int:
             return 2
     else:
         from . import emulator
-
         from ._scenarios import SCENARIOS
 
         sc = SCENARIOS[args.scenario] if args.scenario else None

@@ -437,4 +437,3 @@ def _log_failure(task: asyncio.Task) -> None:
     # measure() reports its own failures; anything else would otherwise vanish unretrieved.
     if not task.cancelled() and task.exception() is not None:
         log.error("latency lab task failed", exc_info=task.exception())
-

@@ -23,16 +23,16 @@ import ipywidgets as w
 
 from ._lab_model import LabModel
 from ._modes import MODES
-from ._scenarios import SCENARIOS
 from ._plot import lab_figure_png
+from ._scenarios import SCENARIOS
 from ._stats import html_table
 
 __all__ = ["LatencyLab", "lab"]
 
 wide = {"description_width": "130px"}
 slider_layout = w.Layout(width="370px")
-java = {"description_width": "200px"}
-java_layout = w.Layout(width="420px")
+java = {"description_width": "215px"}
+java_layout = w.Layout(width="450px")
 
 
 class LatencyLab(w.VBox):
@@ -110,7 +110,7 @@ class LatencyLab(w.VBox):
             "<code>pool_maxsize</code>, OkHttp's maxIdleConnections): a burst may open more, and the "
             "extra ones are closed once idle. requests has no cap on open connections: its threads "
             "are the cap. Server time: before the first byte (the calls are not streamed).</small></div>",
-            layout=w.Layout(width="420px"),
+            layout=w.Layout(width="450px"),
         )
         columns = w.HBox(
             [

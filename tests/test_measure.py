@@ -13,8 +13,8 @@ import pytest
 
 from dashnb import SCENARIOS, DashScope, _measure, predict_reuse
 from dashnb._scenarios import NEW_CONNECTION_RTTS
-from dashnb.emulator import TLS_CHOICES
 from dashnb._stats import CallTiming, format_table, percentile, summarize
+from dashnb.emulator import TLS_CHOICES
 
 REQUIRED = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "calls", "errors", "tcp_connections", "throughput_rps"}
 
