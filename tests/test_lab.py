@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import pathlib
 import time
 
 import pytest
@@ -304,3 +306,14 @@ def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
         assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
     assert latest["image/png"] == shown != after["image/png"]  # the latest plot, not the first
     assert "server" in latest["text/plain"]
+
+
+def test_the_committed_lab_notebook_shows_a_picture_without_widgets():
+    # GitHub and other renderers without the widget manager skip the widget view: the panel's
+    # output must carry its plot as a PNG beside it, not only an empty box.
+    nb = json.loads((pathlib.Path(__file__).parent.parent / "notebooks" / "04_latency_lab.ipynb").read_text())
+    panel = [c for c in nb["cells"] if c["cell_type"] == "code" and "dashnb.lab()" in "".join(c["source"])]
+    assert len(panel) == 1
+    (out,) = panel[0]["outputs"]
+    assert "application/vnd.jupyter.widget-view+json" in out["data"]
+    assert base64.b64decode(out["data"]["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
