@@ -21,8 +21,8 @@ while a comparison runs.
 
 ``rtt_ms``, ``ttfb_ms`` and ``scenario`` set the emulator's round trip and server time for one
 run and restore them afterwards. Without server time (the emulator's default) a comparison shows
-the most reuse can save; a real call adds the model's time, which the saving does not shrink with
-(see ``dashnb.predict_reuse``).
+the most reuse can save: a real call adds the model's own time, and the saving (a fixed number
+of round trips per new connection) becomes a smaller share of each call (``dashnb.predict_reuse``).
 """
 
 from __future__ import annotations
@@ -152,9 +152,10 @@ def _emulated(endpoint: Any, rtt_ms: Any, ttfb_ms: Any, scenario: str | None) ->
         changes = {"rtt_ms": sc.rtt_ms, "ttfb_ms": sc.ttfb_ms}
     changes.update({k: v for k, v in (("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms)) if v is not None})
     if changes and not (getattr(endpoint, "is_emulator", False) and callable(getattr(endpoint, "configure", None))):
-        given = ", ".join(n for n, v in (("scenario", scenario), ("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms)) if v)
+        asked = (("scenario", scenario), ("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms))
+        given = ", ".join(name for name, value in asked if value is not None)
         raise ValueError(
-            f"{given or 'rtt_ms/ttfb_ms'} set an emulator's round trip and server time, but "
+            f"{given} set an emulator's round trip and server time, but "
             f"{getattr(endpoint, 'label', endpoint)!r} is not an emulator: the real service's network "
             f"and server time are what they are. Measure it without them, or pass "
             f"endpoint=dashnb.emulator.start(shared=False) to emulate them."
