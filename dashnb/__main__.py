@@ -2,6 +2,7 @@
 
 $ python -m dashnb serve --rtt-ms 40
 $ python -m dashnb bench --rtt-ms 40 --calls 50
+$ python -m dashnb bench --scenario europe_to_singapore     # assumed rtt and server time
 """
 
 from __future__ import annotations
@@ -96,7 +97,15 @@ def _bench_parser(sub: Any) -> None:
         "p50/p90/p99/mean latency, throughput, and connections opened as the "
         "client and the emulator counted them.",
     )
-    p.add_argument("--rtt-ms", type=float, default=40.0, help="emulated round trip (default 40)")
+    from ._scenarios import SCENARIOS
+
+    p.add_argument("--rtt-ms", type=float, default=None, help="emulated round trip (default 40, or the scenario's)")
+    p.add_argument(
+        "--scenario",
+        choices=list(SCENARIOS),
+        default=None,
+        help="an assumed network and server time (dashnb.SCENARIOS; --rtt-ms/--ttfb-ms override it)",
+    )
     p.add_argument("--calls", type=int, default=50, help="measured calls per mode (default 50)")
     p.add_argument(
         "--concurrency",
@@ -114,7 +123,12 @@ def _bench_parser(sub: Any) -> None:
         f"also: {' '.join(m for m in MODES if m not in DEFAULT_MODES)})",
     )
     p.add_argument("--tls", choices=TLS_CHOICES, default="1.3", help="emulator TLS version (default 1.3)")
-    p.add_argument("--ttfb-ms", type=float, default=0.0, help="emulated server time before the first byte")
+    p.add_argument(
+        "--ttfb-ms",
+        type=float,
+        default=None,
+        help="emulated server time before the first byte (default 0, or the scenario's); the calls are not streamed",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-' for stdout)")
     p.add_argument(
         "--real",
@@ -138,6 +152,15 @@ def _bench(args: Any) -> int:
     emu = None
     endpoint: Any
     if args.real:
+        emulated = {"--scenario": args.scenario, "--rtt-ms": args.rtt_ms, "--ttfb-ms": args.ttfb_ms}
+        given = [k for k, v in emulated.items() if v is not None]
+        if given:
+            print(
+                f"dashnb bench --real: {', '.join(given)} set the emulator's network and server time; the real "
+                "service's are what they are (drop them, or drop --real to emulate them)",
+                file=sys.stderr,
+            )
+            return 2
         from ._endpoint import DashScope
 
         endpoint = DashScope(args.region)
@@ -146,14 +169,22 @@ def _bench(args: Any) -> int:
             return 2
     else:
         from . import emulator
+        from ._scenarios import SCENARIOS
 
+        sc = SCENARIOS[args.scenario] if args.scenario else None
+        rtt = args.rtt_ms if args.rtt_ms is not None else (sc.rtt_ms if sc else 40.0)
+        ttfb = args.ttfb_ms if args.ttfb_ms is not None else (sc.ttfb_ms if sc else 0.0)
         try:
-            emu = endpoint = emulator.start(rtt_ms=args.rtt_ms, tls=args.tls, ttfb_ms=args.ttfb_ms)
+            # Private: nothing else in this process may use or reconfigure it during the run.
+            emu = endpoint = emulator.start(rtt_ms=rtt, tls=args.tls, ttfb_ms=ttfb, shared=False)
         except ValueError as exc:
             print(f"dashnb bench: {exc}", file=sys.stderr)
             return 2
+        if sc is not None:
+            print(f"dashnb bench: scenario {sc}", file=sys.stderr)
+    server = f", server time {emu.options.ttfb_ms:g} ms" if emu is not None else ""
     print(
-        f"dashnb bench: {endpoint.label}; {args.calls} calls per mode, concurrency {args.concurrency}",
+        f"dashnb bench: {endpoint.label}{server}; {args.calls} calls per mode, concurrency {args.concurrency}",
         file=sys.stderr,
         flush=True,
     )
@@ -175,7 +206,11 @@ def _bench(args: Any) -> int:
     finally:
         if emu is not None:
             emu.stop()
+    if args.scenario:
+        result.settings["scenario"] = args.scenario
     print(result)
+    if emu is not None and {"per_call", "shared"} <= set(modes) and result.ratio("per_call", "shared") is not None:
+        print(_model_line(result))
     if args.json:
         text = result.to_json()
         if args.json == "-":
@@ -185,6 +220,14 @@ def _bench(args: Any) -> int:
                 fh.write(text + "\n")
             print(f"wrote {args.json}", file=sys.stderr)
     return 1 if any(s.calls and s.errors == s.calls for s in result.summary) else 0
+
+
+def _model_line(result: Any) -> str:
+    from ._scenarios import predict_reuse
+
+    st = result.settings
+    p = predict_reuse(st["rtt_ms"], st["ttfb_ms"], tls=st["tls"])
+    return f"model (dashnb.predict_reuse): {p}; measured per_call/shared p50 {result.ratio('per_call', 'shared'):.2f}x"
 
 
 def main(argv=None) -> int:

@@ -8,13 +8,9 @@
     >>> result = await lab.model.wait()     # the Comparison for the current settings  # doctest: +SKIP
     >>> result["per_call"].summary.p50_ms   # doctest: +SKIP
 
-Two layers, as in the ipywidgets tutorials:
-
-- ``LabModel`` (traitlets, no widgets): the settings, ``measure()`` (async) and the latest
-  results. It owns private emulators and configures them live. Testable in plain asyncio.
-- ``LatencyLab`` (an ``ipywidgets.VBox``): controls linked to the model's traits, a status line,
-  a plot (an ``Output`` widget filled through its model, so nbval strict mode and every front
-  end see the same thing) and a summary table.
+``LabModel`` (traitlets, no widgets) holds the settings, ``measure()`` (async) and the latest
+results; it owns private emulators and configures them live, and is testable in plain asyncio.
+The panel (``dashnb._lab_view.LatencyLab``) is a thin view linked to its traits.
 
 Why it never blocks the kernel: a change schedules ``measure()`` as a task on the running loop
 (the kernel's, in Jupyter). The SDK calls themselves are blocking, so the task hands each
@@ -26,11 +22,13 @@ emulator's counters.
 
 Why it is quick: by default the modes run side by side, each against its own emulator with the
 same settings (the SDK's own-session modes share one, since they share the SDK's globals), so a
-change costs the time of the slowest mode rather than the sum. At the default 5 calls per mode,
-rtt 40 ms, that is the 5 sequential new-connection calls of ``per_call``: about 0.65 s, so a
-slider move shows a new plot in about a second. Side by
-side adds a little CPU contention, visible only near rtt 0; ``side_by_side=False`` measures all
-modes interleaved on one emulator instead (as ``dashnb.compare`` does), slower but fairer there.
+change costs the time of the slowest mode: at the defaults (5 calls per mode, rtt 40 ms) about
+0.65 s. ``side_by_side=False`` measures all modes interleaved on one emulator instead (as
+``dashnb.compare`` does): slower, but fairer near rtt 0, where side by side competes for CPU.
+
+The pool settings are the Java SDK's (``PoolConfig`` fields, validated by ``PoolConfig``);
+``scenario`` picks an assumed network from ``dashnb.SCENARIOS`` (it sets ``rtt_ms`` and
+``ttfb_ms``; changing either by hand makes it "custom" again).
 """
 
 from __future__ import annotations
@@ -38,102 +36,34 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import traitlets
 from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
 
-from ._config import JAVA_DEFAULTS
+from ._config import DEFAULT_POOL_CONFIG, PoolConfig
+from ._lab_settings import DEFAULT_LAB_MODES, POOL_FIELDS, SETTINGS, LabSettings, done_text, merge, pool_config
 from ._measure import compare
-from ._modes import MODES, check_modes, mode_class
+from ._modes import MODES, check_modes
 from ._results import Comparison
+from ._scenarios import SCENARIOS, scenario
 from .emulator._options import TLS_CHOICES
 
 __all__ = ["DEFAULT_LAB_MODES", "LabModel", "LabSettings"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAB_MODES = ("per_call", "shared", "async")
-
-# The settings a change of which re-measures (the order of the panel's controls).
-SETTINGS = (
-    "rtt_ms",
-    "tls",
-    "connection_pool_size",
-    "limit_per_host",
-    "connect_timeout",
-    "read_timeout",
-    "idle_timeout",
-    "concurrency",
-    "calls",
-    "modes",
-    "side_by_side",
-)
+_DEFAULTS = LabSettings()
+_CUSTOM = "custom"
 
 
 class _Stopped(Exception):
     """Raised from compare()'s progress callback: a newer measurement superseded this one."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LabSettings:
-    """A snapshot of the lab's settings: what one measurement ran with."""
-
-    rtt_ms: float = 40.0
-    tls: str = "1.3"
-    # The pool starts where the Java SDK does.
-    connection_pool_size: int = int(JAVA_DEFAULTS["connection_pool_size"])
-    limit_per_host: int = int(JAVA_DEFAULTS["maximum_async_requests_per_host"])
-    connect_timeout: float = JAVA_DEFAULTS["connect_timeout"]
-    read_timeout: float = JAVA_DEFAULTS["read_timeout"]
-    idle_timeout: float = JAVA_DEFAULTS["connection_idle_timeout"]
-    concurrency: int = 2
-    calls: int = 5
-    modes: tuple[str, ...] = DEFAULT_LAB_MODES
-    side_by_side: bool = True
-
-    def pool_config(self):
-        """(PoolConfig, constraint problems). ``connection_pool_size`` is both requests'
-        pool_maxsize and aiohttp's ``limit`` (dashnb._translate maps the one Java setting to
-        both); ``limit_per_host`` is Java's maximumAsyncRequestsPerHost; maximumAsyncRequests
-        follows the pool size, as the Java docs advise."""
-        from ._config import PoolConfig, PoolConfigWarning
-
-        with warnings.catch_warnings():
-            # Breaking a constraint is something the lab lets you try; it is reported in the
-            # panel (constraint_problems) rather than as a warning in the kernel log.
-            warnings.simplefilter("ignore", PoolConfigWarning)
-            cfg = PoolConfig(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                connection_idle_timeout=self.idle_timeout,
-                connection_pool_size=self.connection_pool_size,
-                maximum_async_requests=self.connection_pool_size,
-                maximum_async_requests_per_host=self.limit_per_host,
-            )
-        return cfg, cfg.constraint_problems()
-
-    def groups(self) -> list[list[str]]:
-        """Modes measured together on one emulator: all of them, or one group per mode side
-        by side (the sdk_* modes share the SDK's module-level sessions, so they stay together)."""
-        if not self.side_by_side:
-            return [list(self.modes)] if self.modes else []
-        sdk = [m for m in self.modes if mode_class(m).sdk_session]
-        return [[m] for m in self.modes if not mode_class(m).sdk_session] + ([sdk] if sdk else [])
-
-    @property
-    def label(self) -> str:
-        tls = "no TLS" if self.tls == "off" else f"TLS {self.tls}"
-        modes = "/".join(self.modes) if self.modes else "none"
-        return f"rtt {self.rtt_ms:g} ms, {tls}, modes {modes}"
-
-
-_DEFAULTS = LabSettings()
 
 
 class LabModel(HasTraits):
@@ -145,14 +75,22 @@ class LabModel(HasTraits):
     """
 
     rtt_ms = Float(_DEFAULTS.rtt_ms, help="emulated round trip, ms")
+    ttfb_ms = Float(_DEFAULTS.ttfb_ms, help="emulated server time before the first byte, ms")
     tls = Enum(TLS_CHOICES, default_value=_DEFAULTS.tls, help="emulator TLS version, or off (plain HTTP)")
-    connection_pool_size = Int(
-        _DEFAULTS.connection_pool_size, help="Java connectionPoolSize = requests pool_maxsize = aiohttp limit"
+    scenario = Enum(
+        (_CUSTOM, *SCENARIOS), default_value=_CUSTOM, help="a dashnb.SCENARIOS preset (assumed rtt and server time)"
     )
-    limit_per_host = Int(_DEFAULTS.limit_per_host, help="Java maximumAsyncRequestsPerHost = aiohttp limit_per_host")
-    connect_timeout = Float(_DEFAULTS.connect_timeout, help="seconds")
-    read_timeout = Float(_DEFAULTS.read_timeout, help="seconds")
-    idle_timeout = Float(_DEFAULTS.idle_timeout, help="connection_idle_timeout, seconds")
+    # The Java SDK's settings under their PoolConfig names; PoolConfig validates them.
+    connection_pool_size = Int(DEFAULT_POOL_CONFIG.connection_pool_size, help="Java connectionPoolSize")
+    maximum_async_requests = Int(DEFAULT_POOL_CONFIG.maximum_async_requests, help="Java maximumAsyncRequests")
+    maximum_async_requests_per_host = Int(
+        DEFAULT_POOL_CONFIG.maximum_async_requests_per_host, help="Java maximumAsyncRequestsPerHost"
+    )
+    connect_timeout = Float(DEFAULT_POOL_CONFIG.connect_timeout, help="Java connectTimeout, seconds")
+    read_timeout = Float(DEFAULT_POOL_CONFIG.read_timeout, help="Java readTimeout, seconds")
+    connection_idle_timeout = Float(
+        DEFAULT_POOL_CONFIG.connection_idle_timeout, help="Java connectionIdleTimeout, seconds"
+    )
     concurrency = Int(_DEFAULTS.concurrency, help="threads / async calls in flight (concurrent modes)")
     calls = Int(_DEFAULTS.calls, help="measured calls per mode")
     modes = traitlets.Tuple(default_value=_DEFAULTS.modes, help="names from dashnb.MODES")
@@ -174,10 +112,12 @@ class LabModel(HasTraits):
     cancelled = Int(0, help="measurements cancelled by a newer one")
 
     def __init__(self, **settings: Any) -> None:
-        unknown = set(settings) - set(SETTINGS) - {"live", "debounce_s"}
+        unknown = set(settings) - set(SETTINGS) - {"live", "debounce_s", "scenario", "config"}
         if unknown:
-            raise TypeError(f"unknown lab setting(s) {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
-        super().__init__(**settings)
+            raise TypeError(
+                f"unknown lab setting(s) {', '.join(sorted(unknown))}; choose from "
+                f"{', '.join(SETTINGS)}, scenario, config"
+            )
         self._emulators: list[Any] = []
         self._emu_lock = threading.Lock()
         # One worker per possible group; threads keep their dashnb.run() loops between runs.
@@ -189,31 +129,45 @@ class LabModel(HasTraits):
         self._measure_task: asyncio.Task | None = None  # the task inside measure()
         self._warmed = False
         self._closed = False
+        config = settings.pop("config", None)
+        if config is not None:
+            if set(POOL_FIELDS) & set(settings):
+                raise TypeError("pass either config= or the pool settings one by one, not both")
+            if not isinstance(config, PoolConfig):
+                raise TypeError(f"config must be a dashnb.PoolConfig, got {type(config).__name__}")
+            settings.update({name: getattr(config, name) for name in POOL_FIELDS})
+        if settings.get("scenario") not in (None, _CUSTOM):
+            preset = scenario(settings["scenario"])
+            # Values given explicitly win over the scenario's; then it is "custom".
+            settings = {"rtt_ms": preset.rtt_ms, "ttfb_ms": preset.ttfb_ms, **settings}
+            if (settings["rtt_ms"], settings["ttfb_ms"]) != (preset.rtt_ms, preset.ttfb_ms):
+                settings["scenario"] = _CUSTOM
+        super().__init__(**settings)
 
     # -- validation ------------------------------------------------------------------------
 
-    @validate("rtt_ms")
-    def _check_rtt(self, proposal):
+    @validate("rtt_ms", "ttfb_ms")
+    def _check_ms(self, proposal):
         value = proposal["value"]
         if not 0 <= value <= 10_000:
-            raise traitlets.TraitError(f"rtt_ms must be between 0 and 10000 ms, got {value!r}")
+            raise traitlets.TraitError(f"{proposal['trait'].name} must be between 0 and 10000 ms, got {value!r}")
         return value
 
-    @validate("connection_pool_size", "limit_per_host", "concurrency", "calls")
+    @validate("concurrency", "calls")
     def _check_count(self, proposal):
         value = proposal["value"]
         if value < 1:
             raise traitlets.TraitError(f"{proposal['trait'].name} must be at least 1, got {value!r}")
         return value
 
-    @validate("connect_timeout", "read_timeout", "idle_timeout")
-    def _check_timeout(self, proposal):
-        value = proposal["value"]
-        if not 0.001 <= value <= 2_147_483:
-            raise traitlets.TraitError(
-                f"{proposal['trait'].name} must be between 0.001 and 2147483 seconds, got {value!r}"
-            )
-        return value
+    @validate(*POOL_FIELDS)
+    def _check_pool(self, proposal):
+        name = proposal["trait"].name
+        try:
+            checked = pool_config(**{**self._pool_values(), name: proposal["value"]})
+        except ValueError as exc:  # PoolConfig's own message: what is wrong and what to set
+            raise traitlets.TraitError(str(exc)) from None
+        return getattr(checked, name)
 
     @validate("modes")
     def _check_modes(self, proposal):
@@ -225,11 +179,41 @@ class LabModel(HasTraits):
 
     # -- settings --------------------------------------------------------------------------
 
+    def _pool_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in POOL_FIELDS}
+
+    @property
+    def config(self) -> PoolConfig:
+        """The pool settings as a PoolConfig (what the measured sessions are built from)."""
+        return pool_config(**self._pool_values())
+
+    @config.setter
+    def config(self, value: PoolConfig) -> None:
+        if not isinstance(value, PoolConfig):
+            raise traitlets.TraitError(f"config must be a dashnb.PoolConfig, got {type(value).__name__}")
+        with self.hold_trait_notifications():  # one change (one re-measurement) for all fields
+            for name in POOL_FIELDS:
+                setattr(self, name, getattr(value, name))
+
     def settings(self) -> LabSettings:
-        return LabSettings(**{name: getattr(self, name) for name in SETTINGS})
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(LabSettings) if f.name != "config"}
+        return LabSettings(**plain, config=self.config)
 
     def __repr__(self) -> str:
         return f"LabModel({self.settings().label})"
+
+    @observe("scenario")
+    def _apply_scenario(self, change) -> None:
+        preset = SCENARIOS.get(change["new"])
+        if preset is not None:
+            with self.hold_trait_notifications():
+                self.rtt_ms, self.ttfb_ms = preset.rtt_ms, preset.ttfb_ms
+
+    @observe("rtt_ms", "ttfb_ms")
+    def _leave_scenario(self, _change) -> None:
+        preset = SCENARIOS.get(self.scenario)
+        if preset is not None and (self.rtt_ms, self.ttfb_ms) != (preset.rtt_ms, preset.ttfb_ms):
+            self.scenario = _CUSTOM
 
     @observe(*SETTINGS)
     def _settings_changed(self, change) -> None:
@@ -314,11 +298,10 @@ class LabModel(HasTraits):
         if not groups:
             self.status = "choose at least one mode"
             return None
-        config, problems = settings.pool_config()
         stop = self._stop = threading.Event()
         total = settings.calls * len(settings.modes)
         self.progress = (0, total)
-        counter = _Counter()
+        counter, counter_lock = itertools.count(1), threading.Lock()  # shared by the workers
 
         def tick(done: int) -> None:
             if gen == self._generation and self.measuring:
@@ -328,14 +311,15 @@ class LabModel(HasTraits):
         def progress(_done: int, _total: int) -> None:  # in a worker thread
             if stop.is_set():
                 raise _Stopped()
-            done = counter.add()
+            with counter_lock:
+                done = next(counter)
             if not loop.is_closed():
                 loop.call_soon_threadsafe(tick, done)
 
         warm = not self._warmed
         started = time.perf_counter()
         self._futures = [
-            self._pool.submit(self._run_group, i, modes, settings, config, warm, progress, stop)
+            self._pool.submit(self._run_group, i, modes, settings, warm, progress, stop)
             for i, modes in enumerate(groups)
         ]
         try:
@@ -351,13 +335,13 @@ class LabModel(HasTraits):
             return None
         self._warmed = True
         self.duration_s = duration = time.perf_counter() - started
-        result = _merge(comparisons, settings)
+        result = merge(comparisons, settings)
         self.error = ""
-        self.problems = problems
+        self.problems = settings.problems
         self.measured = settings
         self.result = result
         self.measurements += 1
-        self.status = _done_text(result, duration)
+        self.status = done_text(result, duration)
         return result
 
     def _emulator(self, i: int, settings: LabSettings):
@@ -367,7 +351,7 @@ class LabModel(HasTraits):
             while len(self._emulators) <= i:
                 # Private (shared=False): the lab reconfigures it on every change and reads its
                 # counters, so no other start() call may hand it out.
-                self._emulators.append(emulator.start(rtt_ms=settings.rtt_ms, tls=settings.tls, shared=False))
+                self._emulators.append(emulator.start(shared=False, **settings.emulator_options()))
             return self._emulators[i]
 
     def _run_group(
@@ -375,7 +359,6 @@ class LabModel(HasTraits):
         i: int,
         modes: Sequence[str],
         settings: LabSettings,
-        config: Any,
         warm: bool,
         progress: Any,
         stop: threading.Event,
@@ -383,7 +366,7 @@ class LabModel(HasTraits):
         if stop.is_set():
             raise _Stopped()
         emu = self._emulator(i, settings)
-        emu.configure(rtt_ms=settings.rtt_ms, tls=settings.tls)
+        emu.configure(**settings.emulator_options())
         if warm:
             # compare()'s own warm-up would use the lab's settings, and a read timeout set below
             # the round trip would then fail it: warm up (imports, first TLS context, each mode's
@@ -395,7 +378,7 @@ class LabModel(HasTraits):
             modes,
             calls=settings.calls,
             concurrency=settings.concurrency,
-            config=config,
+            config=settings.config,
             endpoint=emu,
             warmup=False,
             progress=progress,
@@ -450,44 +433,7 @@ def _check(stop: threading.Event) -> None:
         raise _Stopped()
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def add(self) -> int:
-        with self._lock:
-            self._n += 1
-            return self._n
-
-
 def _log_failure(task: asyncio.Task) -> None:
     # measure() reports its own failures; anything else would otherwise vanish unretrieved.
     if not task.cancelled() and task.exception() is not None:
         log.error("latency lab task failed", exc_info=task.exception())
-
-
-def _merge(comparisons: Sequence[Comparison], settings: LabSettings) -> Comparison:
-    measurements = {}
-    for c in comparisons:
-        measurements.update(c.measurements)
-    ordered = {m: measurements[m] for m in settings.modes if m in measurements}
-    merged = dict(comparisons[0].settings)
-    if len(comparisons) > 1:
-        merged["endpoint"] = (
-            f"{len(comparisons)} emulators side by side "
-            f"({'no TLS' if settings.tls == 'off' else 'TLS ' + settings.tls}, "
-            f"rtt {settings.rtt_ms:g} ms)"
-        )
-    merged.update(modes=list(settings.modes), side_by_side=settings.side_by_side, lab=dataclasses.asdict(settings))
-    return Comparison(ordered, merged)
-
-
-def _done_text(result: Comparison, seconds: float) -> str:
-    text = f"done in {seconds:.1f} s"
-    failed = [(s.mode, s.errors, s.calls) for s in result.summary if s.errors]
-    if failed:
-        codes = sorted({c.error for m in result for c in m.calls if c.error})
-        text += "; failed calls: " + ", ".join(f"{m} {e}/{n}" for m, e, n in failed)
-        text += f" ({', '.join(codes)})"
-    return text

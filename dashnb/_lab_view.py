@@ -24,12 +24,15 @@ import ipywidgets as w
 from ._lab_model import LabModel
 from ._modes import MODES
 from ._plot import lab_figure_png
+from ._scenarios import SCENARIOS
 from ._stats import html_table
 
 __all__ = ["LatencyLab", "lab"]
 
 wide = {"description_width": "130px"}
 slider_layout = w.Layout(width="370px")
+java = {"description_width": "215px"}
+java_layout = w.Layout(width="450px")
 
 
 class LatencyLab(w.VBox):
@@ -43,39 +46,38 @@ class LatencyLab(w.VBox):
         if model is not None and settings:
             raise TypeError("pass either a LabModel or settings, not both")
         self.model = model if model is not None else LabModel(**settings)
+        self._png: bytes | None = None
         m = self.model
         c = dict(continuous_update=False, style=wide, layout=slider_layout)
+        # The pool column speaks Java: the names of the settings a reader tunes in the SDK.
+        j = dict(continuous_update=False, style=java, layout=java_layout)
+        seconds = dict(min=-2, max=2.5, step=0.1, readout_format=".3g", **j)
         self.controls = {
-            "rtt_ms": w.FloatSlider(min=0, max=200, step=5, description="round trip (ms)", readout_format=".0f", **c),
+            "scenario": w.Dropdown(
+                options=[("custom", "custom")] + [(s.label, name) for name, s in SCENARIOS.items()],
+                description="scenario",
+                tooltip="assumed networks from dashnb.SCENARIOS: they set the round trip and server time",
+                style=wide,
+                layout=slider_layout,
+            ),
+            "rtt_ms": w.FloatSlider(min=0, max=300, step=5, description="round trip (ms)", readout_format=".0f", **c),
+            "ttfb_ms": w.FloatSlider(
+                min=0, max=2000, step=50, description="server time (ms)", readout_format=".0f", **c
+            ),
             "tls": w.Dropdown(
                 options=[("TLS 1.3", "1.3"), ("TLS 1.2", "1.2"), ("off (plain HTTP)", "off")],
                 description="TLS",
                 style=wide,
                 layout=slider_layout,
             ),
-            "connection_pool_size": w.IntSlider(
-                min=1,
-                max=64,
-                description="pool size / limit",
-                tooltip="Java connectionPoolSize: requests pool_maxsize and aiohttp TCPConnector(limit=...)",
-                **c,
+            "connection_pool_size": w.IntSlider(min=1, max=64, description="connectionPoolSize", **j),
+            "maximum_async_requests": w.IntSlider(min=1, max=64, description="maximumAsyncRequests", **j),
+            "maximum_async_requests_per_host": w.IntSlider(
+                min=1, max=64, description="maximumAsyncRequestsPerHost", **j
             ),
-            "limit_per_host": w.IntSlider(
-                min=1,
-                max=64,
-                description="limit_per_host",
-                tooltip="Java maximumAsyncRequestsPerHost: aiohttp TCPConnector(limit_per_host=...)",
-                **c,
-            ),
-            "connect_timeout": w.FloatLogSlider(
-                min=-2, max=2.5, step=0.1, description="connect timeout (s)", readout_format=".3g", **c
-            ),
-            "read_timeout": w.FloatLogSlider(
-                min=-2, max=2.5, step=0.1, description="read timeout (s)", readout_format=".3g", **c
-            ),
-            "idle_timeout": w.FloatLogSlider(
-                min=-2, max=2.5, step=0.1, description="idle timeout (s)", readout_format=".3g", **c
-            ),
+            "connect_timeout": w.FloatLogSlider(description="connectTimeout (s)", **seconds),
+            "read_timeout": w.FloatLogSlider(description="readTimeout (s)", **seconds),
+            "connection_idle_timeout": w.FloatLogSlider(description="connectionIdleTimeout (s)", **seconds),
             "concurrency": w.IntSlider(min=1, max=32, description="concurrency", **c),
             "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
             "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
@@ -101,18 +103,23 @@ class LatencyLab(w.VBox):
         self.table = w.HTML()
         k = self.controls
         note = w.HTML(
-            "<div style='line-height:1.35'><small>pool size is one Java setting (connectionPoolSize) "
-            "that dashnb maps to requests' "
-            "<code>pool_maxsize</code> (connections kept) and aiohttp's <code>limit</code> (connections "
-            "open); limit_per_host is maximumAsyncRequestsPerHost.</small></div>",
-            layout=w.Layout(width="370px"),
+            "<div style='line-height:1.35'><small>The Java SDK's settings, as dashnb maps them: "
+            "<b>maximumAsyncRequests</b> is aiohttp's <code>limit</code> (connections open at once; "
+            "more calls wait), <b>maximumAsyncRequestsPerHost</b> its <code>limit_per_host</code>, "
+            "<b>connectionPoolSize</b> the idle connections kept for reuse (requests' "
+            "<code>pool_maxsize</code>, OkHttp's maxIdleConnections): a burst may open more, and the "
+            "extra ones are closed once idle. requests has no cap on open connections: its threads "
+            "are the cap. Server time: before the first byte (the calls are not streamed).</small></div>",
+            layout=w.Layout(width="450px"),
         )
         columns = w.HBox(
             [
                 w.VBox(
                     [
-                        w.HTML("<b>Network</b>"),
+                        w.HTML("<b>Network and server</b>"),
                         k["rtt_ms"],
+                        k["ttfb_ms"],
+                        k["scenario"],
                         k["tls"],
                         w.HTML("<b>Load</b>"),
                         k["calls"],
@@ -124,10 +131,11 @@ class LatencyLab(w.VBox):
                     [
                         w.HTML("<b>Pool</b>"),
                         k["connection_pool_size"],
-                        k["limit_per_host"],
+                        k["maximum_async_requests"],
+                        k["maximum_async_requests_per_host"],
                         k["connect_timeout"],
                         k["read_timeout"],
-                        k["idle_timeout"],
+                        k["connection_idle_timeout"],
                         note,
                     ]
                 ),
@@ -163,6 +171,15 @@ class LatencyLab(w.VBox):
     def __repr__(self) -> str:
         return f"LatencyLab({self.model.settings().label})"
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # The widget view, plus the latest plot as a picture: front ends without the widget
+        # (nbconvert, GitHub, a notebook opened before its kernel runs) show that instead of
+        # an empty box. Front ends with widgets rank the widget view first.
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if self._png is not None:
+            bundle["image/png"] = base64.b64encode(self._png).decode("ascii")
+        return bundle
+
     def _boxes_changed(self, _change=None) -> None:
         chosen = tuple(name for name, box in self.mode_boxes.items() if box.value)
         if chosen != self.model.modes:
@@ -189,7 +206,7 @@ class LatencyLab(w.VBox):
         result, settings = m.result, m.measured
         if result is None or settings is None:
             return
-        png = lab_figure_png(result, settings)
+        png = self._png = lab_figure_png(result, settings)
         # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
         # see the same outputs and nothing lands in whatever cell happens to be running.
         self.plot.outputs = (
@@ -213,8 +230,10 @@ class LatencyLab(w.VBox):
 def lab(model: LabModel | None = None, *, measure: bool = True, **settings: Any):
     """The live latency lab panel (display it as a cell's last expression).
 
-    Settings (all optional): rtt_ms, tls ("1.3" | "1.2" | "off"), connection_pool_size,
-    limit_per_host, connect_timeout, read_timeout, idle_timeout, concurrency, calls, modes,
+    Settings (all optional): rtt_ms, ttfb_ms (server time), tls ("1.3" | "1.2" | "off"),
+    scenario (a name from dashnb.SCENARIOS), the pool as PoolConfig fields (config=PoolConfig(...)
+    or connection_pool_size, maximum_async_requests, maximum_async_requests_per_host,
+    connect_timeout, read_timeout, connection_idle_timeout), concurrency, calls, modes,
     side_by_side. The first measurement starts at once in the background when an event loop is
     running (a notebook); ``await lab.model.wait()`` gives its result.
     """

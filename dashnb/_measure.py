@@ -4,8 +4,11 @@
     >>> r = dashnb.compare(modes=("per_call", "shared"), calls=20)    # doctest: +SKIP
     >>> r                          # a table in a notebook, text elsewhere    # doctest: +SKIP
     >>> m = dashnb.measure("async", calls=200, concurrency=32)         # doctest: +SKIP
+    >>> r = dashnb.compare(endpoint=emu, rtt_ms=170, ttfb_ms=700)     # an emulator, set for the run  # doctest: +SKIP
+    >>> r = dashnb.compare(endpoint=emu, scenario="same_region")      # dashnb.SCENARIOS   # doctest: +SKIP
 
     $ python -m dashnb bench --rtt-ms 40 --calls 50 --json bench.json
+    $ python -m dashnb bench --scenario europe_to_singapore
 
 Modes (``dashnb._modes``) differ only in the ``session=`` they pass to the SDK. They run
 interleaved in rounds (A B C A B C ...) so that machine noise hits all of them alike, after a
@@ -15,6 +18,11 @@ first connection *is* counted, since opening it is part of what that mode costs.
 Against the emulator, each mode's connection count is cross-checked with the emulator's own
 counters, read before and after each of its blocks: nothing else should use the same emulator
 while a comparison runs.
+
+``rtt_ms``, ``ttfb_ms`` and ``scenario`` set the emulator's round trip and server time for one
+run and restore them afterwards. Without server time (the emulator's default) a comparison shows
+the most reuse can save: a real call adds the model's own time, and the saving (a fixed number
+of round trips per new connection) becomes a smaller share of each call (``dashnb.predict_reuse``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any
 from ._call import CallContext
 from ._modes import DEFAULT_MODES, Mode, check_modes, mode_class
 from ._results import Comparison, Measurement
+from ._scenarios import scenario as find_scenario
 from ._stats import CallTiming, summarize
 
 __all__ = ["compare", "measure"]
@@ -134,6 +143,41 @@ def _warm_up(ctx: CallContext, sync: bool, aio: bool) -> None:
         )
 
 
+def _emulated(endpoint: Any, rtt_ms: Any, ttfb_ms: Any, scenario: str | None) -> dict[str, Any]:
+    """The emulator options a run asks for (explicit values over the scenario's); refuses them
+    for an endpoint that is not an emulator, whose network and server time are real."""
+    changes: dict[str, Any] = {}
+    if scenario is not None:
+        sc = find_scenario(scenario)
+        changes = {"rtt_ms": sc.rtt_ms, "ttfb_ms": sc.ttfb_ms}
+    changes.update({k: v for k, v in (("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms)) if v is not None})
+    if changes and not (getattr(endpoint, "is_emulator", False) and callable(getattr(endpoint, "configure", None))):
+        asked = (("scenario", scenario), ("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms))
+        given = ", ".join(name for name, value in asked if value is not None)
+        raise ValueError(
+            f"{given} set an emulator's round trip and server time, but "
+            f"{getattr(endpoint, 'label', endpoint)!r} is not an emulator: the real service's network "
+            f"and server time are what they are. Measure it without them, or pass "
+            f"endpoint=dashnb.emulator.start(shared=False) to emulate them."
+        )
+    return changes
+
+
+@contextlib.contextmanager
+def _configured(endpoint: Any, changes: dict[str, Any]):
+    """The emulator configured with ``changes`` for the block, then as it was."""
+    if not changes:
+        yield
+        return
+    before = {k: getattr(endpoint.options, k) for k in changes}
+    endpoint.configure(**changes)  # validates: a bad value raises before anything runs
+    log.debug("emulator %s configured for this run: %s", endpoint.label, changes)
+    try:
+        yield
+    finally:
+        endpoint.configure(**before)
+
+
 def _settings(ctx: CallContext, modes: Sequence[str], calls: int, rounds: int) -> dict[str, Any]:
     ep = ctx.endpoint
     opts = getattr(ep, "options", None)
@@ -178,6 +222,9 @@ def compare(
     warmup: bool = True,
     rounds: int | None = None,
     progress: Any = None,
+    rtt_ms: float | None = None,
+    ttfb_ms: float | None = None,
+    scenario: str | None = None,
 ) -> Comparison:
     """Call the model ``calls`` times in each mode and return a ``Comparison``.
 
@@ -191,6 +238,10 @@ def compare(
     - ``rounds``: interleaving rounds (default: up to 5, fewer when blocks would be smaller
       than ``concurrency``). ``progress``: None = a tqdm bar for runs of 200+ calls, True, False,
       or a callable ``(done, total)``.
+    - ``rtt_ms``, ``ttfb_ms`` (server time before the first byte; the calls are not streamed,
+      so that is all of it), ``scenario`` (a name from ``dashnb.SCENARIOS``: its rtt_ms and
+      ttfb_ms, which explicit values override): an emulator endpoint is configured with them for
+      this run and restored after it. ValueError for the real service.
 
     Ctrl-C (KeyboardInterrupt) or an exception from ``progress`` stops the run: no new calls
     start, calls in flight finish or are cancelled, private sessions are closed, the caller's
@@ -206,6 +257,26 @@ def compare(
         endpoint = session.endpoint if session is not None else default_endpoint()
     if config is None:
         config = session.config if session is not None else _default_config(concurrency)
+    changes = _emulated(endpoint, rtt_ms, ttfb_ms, scenario)
+    with _configured(endpoint, changes):
+        result = _compare(modes, calls, concurrency, config, endpoint, session, model, prompt, warmup, rounds, progress)
+    result.settings["scenario"] = scenario
+    return result
+
+
+def _compare(
+    modes: list[str],
+    calls: int,
+    concurrency: int,
+    config: Any,
+    endpoint: Any,
+    session: Any,
+    model: str,
+    prompt: str,
+    warmup: bool,
+    rounds: int | None,
+    progress: Any,
+) -> Comparison:
 
     ctx = CallContext(endpoint, config, model=model, prompt=prompt, concurrency=concurrency, session=session)
     objs: dict[str, Mode] = {}

@@ -126,8 +126,11 @@ class Comparison:
 
     def _title(self) -> str:
         st = self.settings
+        # Server time is not in the emulator's label, and it decides how much reuse shows.
+        server = f", server time {st['ttfb_ms']:g} ms" if st.get("ttfb_ms") else ""
+        scenario = f" (scenario {st['scenario']}: assumed values)" if st.get("scenario") else ""
         return (
-            f"{st.get('endpoint', '?')}: {st.get('calls')} calls per mode, concurrency "
+            f"{st.get('endpoint', '?')}{server}{scenario}: {st.get('calls')} calls per mode, concurrency "
             f"{st.get('concurrency')}, {st.get('rounds')} interleaved rounds"
         )
 

@@ -41,3 +41,26 @@ def test_bench_refuses_unknown_modes_and_real_without_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
     p = _bench("--real", env=env)
     assert p.returncode == 2 and "DASHSCOPE_API_KEY" in p.stderr
+
+
+def test_bench_scenario_and_server_time_reach_the_emulator(tmp_path):
+    out = tmp_path / "bench.json"
+    p = _bench(
+        "--scenario", "same_region", "--ttfb-ms", "60", "--calls", "2", "--modes", "per_call,shared",
+        "--json", str(out), "--no-progress",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    # The scenario's round trip, the explicit server time over the scenario's.
+    assert (d["settings"]["rtt_ms"], d["settings"]["ttfb_ms"], d["settings"]["scenario"]) == (5, 60, "same_region")
+    for name, mode in d["modes"].items():
+        assert mode["errors"] == 0 and mode["min_ms"] >= 65, name  # rtt + server time on every call
+    assert "server time 60 ms" in p.stderr and "(assumed)" in p.stderr
+    assert "server time 60 ms" in p.stdout and "model (dashnb.predict_reuse)" in p.stdout
+
+
+def test_bench_refuses_emulated_settings_for_the_real_service():
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    for flag in (["--scenario", "same_region"], ["--ttfb-ms", "100"], ["--rtt-ms", "5"]):
+        p = _bench("--real", *flag, env=env)
+        assert p.returncode == 2 and "the real service's are what they are" in p.stderr, flag

@@ -8,11 +8,15 @@ in JupyterLab and Voila.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import pathlib
 import time
 
 import pytest
 import traitlets
 
+from dashnb import SCENARIOS, PoolConfig
 from dashnb._lab_model import LabModel, LabSettings
 from dashnb._lab_view import lab
 
@@ -175,12 +179,29 @@ def test_settings_are_validated():
         m.close()
 
 
-def test_pool_size_is_aiohttp_limit_and_broken_constraints_are_reported():
-    cfg, problems = LabSettings(connection_pool_size=4, limit_per_host=2).pool_config()
-    assert (cfg.connection_pool_size, cfg.maximum_async_requests, cfg.maximum_async_requests_per_host) == (4, 4, 2)
-    assert problems == []
-    _, problems = LabSettings(connection_pool_size=4, limit_per_host=8).pool_config()
-    assert len(problems) == 1 and "no effect" in problems[0]
+def test_the_pool_settings_are_a_pool_config_and_validate_through_it():
+    m = LabModel(config=PoolConfig(connection_pool_size=4, maximum_async_requests=4, maximum_async_requests_per_host=2))
+    try:
+        assert isinstance(m.config, PoolConfig)
+        assert (m.connection_pool_size, m.maximum_async_requests, m.maximum_async_requests_per_host) == (4, 4, 2)
+        assert m.settings().config == m.config and m.settings().problems == []
+        # PoolConfig's own checks and messages, not a copy of them.
+        with pytest.raises(traitlets.TraitError, match=r"read_timeout \(Java readTimeout\) must be positive"):
+            m.read_timeout = 0
+        with pytest.raises(traitlets.TraitError, match="connectionPoolSize"):
+            m.connection_pool_size = 0
+        with pytest.raises(traitlets.TraitError, match="at least 0.001 seconds"):
+            m.connection_idle_timeout = 0.0001
+        assert m.read_timeout == 300.0 and m.connection_pool_size == 4  # refused values change nothing
+        # Breaking a documented constraint is allowed (the lab lets you try it) and reported.
+        m.maximum_async_requests_per_host = 8
+        assert len(m.settings().problems) == 1 and "no effect" in m.settings().problems[0]
+        m.config = PoolConfig(connect_timeout=5)
+        assert m.config == PoolConfig(connect_timeout=5) and m.settings().problems == []
+        with pytest.raises(TypeError, match="either config= or the pool settings"):
+            LabModel(config=PoolConfig(), connection_pool_size=3)
+    finally:
+        m.close()
 
 
 def test_groups_keep_the_sdk_modes_together():
@@ -218,3 +239,81 @@ def test_the_view_follows_its_controls():
             view.close()
 
     run(scenario())
+
+
+def test_server_time_adds_to_every_call_and_shrinks_what_reuse_saves(model):
+    m = model(rtt_ms=20, calls=3, modes=("per_call", "shared"))
+
+    async def both():
+        quick = await m.measure()
+        m.ttfb_ms = 300
+        return quick, await m.measure()
+
+    quick, slow = run(both())
+    assert all(e.options.ttfb_ms == 300 for e in m.emulators)  # it reached the emulators
+    assert m.measured.ttfb_ms == 300 and "server 300 ms" in m.measured.label
+    grew = {a.mode: b.p50_ms - a.p50_ms for a, b in zip(quick.summary, slow.summary)}
+    # 300 ms of server time lands on every call, new connection or not ...
+    assert all(200 < ms < 500 for ms in grew.values()), grew
+    # ... so the ratio falls while the saving in ms (the handshakes) stays.
+    assert slow.ratio("per_call", "shared") < quick.ratio("per_call", "shared")
+    assert slow.ratio("per_call", "shared") < 1.6 < quick.ratio("per_call", "shared")
+
+
+def test_a_scenario_sets_round_trip_and_server_time_until_either_changes():
+    m = LabModel(scenario="europe_to_singapore")
+    try:
+        preset = SCENARIOS["europe_to_singapore"]
+        assert (m.rtt_ms, m.ttfb_ms, m.scenario) == (preset.rtt_ms, preset.ttfb_ms, "europe_to_singapore")
+        m.scenario = "same_region"
+        assert (m.rtt_ms, m.ttfb_ms) == (5, SCENARIOS["same_region"].ttfb_ms)
+        m.ttfb_ms = 0  # a hand-made change: no longer the scenario
+        assert m.scenario == "custom" and m.rtt_ms == 5
+        with pytest.raises(traitlets.TraitError):
+            m.scenario = "moon_base"
+    finally:
+        m.close()
+    m = LabModel(scenario="same_region", rtt_ms=50)  # explicit values win
+    try:
+        assert (m.rtt_ms, m.ttfb_ms, m.scenario) == (50, SCENARIOS["same_region"].ttfb_ms, "custom")
+    finally:
+        m.close()
+    with pytest.raises(ValueError, match="unknown scenario"):
+        LabModel(scenario="moon_base")
+
+
+def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0)
+        try:
+            before = view._repr_mimebundle_()
+            await view.model.wait()
+            after = view._repr_mimebundle_()
+            view.controls["ttfb_ms"].value = 100  # the server-time slider reaches the model
+            assert view.model.ttfb_ms == 100
+            view.controls["scenario"].value = "same_region"
+            assert (view.model.rtt_ms, view.model.ttfb_ms) == (5, SCENARIOS["same_region"].ttfb_ms)
+            await view.model.wait()
+            latest = view._repr_mimebundle_()
+            return before, after, latest, view.plot.outputs[0]["data"]["image/png"]
+        finally:
+            view.close()
+
+    before, after, latest, shown = run(scenario())
+    assert "image/png" not in before  # nothing measured yet: no picture to offer
+    for bundle in (after, latest):
+        assert {"text/plain", "application/vnd.jupyter.widget-view+json", "image/png"} <= set(bundle)
+        assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert latest["image/png"] == shown != after["image/png"]  # the latest plot, not the first
+    assert "server" in latest["text/plain"]
+
+
+def test_the_committed_lab_notebook_shows_a_picture_without_widgets():
+    # GitHub and other renderers without the widget manager skip the widget view: the panel's
+    # output must carry its plot as a PNG beside it, not only an empty box.
+    nb = json.loads((pathlib.Path(__file__).parent.parent / "notebooks" / "04_latency_lab.ipynb").read_text())
+    panel = [c for c in nb["cells"] if c["cell_type"] == "code" and "dashnb.lab()" in "".join(c["source"])]
+    assert len(panel) == 1
+    (out,) = panel[0]["outputs"]
+    assert "application/vnd.jupyter.widget-view+json" in out["data"]
+    assert base64.b64decode(out["data"]["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import io
 import json
 import math
@@ -10,8 +11,10 @@ import os
 
 import pytest
 
-from dashnb import _measure
+from dashnb import SCENARIOS, DashScope, _measure, predict_reuse
+from dashnb._scenarios import NEW_CONNECTION_RTTS
 from dashnb._stats import CallTiming, format_table, percentile, summarize
+from dashnb.emulator import TLS_CHOICES
 
 REQUIRED = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "calls", "errors", "tcp_connections", "throughput_rps"}
 
@@ -249,3 +252,90 @@ def test_interrupt_stops_cleanly_and_the_session_stays_usable(emu, mode):
         assert s.stats()["in_flight"] == 0
     finally:
         s.close()
+
+
+# -- server time, scenarios and the model of what reuse saves -------------------------------------
+
+
+def test_server_time_is_set_for_the_run_and_restored_after(emu):
+    r = _measure.compare(
+        ["per_call", "shared"], calls=2, concurrency=1, endpoint=emu, rtt_ms=10, ttfb_ms=150, progress=False
+    )
+    assert (r.settings["rtt_ms"], r.settings["ttfb_ms"], r.settings["scenario"]) == (10, 150, None)
+    assert "server time 150 ms" in str(r)
+    for s in r.summary:
+        assert s.errors == 0 and s.min_ms >= 160  # one round trip and the server time, at least
+    assert (emu.options.rtt_ms, emu.options.ttfb_ms) == (0, 0)  # restored
+
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _measure.compare(["shared"], calls=3, endpoint=emu, ttfb_ms=50, progress=stop)
+    assert emu.options.ttfb_ms == 0  # restored after an interrupted run too
+
+
+def test_a_scenario_sets_the_emulator_and_explicit_values_win(emu):
+    r = _measure.compare(["shared"], calls=2, endpoint=emu, scenario="same_region", ttfb_ms=0, progress=False)
+    assert (r.settings["rtt_ms"], r.settings["ttfb_ms"]) == (SCENARIOS["same_region"].rtt_ms, 0)
+    assert r.settings["scenario"] == "same_region" and "assumed" in str(r)
+    assert emu.options.rtt_ms == 0
+    with pytest.raises(ValueError, match="unknown scenario 'moon_base'; choose from same_region"):
+        _measure.compare(["shared"], endpoint=emu, scenario="moon_base")
+
+
+def test_server_time_is_refused_for_the_real_service(emu):
+    real = DashScope("intl", api_key="sk-" + "x" * 24)
+    for kwargs in ({"ttfb_ms": 100}, {"rtt_ms": 5}, {"scenario": "same_region"}):
+        with pytest.raises(ValueError, match="is not an emulator") as info:
+            _measure.compare(["shared"], endpoint=real, **kwargs)
+        assert "x" * 24 not in str(info.value)
+    with pytest.raises(ValueError, match="ttfb_ms must be >= 0"):
+        _measure.compare(["shared"], endpoint=emu, ttfb_ms=-1)
+    assert emu.options.ttfb_ms == 0 and emu.stats()["requests"] == 0  # refused before any call
+
+
+def test_the_model_explains_the_measured_ratio_and_rejects_a_model_without_server_time(emulator_factory):
+    emu = emulator_factory(rtt_ms=40)
+    for ttfb in (0, 300):
+        r = _measure.compare(["per_call", "shared"], calls=3, concurrency=1, endpoint=emu, ttfb_ms=ttfb, progress=False)
+        measured = r.ratio("per_call", "shared")
+        model = predict_reuse(40, ttfb)
+        assert model.explains(measured), (ttfb, measured, model.ratio_range())
+        # A broken model that leaves server time out: right at 0, wrong with 300 ms.
+        assert predict_reuse(40).explains(measured) is (ttfb == 0), (ttfb, measured)
+
+
+def test_the_model_module_doctests_pass():
+    from dashnb import _scenarios
+
+    results = doctest.testmod(_scenarios)
+    assert results.attempted >= 6 and results.failed == 0
+
+
+def test_the_model_counts_handshake_round_trips_per_tls_version():
+    assert set(NEW_CONNECTION_RTTS) == set(TLS_CHOICES)
+    p = predict_reuse(100, 0, tls="1.2", handshake_ms=0, overhead_ms=0)
+    assert (p.new_connection_ms, p.reused_ms, p.saved_ms, p.ratio) == (400, 100, 300, 4)
+    assert predict_reuse(100, 100, tls="1.3", handshake_ms=0, overhead_ms=0).ratio == 2
+    assert predict_reuse(100, tls="off", handshake_ms=9, overhead_ms=0).saved_ms == 100  # no TLS, no TLS CPU
+    low, high = predict_reuse(5).ratio_range()
+    assert low < predict_reuse(5).ratio < high
+    with pytest.raises(ValueError, match="tls must be one of"):
+        predict_reuse(5, tls="1.1")
+    with pytest.raises(ValueError, match="rtt_ms must be a finite number"):
+        predict_reuse(float("nan"))
+
+
+def test_scenarios_are_frozen_assumptions():
+    assert {"same_region", "europe_to_singapore", "across_the_pacific"} <= set(SCENARIOS)
+    s = SCENARIOS["europe_to_singapore"]
+    assert (s.rtt_ms, s.ttfb_ms) == (170, 700) and "Assumed" in s.description
+    with pytest.raises(TypeError):
+        SCENARIOS["mine"] = s  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.rtt_ms = 1  # type: ignore[misc]
+    # Reuse saves most where calls are short and the way is long.
+    ratios = {name: sc.predict().ratio for name, sc in SCENARIOS.items()}
+    assert ratios["same_region"] < ratios["across_the_pacific"] < ratios["europe_to_singapore"]
+    assert max(ratios, key=ratios.get) == "small_calls_from_europe"
