@@ -7,8 +7,8 @@ is an emulator that behaves like the real one from a client's side: 300-900 ms t
 token, a rate limit, a round trip, and a CA the client learns only from the environment, the way
 a corporate CA is usually supplied: SSL_CERT_FILE for Python's ssl module (aiohttp, httpx) and
 REQUESTS_CA_BUNDLE for requests, which does not read SSL_CERT_FILE. (The SDK's default aiohttp
-session trusts certifi alone, so the notebooks must say where such a CA cannot reach.) The notebooks reach it through the SDK's own
-DASHSCOPE_HTTP_BASE_URL, exactly as they would reach a gateway.
+session trusts certifi alone, so the notebooks must say where such a CA cannot reach.) The
+notebooks reach it through the SDK's own DASHSCOPE_HTTP_BASE_URL, as they would reach a gateway.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import pathlib
 import time
 
 import pytest
+from _kernels import execute_notebook
 
 from dashnb import emulator
-
-from _kernels import execute_notebook
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
