@@ -138,7 +138,7 @@ class DashScopeApp:
         self.counters = counters
         self.limiter = _RateLimiter()
         self._error_acc = 0.0
-        self._ttfb_rng = random.Random(options().seed)  # server-time jitter repeats run to run
+        self._ttfb_rng: random.Random | None = None  # seeded on first use: jitter repeats run to run
 
     def make_server(self, *, tls: bool) -> _Server:
         def on_ready(transport):
@@ -259,7 +259,11 @@ class DashScopeApp:
             return fail(exc.status, exc.code, exc.message)
 
         reply = R.compose(req, reply_tokens=opts.reply_tokens)
-        server_ms = opts.ttfb_ms + (self._ttfb_rng.uniform(0, opts.ttfb_jitter_ms) if opts.ttfb_jitter_ms else 0.0)
+        server_ms = opts.ttfb_ms
+        if opts.ttfb_jitter_ms:
+            if self._ttfb_rng is None:
+                self._ttfb_rng = random.Random(opts.seed)
+            server_ms += self._ttfb_rng.uniform(0, opts.ttfb_jitter_ms)
         if server_ms:
             await asyncio.sleep(server_ms / 1000.0)  # the model thinking: server time, not network
         if opts.stall_before_headers:
