@@ -252,10 +252,14 @@ class JavaClient:
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        # The key goes over stdin, never on a command line (visible in `ps`).
-        self._proc.stdin.write(emu.api_key + "\n")
-        self._proc.stdin.flush()
-        self.versions = self._read()
+        try:
+            # The key goes over stdin, never on a command line (visible in `ps`).
+            self._proc.stdin.write(emu.api_key + "\n")
+            self._proc.stdin.flush()
+            self.versions = self._read()
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self) -> dict:
         assert self._proc.stdout is not None
@@ -275,9 +279,10 @@ class JavaClient:
         return self._read()
 
     def close(self) -> None:
+        assert self._proc.stdin is not None
         with contextlib.suppress(OSError, ValueError):
-            assert self._proc.stdin is not None
             self._proc.stdin.write("quit\n")
+        with contextlib.suppress(OSError, ValueError):
             self._proc.stdin.close()
         try:
             self._proc.wait(timeout=10)
