@@ -154,7 +154,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "idle_timeout_shorter_than_pause",
-        "connectionIdleTimeout 1 s, then 2.5 s without calls: the idle connection is gone and the next call opens a new one.",
+        "connectionIdleTimeout 1 s, then 2.5 s without calls: the idle connection is gone and the next "
+        "call opens a new one.",
         {"connection_idle_timeout": 1},
         sync=(
             Step("shared", 1),
@@ -500,7 +501,7 @@ def blackhole() -> Iterator[str]:
         probe.settimeout(0.2)
         try:
             probe.connect(("127.0.0.1", port))
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             pass
         else:
             raise RuntimeError("could not make a loopback port whose connect hangs (accept queue not full)")
@@ -555,15 +556,17 @@ def _settled_open(emu: Any, quiet: float = 0.3, limit: float = 3.0) -> int:
 def _fail_after(row: dict, config: Any) -> str | None:
     """Which configured timeout the failures came after (None when nothing failed).
 
-    Robust to a loaded machine: the failures must come no earlier than 90% of the timeout and
-    at most 0.75 s after it, and the nearest timeout names them.
+    The nearest timeout names them, if every failure came no earlier than 90% of it and no later
+    than 40% (at least 0.35 s) after it: slack for a loaded machine, too little to pass a call
+    that timed out twice (a retry) as one timeout.
     """
     lo, hi = row.get("fail_min_s"), row.get("fail_max_s")
     if lo is None or hi is None:
         return None
     limits = {"connect_timeout": config.connect_timeout, "read_timeout": config.read_timeout}
     name = min(limits, key=lambda k: abs(hi - limits[k]))
-    if lo >= 0.9 * limits[name] and hi <= limits[name] + 0.75:
+    limit = limits[name]
+    if lo >= 0.9 * limit and hi <= limit + max(0.35, 0.4 * limit):
         return name
     return f"other ({lo:.2f}-{hi:.2f} s)"
 

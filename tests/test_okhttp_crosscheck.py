@@ -169,3 +169,19 @@ def test_a_disagreement_is_reported(recorded):
     pause = _rows(broken, "idle_timeout_shorter_than_pause", "sync")[1]
     pause["dashnb"]["open_after"] = 0
     assert len(crosscheck.disagreements(broken)) == 1
+
+
+def test_fail_after_names_one_timeout_and_not_two():
+    from dashnb import PoolConfig
+
+    cfg = PoolConfig(connect_timeout=0.5, read_timeout=1.5)
+
+    def fail_after(lo, hi):
+        return crosscheck._fail_after({"fail_min_s": lo, "fail_max_s": hi}, cfg)
+
+    assert fail_after(None, None) is None
+    assert fail_after(0.50, 0.56) == "connect_timeout"
+    assert fail_after(1.50, 1.70) == "read_timeout"
+    assert fail_after(1.00, 1.02).startswith("other")  # a connect timeout twice (a retry)
+    assert fail_after(3.00, 3.05).startswith("other")  # a read timeout twice
+    assert fail_after(0.30, 0.52).startswith("other")  # earlier than the limit
