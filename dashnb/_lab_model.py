@@ -98,10 +98,10 @@ class LabSettings:
     side_by_side: bool = True
 
     def pool_config(self):
-        """(PoolConfig, constraint problems). ``connection_pool_size`` is both requests'
-        pool_maxsize and aiohttp's ``limit`` (dashnb._translate maps the one Java setting to
-        both); ``limit_per_host`` is Java's maximumAsyncRequestsPerHost; maximumAsyncRequests
-        follows the pool size, as the Java docs advise."""
+        """(PoolConfig, constraint problems). ``connection_pool_size`` is Java's
+        connectionPoolSize (idle connections kept: requests' pool_maxsize, the aiohttp
+        connector's idle cap) and also its maximumAsyncRequests, as the Java docs advise (aiohttp's
+        ``limit``); ``limit_per_host`` is Java's maximumAsyncRequestsPerHost."""
         from ._config import PoolConfig, PoolConfigWarning
 
         with warnings.catch_warnings():
@@ -147,7 +147,8 @@ class LabModel(HasTraits):
     rtt_ms = Float(_DEFAULTS.rtt_ms, help="emulated round trip, ms")
     tls = Enum(TLS_CHOICES, default_value=_DEFAULTS.tls, help="emulator TLS version, or off (plain HTTP)")
     connection_pool_size = Int(
-        _DEFAULTS.connection_pool_size, help="Java connectionPoolSize = requests pool_maxsize = aiohttp limit"
+        _DEFAULTS.connection_pool_size,
+        help="Java connectionPoolSize and maximumAsyncRequests (pool_maxsize, aiohttp limit)",
     )
     limit_per_host = Int(_DEFAULTS.limit_per_host, help="Java maximumAsyncRequestsPerHost = aiohttp limit_per_host")
     connect_timeout = Float(_DEFAULTS.connect_timeout, help="seconds")

@@ -57,7 +57,7 @@ class LatencyLab(w.VBox):
                 min=1,
                 max=64,
                 description="pool size / limit",
-                tooltip="Java connectionPoolSize: requests pool_maxsize and aiohttp TCPConnector(limit=...)",
+                tooltip="Java connectionPoolSize and maximumAsyncRequests: requests pool_maxsize, aiohttp limit",
                 **c,
             ),
             "limit_per_host": w.IntSlider(
