@@ -89,7 +89,7 @@ class _Activity:
 
 
 def _once(fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` guarded to run at most once (aiohttp may notify a connection's release twice)."""
+    """``fn`` guarded to run at most once, whichever of several paths reaches it first."""
     done = False
 
     def call() -> None:
@@ -129,6 +129,9 @@ def _trace_config(observer: _observe.Observer, activity: _Activity) -> aiohttp.T
         # One per attempt: the SDK's retry sends a new request through the session.
         observer.attempt_started("async")
         activity.enter()
+        # A request leaves once: when its connection is released, or when it fails (a failure
+        # after the headers also releases the connection).
+        ctx.dashnb_leave = _once(activity.leave)
         ctx.dashnb_queued_at = None
 
     async def queued_start(session, ctx, params):
@@ -154,9 +157,9 @@ def _trace_config(observer: _observe.Observer, activity: _Activity) -> aiohttp.T
         observer.response_started(time.perf_counter())
         conn = params.response.connection
         if conn is None:  # the whole body came with the headers and is already released
-            activity.leave()
+            ctx.dashnb_leave()
         else:
-            conn.add_callback(_once(activity.leave))
+            conn.add_callback(ctx.dashnb_leave)
 
     async def request_exception(session, ctx, params):
         # Also a cancellation or a timeout while waiting for a slot: the wait ends here.
@@ -164,7 +167,7 @@ def _trace_config(observer: _observe.Observer, activity: _Activity) -> aiohttp.T
             observer.queue_left("async", time.perf_counter() - ctx.dashnb_queued_at)
             ctx.dashnb_queued_at = None
         observer.request_failed("async", params.exception)
-        activity.leave()
+        ctx.dashnb_leave()
 
     tc = aiohttp.TraceConfig()
     tc.on_request_start.append(request_start)
@@ -246,9 +249,9 @@ class ObservedRequest(aiohttp.ClientRequest):
             cid, n = self._dashnb_registry.tag(proto)
             obs = self._dashnb_observer
             obs.request_started("async")
-            # Connection callbacks run when it is released or closed: body read, response
+            # Connection callbacks run once, when it is released or closed: body read, response
             # released or closed, or the request failed.
-            conn.add_callback(_once(lambda: obs.request_finished("async")))
+            conn.add_callback(lambda: obs.request_finished("async"))
             obs.request_sent("async", connection_id=cid, requests_on_connection=n, sent_at=time.perf_counter())
         return await super().send(conn)
 
