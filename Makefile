@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: install lab lint test test-fast workshop demo bench clean
+.PHONY: install lab lint test test-fast workshop demo bench crosscheck clean
 
 install: $(STAMP)
 
@@ -38,15 +38,20 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest tests notebooks dashnb --doctest-modules $(NBVAL)
 
-# Everything but the slow, kernel and browser tests: the inner loop while editing.
+# Everything but the slow, kernel, browser and java (OkHttp) tests: the inner loop while editing.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m 'not slow and not kernel and not browser'
+	$(BIN)/python -m pytest tests -m 'not slow and not kernel and not browser and not java'
 
 demo: $(STAMP)
 	$(BIN)/python -m dashnb bench
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# Real OkHttp (as the Java SDK configures it) beside dashnb; records notebooks/data/crosscheck.json.
+# Needs javac and OkHttp 3.x jars (Debian: default-jdk-headless libokhttp-java libokio-java).
+crosscheck: $(STAMP)
+	$(BIN)/python benchmarks/crosscheck.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

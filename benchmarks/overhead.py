@@ -1,7 +1,7 @@
 """Overhead: what dashnb's instrumentation costs per call, at rtt 0 where nothing hides it.
 
 Same workload, interleaved in rounds: sequential calls through the SDK on one kept-alive
-connection, once with a dashnb session (urllib3 subclasses / aiohttp TraceConfig + middleware)
+connection, once with a dashnb session (urllib3 subclasses / aiohttp TraceConfig and connector subclass)
 and once with a bare requests.Session / aiohttp.ClientSession trusting the same CA. Both go
 through the same timing wrapper, so the difference is the session's hooks. Also the same without
 the SDK (a raw POST of the SDK's body), where the relative cost is largest.

@@ -9,7 +9,7 @@
     (False, 1)
 
 Nothing here touches a socket: the urllib3 connection/pool subclasses and the aiohttp
-``TraceConfig`` + middleware in ``_translate`` call these methods at each decision, and this
+``TraceConfig`` and connection callbacks in ``_translate_*`` call these methods at each decision, and this
 module only counts and timestamps. Counters are guarded by one lock because the sync path is
 used from worker threads; the per-call record is found through a ``contextvars.ContextVar``.
 
@@ -60,8 +60,8 @@ class CallSample:
     ``reused`` is ``None`` when no request reached a connection (e.g. a connect timeout).
     ``connect_s`` is the TCP connect on the sync path; aiohttp opens TCP and TLS in one
     step, so on the async path it is TCP+TLS together and ``tls_s`` stays ``None``.
-    ``queued_s`` adds every wait for a slot: the async request queue (maximum_async_requests
-    and ..._per_host) and the connector's connection limit; urllib3 pools never block here.
+    ``queued_s`` adds every wait for a slot of the aiohttp connector, whose limits are
+    maximum_async_requests and ..._per_host (OkHttp's Dispatcher); urllib3 pools never block here.
     Fields describe the last attempt (the SDK retries once on a dropped connection);
     ``attempts`` says how many requests the call sent.
     """
@@ -245,8 +245,8 @@ class Observer:
             rec.queued_s += waited_s
 
     def request_started(self, path: str) -> None:
-        """In flight from now until released: holding its connection (sync, from the moment it is
-        sent) or its request-queue slot (async, from the moment the slot is granted)."""
+        """In flight from now until released: holding its connection, from the moment the request is
+        sent until the connection goes back to the pool or is closed (sync and async alike)."""
         with self._lock:
             self._c[path].in_flight += 1
 

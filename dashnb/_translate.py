@@ -9,19 +9,30 @@
 
 How each Java (OkHttp) setting is carried over:
 
-- ``connection_pool_size`` -> urllib3 ``pool_maxsize`` with ``pool_block=False``: like OkHttp's
-  ``ConnectionPool`` it caps connections *kept* for reuse; a burst opens extra connections which
-  are discarded when they come back. For aiohttp -> ``TCPConnector(limit=...)``, which caps
-  connections *open* (callers wait for a slot instead).
-- ``connection_idle_timeout`` -> aiohttp ``keepalive_timeout``. urllib3 has no idle timeout, so
-  the pool here stamps each connection when it is returned and closes those idle longer than this
-  whenever the pool is next used (OkHttp runs a cleanup thread instead; the difference is only
-  *when* the socket is closed, never whether a stale one is reused).
-- ``maximum_async_requests`` / ``..._per_host`` -> an aiohttp client middleware holding
-  ``asyncio.Semaphore`` slots per host, then globally, like OkHttp's ``Dispatcher``. The wait
-  happens before any socket timeout starts, and the slot is held until the response is released
-  (body read or closed), not just until its headers arrive. ``limit_per_host`` is set to the
-  same number. Blocking (sync) calls bypass them, as in Java.
+OkHttp has two separate pieces, and they must not be confused: ``ConnectionPool`` decides which
+connections are *kept* once idle; the ``Dispatcher`` decides how many *async* calls run at once.
+Neither makes a call wait for a connection: a call the Dispatcher admits opens a new connection
+if no idle one is free (checked against real OkHttp 3.x by tests/test_okhttp_crosscheck.py).
+
+- ``connection_pool_size`` -> idle connections kept. urllib3 ``pool_maxsize`` with
+  ``pool_block=False`` does exactly that: a burst opens extra connections, which are discarded
+  when they come back to a full pool. aiohttp has no such cap (it keeps every released
+  connection until ``keepalive_timeout``), so dashnb's connector closes the longest-idle
+  connections beyond this number whenever one is released. Either way a burst larger than the
+  pool churns (new TCP and TLS handshakes next time) but never waits.
+- ``maximum_async_requests`` / ``..._per_host`` -> aiohttp ``TCPConnector(limit=...,
+  limit_per_host=...)``, which behave like OkHttp's Dispatcher: a call beyond them waits for a
+  slot (FIFO per host), holds it until its response is released (body read or closed), and the
+  wait is outside the socket timeouts. Blocking (sync) calls are not limited, as OkHttp's
+  ``execute()`` is not: the requests side has no equivalent, and needs none.
+- ``connection_idle_timeout`` -> aiohttp ``keepalive_timeout``, in whole seconds as the Java SDK
+  hands it to OkHttp (``Duration.getSeconds()``; see ``java_idle_timeout``). aiohttp checks on a
+  timer every ``keepalive_timeout``, so an idle connection closes between one and two timeouts
+  after its last use (OkHttp: on time), and is never reused once older than the timeout.
+  urllib3 has no idle timeout, so the pool here stamps each connection when it is returned and
+  closes those idle longer than this whenever the pool is next used (OkHttp runs a cleanup
+  thread instead; the difference is only *when* the socket is closed, never whether a stale one
+  is reused).
 - ``connect_timeout`` / ``read_timeout``: see ``merge_requests_timeout`` and
   ``merge_aiohttp_timeout``. A timeout is a limit, and when the caller and the config both set
   one, the tighter wins. The dashscope SDK passes ``request_timeout`` (default 300 s) on every
@@ -50,7 +61,7 @@ and take ``ca_path`` from the environment, so real-service sessions use proxies 
 as requests does (see ``dashnb._endpoint``).
 
 Observation goes through the libraries' own extension points (urllib3 connection/pool classes,
-aiohttp ``TraceConfig``, middleware, ``request_class``), never by patching sockets.
+aiohttp ``TraceConfig``, connection callbacks, ``request_class``), never by patching sockets.
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "build_aiohttp_session",
     "build_requests_session",
+    "java_idle_timeout",
     "merge_aiohttp_timeout",
     "merge_requests_timeout",
     "requests_adapter",
@@ -82,6 +94,20 @@ def tighter(config_value: float | None, caller_value: float | None) -> float | N
     if config_value is None:
         return caller_value
     return min(config_value, caller_value)
+
+
+def java_idle_timeout(config: PoolConfig) -> float:
+    """The idle timeout OkHttp gets from the Java SDK: ``Duration.getSeconds()``, whole seconds.
+
+    1.5 s becomes 1 s. Under one second the SDK would pass 0, which OkHttp's ConnectionPool
+    refuses ("keepAliveDuration <= 0"), so there is no Java equivalent; the value is kept as given.
+
+        >>> from dashnb._config import PoolConfig
+        >>> java_idle_timeout(PoolConfig(connection_idle_timeout=1.5))
+        1.0
+    """
+    seconds = float(int(config.connection_idle_timeout))
+    return seconds if seconds >= 1 else config.connection_idle_timeout
 
 
 def merge_requests_timeout(caller: Any, config: PoolConfig) -> Any:
@@ -135,7 +161,7 @@ def build_requests_session(
 def build_aiohttp_session(
     config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
 ) -> aiohttp.ClientSession:
-    """An aiohttp.ClientSession for the running loop, pooled and queued as ``config`` says."""
+    """An aiohttp.ClientSession for the running loop, pooled and limited as ``config`` says."""
     from . import _translate_aiohttp
 
     return _translate_aiohttp.build_aiohttp_session(config, endpoint, observer)

@@ -1,7 +1,15 @@
-"""aiohttp side of the translation: the dispatcher queue, connection numbering, the session.
+"""aiohttp side of the translation: the connector, connection numbering, the session.
 
 Imported on first use by ``dashnb._translate`` (which documents the mapping), so it may import
 aiohttp at the top.
+
+OkHttp's two pieces land on the one ``TCPConnector``: its ``limit`` / ``limit_per_host`` are the
+Dispatcher's maxRequests / maxRequestsPerHost (calls past them wait for a slot, and a slot is
+held until the connection is released), and ``PoolConfigConnector`` adds what aiohttp's pool
+lacks from ConnectionPool: at most ``connection_pool_size`` idle connections are kept, surplus
+ones are closed as they come back. Queue waits, calls in flight and the drain before closing are
+read from aiohttp's ``TraceConfig`` signals and connection callbacks; no middleware sits on the
+request path.
 
     >>> import aiohttp
     >>> from dashnb._config import PoolConfig
@@ -18,12 +26,13 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from . import _observe
-from ._translate import tighter
+from ._translate import java_idle_timeout, tighter
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import PoolConfig
@@ -49,85 +58,47 @@ def merge_aiohttp_timeout(timeout: aiohttp.ClientTimeout, config: PoolConfig) ->
     )
 
 
-class _RequestQueue:
-    """aiohttp client middleware: OkHttp's Dispatcher limits for async calls.
+class _Activity:
+    """Requests of one session that have started and not yet released their connection.
 
-    The per-host slot is taken before the global one, so a call waiting for a busy host does not
-    hold a global slot other hosts could use (OkHttp skips such calls when promoting too).
-    asyncio.Semaphore is FIFO, so calls start in the order they asked.
+    Lets a session being replaced drain before it is closed (``wait_idle``). Fed by the trace
+    callbacks below: a request enters at ``on_request_start`` and leaves when it fails or when
+    its connection is released (body read, response released or closed).
     """
 
-    def __init__(self, config: PoolConfig, observer: _observe.Observer) -> None:
-        self._max_per_host = config.maximum_async_requests_per_host
-        self._global = asyncio.Semaphore(config.maximum_async_requests)
-        self._per_host: dict[str, Any] = {}
-        self._observer = observer
-        self._active = 0  # queued or holding a slot
-        self._idle_waiters: list[Any] = []
+    def __init__(self) -> None:
+        self.active = 0
+        self._idle_waiters: list[asyncio.Future] = []
 
-    def _leave(self) -> None:
-        self._active -= 1
-        if self._active == 0:
+    def enter(self) -> None:
+        self.active += 1
+
+    def leave(self) -> None:
+        self.active -= 1
+        if self.active == 0:
             waiters, self._idle_waiters = self._idle_waiters, []
             for fut in waiters:
                 if not fut.done():
                     fut.set_result(None)
 
     async def wait_idle(self) -> None:
-        """Return once no request is queued or holding a slot (used to drain before closing)."""
-        while self._active:
+        while self.active:
             fut = asyncio.get_running_loop().create_future()
             self._idle_waiters.append(fut)
             await fut
 
-    async def __call__(self, req, handler):
-        obs = self._observer
-        obs.attempt_started("async")
-        host = req.url.host or ""
-        per_host = self._per_host.get(host)
-        if per_host is None:
-            per_host = self._per_host[host] = asyncio.Semaphore(self._max_per_host)
-        t0 = time.perf_counter()
-        obs.queue_entered("async")
-        self._active += 1
-        try:
-            await per_host.acquire()
-            try:
-                await self._global.acquire()
-            except BaseException:
-                per_host.release()
-                raise
-        except BaseException:
-            self._leave()
-            raise
-        finally:
-            obs.queue_left("async", time.perf_counter() - t0)
-        obs.request_started("async")
-        released = False
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._global.release()
-                per_host.release()
-                obs.request_finished("async")
-                self._leave()
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` guarded to run at most once, whichever of several paths reaches it first."""
+    done = False
 
-        try:
-            resp = await handler(req)
-        except BaseException:
-            release()
-            raise
-        obs.response_started(time.perf_counter())
-        # The slot follows the connection: aiohttp calls these callbacks when the response is
-        # read to the end, released or closed (also when an unread response is garbage collected).
-        conn = resp.connection
-        if conn is None:  # the whole body came with the headers and is already released
-            release()
-        else:
-            conn.add_callback(release)
-        return resp
+    def call() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn()
+
+    return call
 
 
 class _ProtocolRegistry:
@@ -151,12 +122,26 @@ class _ProtocolRegistry:
         return sum(1 for p in protos if p.is_connected())
 
 
-def _trace_config(observer: _observe.Observer) -> aiohttp.TraceConfig:
+def _trace_config(observer: _observe.Observer, activity: _Activity) -> aiohttp.TraceConfig:
+    """The observation that needs no patching: aiohttp's own request and connection signals."""
+
+    async def request_start(session, ctx, params):
+        # One per attempt: the SDK's retry sends a new request through the session.
+        observer.attempt_started("async")
+        activity.enter()
+        # A request leaves once: when its connection is released, or when it fails (a failure
+        # after the headers also releases the connection).
+        ctx.dashnb_leave = _once(activity.leave)
+        ctx.dashnb_queued_at = None
+
     async def queued_start(session, ctx, params):
-        ctx.queued_at = time.perf_counter()
+        # The connector's limit / limit_per_host is full: OkHttp's Dispatcher queue.
+        observer.queue_entered("async")
+        ctx.dashnb_queued_at = time.perf_counter()
 
     async def queued_end(session, ctx, params):
-        observer.waited(time.perf_counter() - ctx.queued_at)
+        observer.queue_left("async", time.perf_counter() - ctx.dashnb_queued_at)
+        ctx.dashnb_queued_at = None
 
     async def create_start(session, ctx, params):
         ctx.create_at = time.perf_counter()
@@ -168,33 +153,86 @@ def _trace_config(observer: _observe.Observer) -> aiohttp.TraceConfig:
     async def reuse(session, ctx, params):
         log.debug("reusing a pooled aiohttp connection")
 
+    async def request_end(session, ctx, params):
+        observer.response_started(time.perf_counter())
+        conn = params.response.connection
+        if conn is None:  # the whole body came with the headers and is already released
+            ctx.dashnb_leave()
+        else:
+            conn.add_callback(ctx.dashnb_leave)
+
     async def request_exception(session, ctx, params):
+        # Also a cancellation or a timeout while waiting for a slot: the wait ends here.
+        if getattr(ctx, "dashnb_queued_at", None) is not None:
+            observer.queue_left("async", time.perf_counter() - ctx.dashnb_queued_at)
+            ctx.dashnb_queued_at = None
         observer.request_failed("async", params.exception)
+        ctx.dashnb_leave()
 
     tc = aiohttp.TraceConfig()
+    tc.on_request_start.append(request_start)
     tc.on_connection_queued_start.append(queued_start)
     tc.on_connection_queued_end.append(queued_end)
     tc.on_connection_create_start.append(create_start)
     tc.on_connection_create_end.append(create_end)
     tc.on_connection_reuseconn.append(reuse)
+    tc.on_request_end.append(request_end)
     tc.on_request_exception.append(request_exception)
     return tc
 
 
 class PoolConfigConnector(aiohttp.TCPConnector):
-    """TCPConnector that keeps the config's sock_connect even when a request brings its own
-    ClientTimeout (the SDK's non-stream calls pass ClientTimeout(total=...) only)."""
+    """TCPConnector with OkHttp's idle cap, keeping the config's sock_connect on every request.
 
-    def __init__(self, *, pool_config: PoolConfig, **kwargs: Any) -> None:
+    ``limit`` / ``limit_per_host`` already behave like OkHttp's Dispatcher (a call waits for a
+    slot, holds it until its connection is released, and never waits for the pool). What
+    aiohttp lacks is ConnectionPool's ``maxIdleConnections``: its pool keeps every released
+    connection until ``keepalive_timeout``. So when a connection comes back and more than
+    ``max_idle`` are idle, the longest-idle ones are closed at once, as OkHttp's cleanup does.
+
+    ``connect`` re-applies the config's sock_connect when a request brings its own ClientTimeout
+    (the SDK's non-stream calls pass ClientTimeout(total=...) only).
+    """
+
+    def __init__(self, *, pool_config: PoolConfig, max_idle: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pool_config = pool_config
+        self.max_idle = max_idle
 
     async def connect(self, req, traces, timeout):
         return await super().connect(req, traces, merge_aiohttp_timeout(timeout, self.pool_config))
 
+    def _release(self, key, protocol, *, should_close: bool = False) -> None:
+        super()._release(key, protocol, should_close=should_close)
+        self._evict_surplus_idle()
+
+    def _evict_surplus_idle(self) -> None:
+        # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
+        # _get() and _cleanup() read it the same way.
+        idle = sum(len(conns) for conns in self._conns.values())
+        while idle > self.max_idle:
+            key = min(self._conns, key=lambda k: self._conns[k][0][1])
+            conns = self._conns[key]
+            proto, _ = conns.popleft()
+            if not conns:
+                del self._conns[key]
+            idle -= 1
+            log.debug(
+                "closing an idle connection to %s:%s: %d idle > connection_pool_size %d",
+                key.host,
+                key.port,
+                idle + 1,
+                self.max_idle,
+            )
+            transport = proto.transport
+            proto.close()
+            if key.is_ssl and not self._cleanup_closed_disabled:
+                self._cleanup_closed_transports.append(transport)
+
 
 class ObservedRequest(aiohttp.ClientRequest):
-    """Numbers the connection a request goes out on and re-applies the config's sock_read.
+    """Numbers the connection a request goes out on, counts it in flight until that connection
+    is released, and re-applies the config's sock_read.
 
     aiohttp builds requests from a class, so a session's settings ride on a per-session subclass.
     """
@@ -209,13 +247,16 @@ class ObservedRequest(aiohttp.ClientRequest):
             # aiohttp set the request's own sock_read (maybe None) just before send().
             proto.read_timeout = tighter(self._dashnb_read_timeout, proto.read_timeout)
             cid, n = self._dashnb_registry.tag(proto)
-            self._dashnb_observer.request_sent(
-                "async", connection_id=cid, requests_on_connection=n, sent_at=time.perf_counter()
-            )
+            obs = self._dashnb_observer
+            obs.request_started("async")
+            # Connection callbacks run once, when it is released or closed: body read, response
+            # released or closed, or the request failed.
+            conn.add_callback(lambda: obs.request_finished("async"))
+            obs.request_sent("async", connection_id=cid, requests_on_connection=n, sent_at=time.perf_counter())
         return await super().send(conn)
 
 
-_queues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_activity: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 # Before CPython 3.12.8 (python/cpython#118960) an SSL transport whose peer never answers the
 # TLS shutdown (e.g. a connection dropped after a read timeout) leaks its socket when the loop
@@ -225,15 +266,15 @@ _NEEDS_CLEANUP_CLOSED = (3, 13, 0) <= sys.version_info < (3, 13, 1) or sys.versi
 
 async def wait_idle(session: aiohttp.ClientSession) -> None:
     """Wait until no request made through ``session`` (built here) is queued or unreleased."""
-    queue = _queues.get(session)
-    if queue is not None:
-        await queue.wait_idle()
+    activity = _activity.get(session)
+    if activity is not None:
+        await activity.wait_idle()
 
 
 def build_aiohttp_session(
     config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
 ) -> aiohttp.ClientSession:
-    """An aiohttp.ClientSession bound to the running loop, pooled and queued as ``config`` says.
+    """An aiohttp.ClientSession bound to the running loop, pooled as ``config`` says.
 
     Must be called inside a running event loop (aiohttp binds sessions to it). The caller owns
     the session and must ``await session.close()`` on the same loop.
@@ -242,31 +283,32 @@ def build_aiohttp_session(
     observer = observer or _observe.Observer()
     registry = _ProtocolRegistry()
     observer.add_open_probe("async", registry.open_count)
+    activity = _Activity()
     request_cls = type(
         "DashnbClientRequest",
         (ObservedRequest,),
         {"_dashnb_observer": observer, "_dashnb_registry": registry, "_dashnb_read_timeout": config.read_timeout},
     )
-    ssl_context = endpoint.ssl_context()
     connector = PoolConfigConnector(
         pool_config=config,
-        limit=config.connection_pool_size,
+        # Dispatcher.maxRequests / maxRequestsPerHost: calls beyond them wait for a slot.
+        limit=config.maximum_async_requests,
         limit_per_host=config.maximum_async_requests_per_host,
-        keepalive_timeout=config.connection_idle_timeout,
-        ssl=ssl_context,
+        # ConnectionPool(maxIdleConnections, keepAliveDuration): what is kept, and how long.
+        max_idle=config.connection_pool_size,
+        keepalive_timeout=java_idle_timeout(config),
+        ssl=endpoint.ssl_context(),
         enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED,
     )
     timeout = aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
     )
-    queue = _RequestQueue(config, observer)
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         trust_env=bool(getattr(endpoint, "trust_env", False)),  # proxies from the environment: real service only
-        trace_configs=[_trace_config(observer)],
-        middlewares=(queue,),
+        trace_configs=[_trace_config(observer, activity)],
         request_class=request_cls,
     )
-    _queues[session] = queue
+    _activity[session] = activity
     return session

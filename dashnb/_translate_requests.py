@@ -22,7 +22,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import _observe
-from ._translate import merge_requests_timeout
+from ._translate import java_idle_timeout, merge_requests_timeout
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import PoolConfig
@@ -162,7 +162,7 @@ class _IdleEvictingPoolMixin:
 
 def _pool_classes(config: PoolConfig, observer: _observe.Observer) -> dict[str, type]:
     """Per-session urllib3 pool classes (urllib3 builds pools from classes, so the settings ride on them)."""
-    attrs = {"_dashnb_observer": observer, "_dashnb_idle_timeout": config.connection_idle_timeout}
+    attrs = {"_dashnb_observer": observer, "_dashnb_idle_timeout": java_idle_timeout(config)}
     http_conn = type(
         "ObservedHTTPConnection",
         (_ObservedConnectionMixin, HTTPConnection),

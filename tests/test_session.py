@@ -75,8 +75,47 @@ def test_async_calls_share_the_pool(sdk, make_session):
     asyncio.run(main())
     stats = sdk.stats()
     assert stats["requests"] == 15
-    assert 1 <= stats["tcp_connections"] <= 4  # maximum_async_requests caps it
+    assert 1 <= stats["tcp_connections"] <= 4  # maximum_async_requests (the Dispatcher's limit) caps it
     assert stats["peak_open_connections"] <= 4
+
+
+def test_async_burst_beyond_the_pool_churns_instead_of_waiting(emulator_factory, make_session):
+    """As in OkHttp: connectionPoolSize caps idle connections kept, not connections open. Pool 4,
+    maximumAsyncRequests 32, 16 calls at once: 16 run at once on 16 connections, nobody waits,
+    and 4 connections are left open afterwards."""
+    emu = emulator_factory(rtt_ms=10, ttfb_ms=200)
+    _endpoint.use_endpoint(emu)
+    from dashnb._config import PoolConfigWarning
+
+    with pytest.warns(PoolConfigWarning):
+        cfg = PoolConfig(connection_pool_size=4)
+    s = make_session(cfg, endpoint=emu)
+
+    async def main():
+        samples = []
+
+        async def one():
+            with _observe.call_scope() as rec:
+                r = await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
+            assert r.status_code == 200
+            samples.append(rec.snapshot())
+
+        await asyncio.gather(*(one() for _ in range(16)))
+        during = emu.stats()
+        deadline = time.monotonic() + 3
+        while emu.stats()["open_connections"] > 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the surplus closes cross the emulated network
+        await asyncio.sleep(0.1)  # and nothing more closes after that
+        after = emu.stats()
+        st = s.stats()["async"]
+        await s.__aexit__(None, None, None)
+        return samples, during, after, st
+
+    samples, during, after, st = asyncio.run(main())
+    assert (during["tcp_connections"], during["peak_open_connections"], during["requests"]) == (16, 16, 16)
+    assert after["open_connections"] == 4
+    assert all(x.queued_s == 0 for x in samples)
+    assert (st["connections_opened"], st["connections_open"], st["queued"], st["in_flight"]) == (16, 4, 0, 0)
 
 
 def test_streamed_sdk_call_reuses_the_connection(sdk, make_session):

@@ -288,7 +288,7 @@ def test_requests_call_record_times_tcp_and_tls(server):
         a.reused = True  # samples are frozen
 
 
-# ---- aiohttp: connector, timeouts, request queue --------------------------------------------
+# ---- aiohttp: connector, timeouts, dispatcher limits -----------------------------------------
 
 
 def test_aiohttp_session_settings():
@@ -305,7 +305,8 @@ def test_aiohttp_session_settings():
         s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
         try:
             c = s.connector
-            assert (c.limit, c.limit_per_host) == (12, 6)
+            # limit / limit_per_host are the Dispatcher's; the pool size caps idle connections only.
+            assert (c.limit, c.limit_per_host, c.max_idle) == (10, 6, 12)
             assert c._keepalive_timeout == 42
             assert (s.timeout.total, s.timeout.connect, s.timeout.sock_connect, s.timeout.sock_read) == (
                 None,
@@ -316,6 +317,48 @@ def test_aiohttp_session_settings():
             assert s.trust_env is False
         finally:
             await s.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("given", "used"), [(1.5, 1.0), (300, 300.0), (1, 1.0), (0.5, 0.5)])
+def test_idle_timeout_is_whole_seconds_as_the_java_sdk_passes_it(given, used):
+    cfg = PoolConfig(connection_idle_timeout=given)
+    assert _translate.java_idle_timeout(cfg) == used
+
+    async def main():
+        s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
+        try:
+            return s.connector._keepalive_timeout
+        finally:
+            await s.close()
+
+    assert asyncio.run(main()) == used
+
+
+def test_idle_connections_beyond_the_pool_size_close_longest_idle_first(server):
+    """Pool size 1, two hosts: the second host's connection coming back pushes out the first's."""
+    cfg = PoolConfig(connection_pool_size=1, maximum_async_requests=1, maximum_async_requests_per_host=1)
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+            conns = s.connector._conns  # aiohttp's idle pool: key -> deque of (protocol, released at)
+
+            async def get(host):
+                async with s.get(server.url("/slow?name=x&hold=0", host=host)) as r:
+                    assert await r.text() == "ok"
+
+            await get("127.0.0.1")
+            first = [p for d in conns.values() for p, _ in d]
+            assert len(first) == 1 and obs.snapshot().async_.connections_open == 1
+            await get("localhost")
+            kept = [(k.host, p) for k, d in conns.items() for p, _ in d]
+            assert [h for h, _ in kept] == ["localhost"]
+            assert not first[0].is_connected()  # closed, not just forgotten
+            assert obs.snapshot().async_.connections_open == 1
+            await get("localhost")  # the kept one is reused
+            assert obs.snapshot().async_.connections_opened == 2
 
     asyncio.run(main())
 
