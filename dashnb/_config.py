@@ -179,6 +179,10 @@ def _suggest(key: str) -> str | None:
     return by_squashed[close[0]] if close else None
 
 
+# Inline, so every front end gets it: JupyterLab right-aligns table cells by default, and unbounded
+# note cells would make the table wider than a 1280 px screen.
+_CELL = ' style="text-align:left; vertical-align:top; max-width:22em"'
+
 # What each setting is called elsewhere; shared by rows(), describe() and _repr_html_().
 _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
     {
@@ -221,7 +225,7 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "maximum_async_requests": (
             "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does; bound them "
             "with your thread pool (ThreadPoolExecutor(max_workers=...))",
-            "TCPConnector(limit=...): connections open at once; more requests wait for one",
+            "TCPConnector(limit=...): connections in use at once (calls in flight); more calls wait",
             "OkHttp Dispatcher.maxRequests counts only enqueued calls (enqueue(): the SDK's "
             "streams, callbacks and duplex calls); blocking execute() calls bypass it and are "
             "never queued. Keep maximumAsyncRequests <= connectionPoolSize.",
@@ -428,7 +432,7 @@ class PoolConfig:
         parts = [
             '<table class="dashnb-poolconfig">',
             f"<caption>{esc(repr(self))}</caption>",
-            "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>",
+            "<thead><tr>" + "".join(f"<th{_CELL}>{esc(h)}</th>" for h in head) + "</tr></thead>",
             "<tbody>",
         ]
         for row in self.rows():
@@ -443,7 +447,7 @@ class PoolConfig:
                 esc(row["aiohttp"]),
                 esc(row["note"]),
             )
-            parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td{_CELL}>{c}</td>" for c in cells) + "</tr>")
         parts += ["</tbody>", "</table>"]
         parts += [f"<p><strong>Warning:</strong> {esc(p)}</p>" for p in self.constraint_problems()]
         return "\n".join(parts)
