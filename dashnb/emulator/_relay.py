@@ -14,26 +14,167 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
+import itertools
 import logging
+import math
+import os
 import random
+import sys
+import time
 
 log = logging.getLogger(__name__)
 
 _EOF = object()
 
-# The event loop wakes a little after a timer is due (epoll counts in milliseconds; measured
-# here at about 0.2 ms late on average). Waking this much early, and delivering what is due
-# within it, centres delivery on the due time instead of always landing late.
-_SLACK = 0.0002
+
+class _Timer:
+    """A cancellable deadline of `_PreciseClock` (the same two methods as an asyncio TimerHandle)."""
+
+    __slots__ = ("fn", "_cancelled")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+class _PreciseClock:
+    """Runs callbacks at `loop.time()` deadlines through one Linux timerfd, to the microsecond.
+
+    Why not `loop.call_at`: asyncio waits in epoll_wait, whose timeout is whole milliseconds,
+    and both `selectors.EpollSelector` and `select.epoll.poll` round it *up*. A chunk due in
+    19.7 ms is therefore written at 20 ms or later: up to 1 ms late per crossing, 2 per round
+    trip, whatever the RTT. A timerfd armed at an absolute CLOCK_MONOTONIC time (the clock
+    behind `loop.time()` on selector loops) has no such rounding and no timer slack; it wakes
+    the same epoll_wait as a readable file descriptor, so nothing here blocks the loop.
+    """
+
+    def __init__(self, loop, fd: int, settime) -> None:
+        self.loop = loop
+        self.fd = fd
+        self._settime = settime  # (fd, absolute monotonic ns) -> None
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()  # ties keep their order of arrival
+        self._armed: float | None = None
+        self._closed = False
+        loop.add_reader(fd, self._fire)
+
+    def call_at(self, when: float, fn):
+        if self._closed:  # shutting down: whatever still asks for a timer gets the loop's
+            return self.loop.call_at(when, fn)
+        timer = _Timer(fn)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        if self._armed is None or when < self._armed:
+            self._arm(when)
+        return timer
+
+    def _arm(self, when: float) -> None:
+        self._armed = when
+        # Rounded up: the timer may fire late by the kernel's wake-up latency, never early.
+        self._settime(self.fd, max(1, math.ceil(when * 1e9)))
+
+    def _fire(self) -> None:
+        try:
+            os.read(self.fd, 8)  # the expiration count; reading it re-arms readiness
+        except BlockingIOError:
+            pass
+        self._armed = None
+        heap = self._heap
+        now = self.loop.time()
+        while heap and (heap[0][2]._cancelled or heap[0][0] <= now):
+            timer = heapq.heappop(heap)[2]
+            if not timer._cancelled:
+                timer.fn()
+        if heap:
+            self._arm(heap[0][0])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._heap.clear()
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+
+
+class _LoopClock:
+    """The portable fallback: asyncio's own timers (exact on kqueue and select; epoll rounds up)."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+
+    def call_at(self, when: float, fn):
+        return self.loop.call_at(when, fn)
+
+    def close(self) -> None:
+        pass
+
+
+def _timerfd_api():
+    """(fd, settime) for a non-blocking CLOCK_MONOTONIC timerfd, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if hasattr(os, "timerfd_create"):  # Python 3.13+
+        fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_NONBLOCK | os.TFD_CLOEXEC)
+
+        def settime(fd: int, ns: int) -> None:
+            os.timerfd_settime_ns(fd, flags=os.TFD_TIMER_ABSTIME, initial=ns)
+
+        return fd, settime
+    import ctypes
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    class Itimerspec(ctypes.Structure):
+        _fields_ = [("it_interval", Timespec), ("it_value", Timespec)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    create, set_ = libc.timerfd_create, libc.timerfd_settime
+    create.argtypes, create.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    set_.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(Itimerspec), ctypes.c_void_p]
+    set_.restype = ctypes.c_int
+    fd = create(time.CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)  # TFD_NONBLOCK | TFD_CLOEXEC
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "timerfd_create failed")
+
+    def settime_c(fd: int, ns: int) -> None:
+        spec = Itimerspec(Timespec(0, 0), Timespec(*divmod(ns, 1_000_000_000)))
+        if set_(fd, 1, ctypes.byref(spec), None) != 0:  # 1: TFD_TIMER_ABSTIME
+            raise OSError(ctypes.get_errno(), "timerfd_settime failed")
+
+    return fd, settime_c
+
+
+def make_clock(loop):
+    """The precise clock where the loop is a selector loop on Linux, else asyncio's timers."""
+    # loop.time() must be CLOCK_MONOTONIC for absolute deadlines to match: true of asyncio's
+    # selector loops (time.monotonic), not promised by other loop implementations.
+    if isinstance(loop, asyncio.SelectorEventLoop):
+        try:
+            api = _timerfd_api()
+        except (OSError, AttributeError) as exc:
+            log.debug("no timerfd (%s): relay timers use the event loop's own", exc)
+            api = None
+        if api is not None:
+            return _PreciseClock(loop, *api)
+    return _LoopClock(loop)
 
 
 class _Delay:
     """One direction of one connection: a time-ordered queue drained by a single timer."""
 
-    __slots__ = ("loop", "sink", "queue", "timer", "last_due", "closed", "on_eof")
+    __slots__ = ("loop", "clock", "sink", "queue", "timer", "last_due", "closed", "on_eof")
 
-    def __init__(self, loop, sink, on_eof):
+    def __init__(self, loop, clock, sink, on_eof):
         self.loop = loop
+        self.clock = clock
         self.sink = sink  # transport to write to
         self.queue = collections.deque()
         self.timer = None
@@ -50,16 +191,18 @@ class _Delay:
             return
         self.queue.append((due, item))
         if self.timer is None:
-            self.timer = self.loop.call_at(due - _SLACK, self._drain)
+            self.timer = self.clock.call_at(due, self._drain)
 
     def _drain(self) -> None:
         self.timer = None
-        now = self.loop.time() + _SLACK
+        now = self.loop.time()
         q = self.queue
+        # Only what is due: a timer that fires early (asyncio runs one up to its clock's
+        # resolution ahead) re-arms instead of delivering ahead of time.
         while q and q[0][0] <= now:
             self._deliver(q.popleft()[1])
         if q and not self.closed:
-            self.timer = self.loop.call_at(q[0][0] - _SLACK, self._drain)
+            self.timer = self.clock.call_at(q[0][0], self._drain)
 
     def _deliver(self, item) -> None:
         if self.closed:
@@ -173,6 +316,7 @@ class Relay:
         self.by_upstream_port: dict[int, Link] = {}
         self.waiting: collections.deque[Link] = collections.deque()
         self.server: asyncio.AbstractServer | None = None
+        self.clock = make_clock(loop)
 
     async def listen(self, sock) -> None:
         self.server = await self.loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024)
@@ -211,7 +355,7 @@ class Relay:
         if target is None:
             link.stalled = True
             return
-        link.to_client = _Delay(self.loop, link.client, lambda: self._close_client(link))
+        link.to_client = _Delay(self.loop, self.clock, link.client, lambda: self._close_client(link))
         self.arm_idle(link)
         self.loop.create_task(self._connect_upstream(link, target))
 
@@ -227,7 +371,7 @@ class Relay:
             return
         link.upstream = transport
         self.by_upstream_port[transport.get_extra_info("sockname")[1]] = link
-        link.to_server = _Delay(self.loop, transport, lambda: self._half_close_upstream(link))
+        link.to_server = _Delay(self.loop, self.clock, transport, lambda: self._half_close_upstream(link))
         pending, link.pending = link.pending, []
         for due, item in pending:
             link.to_server.push(item, due)
@@ -372,3 +516,4 @@ class Relay:
             self._abort(link)
         if self.server is not None:
             self.server.close()
+        self.clock.close()
