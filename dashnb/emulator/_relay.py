@@ -120,13 +120,7 @@ def _timerfd_api():
     """(fd, settime) for a non-blocking CLOCK_MONOTONIC timerfd, or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
-    if hasattr(os, "timerfd_create"):  # Python 3.13+
-        fd = os.timerfd_create(time.CLOCK_MONOTONIC, flags=os.TFD_NONBLOCK | os.TFD_CLOEXEC)
-
-        def settime(fd: int, ns: int) -> None:
-            os.timerfd_settime_ns(fd, flags=os.TFD_TIMER_ABSTIME, initial=ns)
-
-        return fd, settime
+    # ctypes, not os.timerfd_create: that is Python 3.13+, and this package supports 3.10.
     import ctypes
 
     class Timespec(ctypes.Structure):
@@ -144,12 +138,12 @@ def _timerfd_api():
     if fd < 0:
         raise OSError(ctypes.get_errno(), "timerfd_create failed")
 
-    def settime_c(fd: int, ns: int) -> None:
+    def settime(fd: int, ns: int) -> None:
         spec = Itimerspec(Timespec(0, 0), Timespec(*divmod(ns, 1_000_000_000)))
         if set_(fd, 1, ctypes.byref(spec), None) != 0:  # 1: TFD_TIMER_ABSTIME
             raise OSError(ctypes.get_errno(), "timerfd_settime failed")
 
-    return fd, settime_c
+    return fd, settime
 
 
 def make_clock(loop):
@@ -170,11 +164,12 @@ def make_clock(loop):
 class _Delay:
     """One direction of one connection: a time-ordered queue drained by a single timer."""
 
-    __slots__ = ("loop", "clock", "sink", "queue", "timer", "last_due", "closed", "on_eof")
+    __slots__ = ("loop", "clock", "lateness", "sink", "queue", "timer", "last_due", "closed", "on_eof")
 
-    def __init__(self, loop, clock, sink, on_eof):
+    def __init__(self, loop, clock, lateness, sink, on_eof):
         self.loop = loop
         self.clock = clock
+        self.lateness = lateness  # the relay's record of how late held chunks left
         self.sink = sink  # transport to write to
         self.queue = collections.deque()
         self.timer = None
@@ -200,7 +195,11 @@ class _Delay:
         # Only what is due: a timer that fires early (asyncio runs one up to its clock's
         # resolution ahead) re-arms instead of delivering ahead of time.
         while q and q[0][0] <= now:
-            self._deliver(q.popleft()[1])
+            due, item = q.popleft()
+            if item is not _EOF and not self.closed:
+                # Stamped as it is written, after any chunk written before it in this pass.
+                self.lateness.append(self.loop.time() - due)
+            self._deliver(item)
         if q and not self.closed:
             self.timer = self.clock.call_at(q[0][0], self._drain)
 
@@ -317,6 +316,9 @@ class Relay:
         self.waiting: collections.deque[Link] = collections.deque()
         self.server: asyncio.AbstractServer | None = None
         self.clock = make_clock(loop)
+        # Seconds each held chunk left after its due time (the latest ones): what the relay adds
+        # to the model's rtt/2 per crossing. Benchmarks read and clear it on the loop.
+        self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)
 
     async def listen(self, sock) -> None:
         self.server = await self.loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024)
@@ -355,7 +357,7 @@ class Relay:
         if target is None:
             link.stalled = True
             return
-        link.to_client = _Delay(self.loop, self.clock, link.client, lambda: self._close_client(link))
+        link.to_client = _Delay(self.loop, self.clock, self.lateness, link.client, lambda: self._close_client(link))
         self.arm_idle(link)
         self.loop.create_task(self._connect_upstream(link, target))
 
@@ -371,7 +373,9 @@ class Relay:
             return
         link.upstream = transport
         self.by_upstream_port[transport.get_extra_info("sockname")[1]] = link
-        link.to_server = _Delay(self.loop, self.clock, transport, lambda: self._half_close_upstream(link))
+        link.to_server = _Delay(
+            self.loop, self.clock, self.lateness, transport, lambda: self._half_close_upstream(link)
+        )
         pending, link.pending = link.pending, []
         for due, item in pending:
             link.to_server.push(item, due)

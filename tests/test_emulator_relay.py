@@ -1,0 +1,128 @@
+"""The relay's clock: chunks leave at their due time, never before, without millisecond rounding."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import statistics
+import sys
+import time
+
+import pytest
+
+from dashnb.emulator import _relay
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the precise clock is a Linux timerfd")
+
+
+def _on_fresh_loop(coro_fn):
+    loop = asyncio.new_event_loop()
+    try:
+        clock = _relay.make_clock(loop)
+        try:
+            return loop.run_until_complete(coro_fn(loop, clock))
+        finally:
+            clock.close()
+    finally:
+        loop.close()
+
+
+@linux_only
+def test_relay_uses_the_precise_clock_on_linux_selector_loops():
+    assert _on_fresh_loop(lambda loop, clock: _return(type(clock))) is _relay._PreciseClock
+
+
+async def _return(value):
+    return value
+
+
+@linux_only
+def test_precise_clock_fires_in_deadline_order_never_early_and_skips_cancelled():
+    async def scenario(loop, clock):
+        rng = random.Random(3)
+        start = loop.time()
+        fired: list[tuple[float, int, float]] = []
+        done = loop.create_future()
+        expected = []
+        timers = []
+        for i in range(60):
+            # Some deadlines shared (ties keep arrival order), some already past.
+            when = start + rng.choice([-0.001, 0.0005, 0.002, 0.002, rng.uniform(0.0, 0.03)])
+            timers.append((when, i, clock.call_at(when, lambda w=when, i=i: fired.append((w, i, loop.time())))))
+        for when, i, t in timers:
+            if i % 7 == 3:
+                t.cancel()
+            else:
+                expected.append((when, i))
+        clock.call_at(start + 0.05, lambda: done.set_result(None))
+        await done
+        return fired, sorted(expected)
+
+    fired, expected = _on_fresh_loop(scenario)
+    assert [(w, i) for w, i, _ in fired] == expected  # all, in order, none cancelled
+    assert all(at >= w for w, _, at in fired), "a timer fired before its deadline"
+
+
+@linux_only
+def test_precise_clock_does_not_round_waits_up_to_whole_milliseconds():
+    # asyncio's epoll wait rounds a 0.3 ms timeout up to 1 ms, so loop.call_at is >= 0.7 ms late
+    # here every time; the timerfd is late only by the kernel's wake-up latency.
+    async def scenario(loop, clock):
+        late = []
+        for _ in range(30):
+            fut = loop.create_future()
+            when = loop.time() + 0.0003
+            clock.call_at(when, lambda f=fut: f.set_result(loop.time()))
+            late.append(await fut - when)
+        return late
+
+    late = _on_fresh_loop(scenario)
+    assert min(late) >= 0
+    assert statistics.median(late) < 0.0005, f"median lateness {statistics.median(late) * 1e6:.0f} us"
+
+
+def test_a_closed_clock_hands_timers_to_the_loop():
+    async def scenario(loop, clock):
+        clock.close()
+        clock.close()  # twice is harmless
+        fut = loop.create_future()
+        clock.call_at(loop.time() + 0.001, lambda: fut.set_result(True))
+        return await fut
+
+    assert _on_fresh_loop(scenario) is True
+
+
+def _raw_call(sock) -> float:
+    t0 = time.perf_counter()
+    sock.sendall(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = next(
+        int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n")) if k.lower() == b"content-length"
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return time.perf_counter() - t0
+
+
+def test_each_crossing_holds_half_the_rtt_and_the_relay_records_how_late_it_left(emulator_factory):
+    # rtt 1 ms: 0.5 ms per crossing, the case millisecond rounding hurt most (it made a reused
+    # call cost ~2.2 ms). Plain HTTP and a raw socket: nothing but the relay is on the path.
+    emu = emulator_factory(rtt_ms=0, tls="off")
+    with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(5):
+            _raw_call(sock)
+        base = statistics.median(_raw_call(sock) for _ in range(30))
+        emu.configure(rtt_ms=1)
+        _raw_call(sock)
+        emu._call(emu._relay.lateness.clear)
+        calls = [_raw_call(sock) for _ in range(30)]
+        late = emu._call(lambda: list(emu._relay.lateness))
+    assert min(calls) >= 0.001  # two crossings of 0.5 ms each, never shortened
+    assert len(late) >= 60 and min(late) >= 0  # every held chunk recorded, none left early
+    excess = statistics.median(calls) - 0.001 - base
+    assert excess < 0.0006, f"reused call at rtt 1 ms exceeds rtt + rtt-0 time by {excess * 1000:.2f} ms"
