@@ -126,3 +126,21 @@ def test_each_crossing_holds_half_the_rtt_and_the_relay_records_how_late_it_left
     assert len(late) >= 60 and min(late) >= 0  # every held chunk recorded, none left early
     excess = statistics.median(calls) - 0.001 - base
     assert excess < 0.0006, f"reused call at rtt 1 ms exceeds rtt + rtt-0 time by {excess * 1000:.2f} ms"
+
+
+def test_both_sides_of_the_relay_send_without_nagle_delay(emulator_factory):
+    # Nagle holds a small write until the previous one is acknowledged: a relay chunk must
+    # leave when it is due, on the client-facing socket as on the server-facing one.
+    emu = emulator_factory(rtt_ms=0, tls="off")
+    with socket.create_connection(("127.0.0.1", emu.port)) as sock:
+        _raw_call(sock)
+
+        def flags():
+            return [
+                tr.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                for link in emu._relay.links.values()
+                for tr in (link.client, link.upstream)
+            ]
+
+        got = emu._call(flags)
+    assert len(got) == 2 and all(got), got

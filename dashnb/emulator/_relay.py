@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import random
+import socket
 import sys
 import time
 
@@ -248,6 +249,17 @@ class Link:
         self.pending: list[tuple[float, object]] = []  # (due, bytes) read before the upstream connection is ready
 
 
+def _no_delay(transport) -> None:
+    """Nagle off, as on any server's socket: a chunk leaves when the relay writes it.
+
+    asyncio does this itself only for sockets whose proto is IPPROTO_TCP; the emulator's
+    listening socket is made with proto 0, and the connections accepted from it inherit that.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _ClientSide(asyncio.Protocol):
     def __init__(self, relay: Relay):
         self.relay = relay
@@ -255,6 +267,7 @@ class _ClientSide(asyncio.Protocol):
 
     def connection_made(self, transport):
         transport.set_write_buffer_limits(high=1 << 20)
+        _no_delay(transport)
         self.link = self.relay._accepted(transport)
 
     def data_received(self, data):
