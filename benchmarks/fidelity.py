@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 
-from _common import ms, pct, table
+from _common import pct, table
 
 RTTS = (10.0, 40.0, 100.0)
 CALLS = {0.0: 60, 10.0: 40, 40.0: 30, 100.0: 20}
