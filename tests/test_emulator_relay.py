@@ -144,3 +144,25 @@ def test_both_sides_of_the_relay_send_without_nagle_delay(emulator_factory):
 
         got = emu._call(flags)
     assert len(got) == 2 and all(got), got
+
+
+@linux_only
+def test_a_failing_timer_callback_is_reported_and_later_timers_still_fire():
+    async def scenario(loop, clock):
+        errors, fired = [], []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        done = loop.create_future()
+
+        def boom():
+            raise RuntimeError("boom")
+
+        now = loop.time()
+        clock.call_at(now + 0.001, boom)
+        clock.call_at(now + 0.001, lambda: fired.append(1))
+        clock.call_at(now + 0.005, lambda: done.set_result(None))
+        # Bounded: a clock that stopped re-arming after the failure would never get here.
+        await asyncio.wait_for(done, 2.0)
+        return errors, fired
+
+    errors, fired = _on_fresh_loop(scenario)
+    assert [type(e) for e in errors] == [RuntimeError] and fired == [1]

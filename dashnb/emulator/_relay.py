@@ -88,12 +88,17 @@ class _PreciseClock:
         self._armed = None
         heap = self._heap
         now = self.loop.time()
-        while heap and (heap[0][2]._cancelled or heap[0][0] <= now):
-            timer = heapq.heappop(heap)[2]
-            if not timer._cancelled:
-                timer.fn()
-        if heap:
-            self._arm(heap[0][0])
+        try:
+            while heap and (heap[0][2]._cancelled or heap[0][0] <= now):
+                timer = heapq.heappop(heap)[2]
+                if not timer._cancelled:
+                    try:
+                        timer.fn()
+                    except Exception as exc:  # one failing callback must not stall every other timer
+                        self.loop.call_exception_handler({"message": "relay timer callback failed", "exception": exc})
+        finally:
+            if heap and not self._closed:
+                self._arm(heap[0][0])
 
     def close(self) -> None:
         if self._closed:
