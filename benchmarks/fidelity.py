@@ -206,7 +206,14 @@ def _f(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def render(data: dict, runs: int, seconds: float, before: dict | None = None) -> str:
+def render(
+    data: dict,
+    runs: int,
+    seconds: float,
+    before: dict | None = None,
+    ablation: dict | None = None,
+    before_label: str = "another build",
+) -> str:
     cells = [v for v in data.values() if isinstance(v, dict) and "mode" in v]
     rtt0 = {(c["tls"], c["mode"]): c["rtt0_ms"] for c in cells}
     lines = [
@@ -222,6 +229,8 @@ def render(data: dict, runs: int, seconds: float, before: dict | None = None) ->
         + ".",
         "",
     ]
+    if before:
+        lines += [f"before: the same benchmark on {before_label}; its excess is over its own rtt-0 baseline.", ""]
     header = ["TLS", "rtt ms", "mode", "model ms"]
     if before:
         header += ["before p50", "before excess ms"]
@@ -244,7 +253,8 @@ def render(data: dict, runs: int, seconds: float, before: dict | None = None) ->
     lines += [table(header, rows), ""]
     worst = max(abs(c["error_pct"]) for c in cells)
     lines += [
-        f"Worst error {worst:.1f}%, largest excess {max(c['excess_ms'] for c in cells):+.2f} ms ({seconds:.0f} s).",
+        f"Worst error {worst:.1f}%, largest excess {max(c['excess_ms'] for c in cells):+.2f} ms"
+        + (f" ({seconds:.0f} s)." if seconds else "."),
         "",
         "Where the excess goes (same runs). relay: how late the relay let held chunks leave, by its own clock "
         "(p50 per crossing) times the crossings of a call. CPU: extra client + emulator CPU time per call "
@@ -296,21 +306,52 @@ def render(data: dict, runs: int, seconds: float, before: dict | None = None) ->
             "runs in pieces between waits than back to back (extra CPU ms), and appears without any network "
             "delay when the same calls merely follow an idle pause (idle-gap control).",
         ]
+    if ablation:
+        rows = []
+        for c in cells:
+            a = ablation.get(f"tls{c['tls']}_rtt{c['rtt_ms']:g}_{c['mode']}")
+            if a is None or a["late_us_per_crossing"] is None or c["late_us_per_crossing"] is None:
+                continue
+            rows.append(
+                [
+                    c["tls"],
+                    f"{c['rtt_ms']:g}",
+                    c["mode"],
+                    f"{a['late_us_per_crossing']:.0f}",
+                    f"{c['late_us_per_crossing']:.0f}",
+                    f"{a['measured_ms']:.2f}",
+                    f"{c['measured_ms']:.2f}",
+                ]
+            )
+        header = ["TLS", "rtt ms", "mode", "late us/crossing: call_at", "timerfd", "p50 ms: call_at", "timerfd"]
+        lines += [
+            "",
+            "Ablation (--loop-clock): the same relay with its timers on asyncio's `call_at`, whose epoll waits "
+            "are rounded up to whole milliseconds, against its timerfd clock.",
+            "",
+            table(header, rows),
+        ]
     return "\n".join(lines)
 
 
 def run(
-    runs: int = 1, before: dict | None = None, samples: list[dict] | None = None, loop_clock: bool = False
+    runs: int = 1,
+    before: dict | None = None,
+    samples: list[dict] | None = None,
+    loop_clock: bool = False,
+    ablation: dict | None = None,
+    before_label: str = "another build",
 ) -> tuple[str, dict]:
     """Measure `runs` passes (or take `samples`, passes saved by earlier --json runs) and report."""
     t0 = time.perf_counter()
+    measured = samples is None
     if samples is None:
         samples = [measure_once(loop_clock) for _ in range(runs)]
     data = figures(_median_of_runs(samples))
     cells = [v for v in data.values() if isinstance(v, dict)]
     data["worst_error_pct"] = max(abs(c["error_pct"]) for c in cells)
     data["max_excess_ms"] = max(c["excess_ms"] for c in cells)
-    text = render(data, len(samples), time.perf_counter() - t0, before)
+    text = render(data, len(samples), time.perf_counter() - t0 if measured else 0.0, before, ablation, before_label)
     data["runs"] = samples
     return text, data
 
@@ -330,10 +371,13 @@ if __name__ == "__main__":
     p.add_argument("--json", help="write the figures (and every pass's cells) here")
     p.add_argument("--from", dest="saved", nargs="+", help="report on the passes saved in these --json files")
     p.add_argument("--before", nargs="+", help="--json files of a baseline (another build): before/after columns")
+    p.add_argument("--before-label", default="another build", help="what the --before build was, for the text")
+    p.add_argument("--ablation", nargs="+", help="--json files of a --loop-clock run, shown beside this one")
     p.add_argument("--loop-clock", action="store_true", help="ablation: relay timers on asyncio's call_at")
     a = p.parse_args()
     before = figures(_median_of_runs(_load_runs(a.before))) if a.before else None
-    text, data = run(a.runs, before, _load_runs(a.saved) if a.saved else None, a.loop_clock)
+    ablation = figures(_median_of_runs(_load_runs(a.ablation))) if a.ablation else None
+    text, data = run(a.runs, before, _load_runs(a.saved) if a.saved else None, a.loop_clock, ablation, a.before_label)
     if a.json:
         with open(a.json, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1)
