@@ -33,10 +33,13 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff format --check $(LINTED)
 	$(BIN)/python -m mypy
 
-# Every test: lint, unit, integration, real-kernel, doctests of every module, nbval over the
-# notebooks (each executed once), browser.
+# Every test: lint, the doctests of every module, then unit, integration, real-kernel, OkHttp,
+# nbval over the notebooks (each executed once) and browser. The doctests run on their own:
+# --doctest-modules would also import tests/conftest.py and notebooks/conftest.py, two modules
+# both named "conftest".
 test: lint
-	$(BIN)/python -m pytest tests notebooks dashnb --doctest-modules $(NBVAL)
+	$(BIN)/python -m pytest dashnb --doctest-modules -q
+	$(BIN)/python -m pytest tests notebooks $(NBVAL)
 
 # Everything but the slow, kernel, browser and java (OkHttp) tests: the inner loop while editing.
 test-fast: $(STAMP)
