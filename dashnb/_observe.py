@@ -251,15 +251,26 @@ class Observer:
             self._c[path].in_flight += 1
 
     def request_sent(
-        self, path: str, *, connection_id: int, requests_on_connection: int, sent_at: float | None = None
+        self,
+        path: str,
+        *,
+        connection_id: int | None,
+        requests_on_connection: int,
+        sent_at: float | None = None,
+        start: bool = False,
     ) -> None:
-        """The request went out on a connection; a connection's second request is a reuse."""
+        """The request went out on a connection; a connection's second request is a reuse.
+
+        ``start=True`` also does what ``request_started`` does, under the same lock acquisition.
+        """
         reused = requests_on_connection > 1
         with self._lock:
             c = self._c[path]
             c.requests += 1
             if reused:
                 c.reused += 1
+            if start:
+                c.in_flight += 1
         rec = _current.get()
         if rec is not None:
             rec.reused = reused

@@ -7,9 +7,17 @@ OkHttp's two pieces land on the one ``TCPConnector``: its ``limit`` / ``limit_pe
 Dispatcher's maxRequests / maxRequestsPerHost (calls past them wait for a slot, and a slot is
 held until the connection is released), and ``PoolConfigConnector`` adds what aiohttp's pool
 lacks from ConnectionPool: at most ``connection_pool_size`` idle connections are kept, surplus
-ones are closed as they come back. Queue waits, calls in flight and the drain before closing are
-read from aiohttp's ``TraceConfig`` signals and connection callbacks; no middleware sits on the
-request path.
+ones are closed as they come back. Queue waits, new connections, calls in flight and the drain
+before closing are observed in the connector's own steps (``connect``, the wait for a slot,
+``_create_connection``), in the request and response classes (``send``, ``start``) and through a
+connection callback; no trace config and no middleware sit on the request path.
+
+What that observes differently from aiohttp's request signals: a request counts as started when
+it asks the connector for a connection (with ``trust_env`` aiohttp first looks up netrc and the
+proxy environment, off the loop), and a failure is counted where it happens (connect, send,
+reading the headers), under the name it has there (``asyncio.TimeoutError`` before aiohttp turns
+it into ``ConnectionTimeoutError``). Errors raised after the headers (``raise_for_status``,
+redirects) are not transport failures and are not counted.
 
     >>> import aiohttp
     >>> from dashnb._config import PoolConfig
@@ -61,10 +69,12 @@ def merge_aiohttp_timeout(timeout: aiohttp.ClientTimeout, config: PoolConfig) ->
 class _Activity:
     """Requests of one session that have started and not yet released their connection.
 
-    Lets a session being replaced drain before it is closed (``wait_idle``). Fed by the trace
-    callbacks below: a request enters at ``on_request_start`` and leaves when it fails or when
-    its connection is released (body read, response released or closed).
+    Lets a session being replaced drain before it is closed (``wait_idle``). A request enters
+    when it asks the connector for a connection and leaves when that fails or when its
+    connection is released (body read, response released or closed).
     """
+
+    __slots__ = ("active", "_idle_waiters")
 
     def __init__(self) -> None:
         self.active = 0
@@ -75,7 +85,7 @@ class _Activity:
 
     def leave(self) -> None:
         self.active -= 1
-        if self.active == 0:
+        if self.active == 0 and self._idle_waiters:
             waiters, self._idle_waiters = self._idle_waiters, []
             for fut in waiters:
                 if not fut.done():
@@ -88,101 +98,35 @@ class _Activity:
             await fut
 
 
-def _once(fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` guarded to run at most once, whichever of several paths reaches it first."""
-    done = False
-
-    def call() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            fn()
-
-    return call
-
-
 class _ProtocolRegistry:
-    """Numbers aiohttp connections (ResponseHandler protocols) and counts which are still open."""
+    """Numbers aiohttp connections (ResponseHandler protocols) and counts which are still open.
+
+    A connection is numbered once, when the connector creates it; its id and request count ride
+    on the protocol object, so the per-request path reads two attributes instead of looking the
+    protocol up. The weak set only serves ``open_count`` (aiohttp has no close signal).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._protos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._protos: weakref.WeakSet = weakref.WeakSet()
 
-    def tag(self, proto) -> tuple[int, int]:
-        with self._lock:
-            entry = self._protos.get(proto)
-            if entry is None:
-                entry = self._protos[proto] = [_observe.next_connection_id(), 0]
-            entry[1] += 1
-            return entry[0], entry[1]
+    def add(self, proto) -> int:
+        cid = _observe.next_connection_id()
+        proto._dashnb_id = cid
+        proto._dashnb_requests = 0
+        with self._lock:  # open_count may list the set from another thread
+            self._protos.add(proto)
+        return cid
 
     def open_count(self) -> int:
         with self._lock:
-            protos = list(self._protos.keys())
+            protos = list(self._protos)
         return sum(1 for p in protos if p.is_connected())
 
 
-def _trace_config(observer: _observe.Observer, activity: _Activity) -> aiohttp.TraceConfig:
-    """The observation that needs no patching: aiohttp's own request and connection signals."""
-
-    async def request_start(session, ctx, params):
-        # One per attempt: the SDK's retry sends a new request through the session.
-        observer.attempt_started("async")
-        activity.enter()
-        # A request leaves once: when its connection is released, or when it fails (a failure
-        # after the headers also releases the connection).
-        ctx.dashnb_leave = _once(activity.leave)
-        ctx.dashnb_queued_at = None
-
-    async def queued_start(session, ctx, params):
-        # The connector's limit / limit_per_host is full: OkHttp's Dispatcher queue.
-        observer.queue_entered("async")
-        ctx.dashnb_queued_at = time.perf_counter()
-
-    async def queued_end(session, ctx, params):
-        observer.queue_left("async", time.perf_counter() - ctx.dashnb_queued_at)
-        ctx.dashnb_queued_at = None
-
-    async def create_start(session, ctx, params):
-        ctx.create_at = time.perf_counter()
-
-    async def create_end(session, ctx, params):
-        # One step in aiohttp (loop.create_connection does TCP and TLS), so no TLS split here.
-        observer.connection_opened("async", connect_s=time.perf_counter() - ctx.create_at, tls_s=None)
-
-    async def reuse(session, ctx, params):
-        log.debug("reusing a pooled aiohttp connection")
-
-    async def request_end(session, ctx, params):
-        observer.response_started(time.perf_counter())
-        conn = params.response.connection
-        if conn is None:  # the whole body came with the headers and is already released
-            ctx.dashnb_leave()
-        else:
-            conn.add_callback(ctx.dashnb_leave)
-
-    async def request_exception(session, ctx, params):
-        # Also a cancellation or a timeout while waiting for a slot: the wait ends here.
-        if getattr(ctx, "dashnb_queued_at", None) is not None:
-            observer.queue_left("async", time.perf_counter() - ctx.dashnb_queued_at)
-            ctx.dashnb_queued_at = None
-        observer.request_failed("async", params.exception)
-        ctx.dashnb_leave()
-
-    tc = aiohttp.TraceConfig()
-    tc.on_request_start.append(request_start)
-    tc.on_connection_queued_start.append(queued_start)
-    tc.on_connection_queued_end.append(queued_end)
-    tc.on_connection_create_start.append(create_start)
-    tc.on_connection_create_end.append(create_end)
-    tc.on_connection_reuseconn.append(reuse)
-    tc.on_request_end.append(request_end)
-    tc.on_request_exception.append(request_exception)
-    return tc
-
-
 class PoolConfigConnector(aiohttp.TCPConnector):
-    """TCPConnector with OkHttp's idle cap, keeping the config's sock_connect on every request.
+    """TCPConnector with OkHttp's idle cap, keeping the config's sock_connect on every request,
+    and the place where a request's queue wait and new connections are observed.
 
     ``limit`` / ``limit_per_host`` already behave like OkHttp's Dispatcher (a call waits for a
     slot, holds it until its connection is released, and never waits for the pool). What
@@ -192,15 +136,73 @@ class PoolConfigConnector(aiohttp.TCPConnector):
 
     ``connect`` re-applies the config's sock_connect when a request brings its own ClientTimeout
     (the SDK's non-stream calls pass ClientTimeout(total=...) only).
+
+    Observation lives in these overrides rather than in an ``aiohttp.TraceConfig``: with any
+    trace config attached aiohttp builds a Trace and a params object and awaits a signal for
+    every request start and end, header block, body chunk sent and received, and pool reuse,
+    which cost more per request than everything dashnb records.
     """
 
-    def __init__(self, *, pool_config: PoolConfig, max_idle: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pool_config: PoolConfig,
+        max_idle: int,
+        observer: _observe.Observer | None = None,
+        registry: _ProtocolRegistry | None = None,
+        activity: _Activity | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pool_config = pool_config
         self.max_idle = max_idle
+        self._dashnb_observer = observer or _observe.Observer()
+        self._dashnb_registry = registry or _ProtocolRegistry()
+        self._dashnb_activity = activity or _Activity()
+        # The SDK passes a new but equal ClientTimeout on every call: merge each distinct one once.
+        self._merged_timeouts: dict[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = {}
+
+    def _merge_timeout(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+        merged = self._merged_timeouts.get(timeout)
+        if merged is None:
+            if len(self._merged_timeouts) >= 64:  # callers inventing timeouts: stay bounded
+                self._merged_timeouts.clear()
+            merged = self._merged_timeouts[timeout] = merge_aiohttp_timeout(timeout, self.pool_config)
+        return merged
 
     async def connect(self, req, traces, timeout):
-        return await super().connect(req, traces, merge_aiohttp_timeout(timeout, self.pool_config))
+        # One per attempt (the SDK's retry sends a new request through the session): the request
+        # is active, for wait_idle, from here until it fails or its connection is released.
+        obs = self._dashnb_observer
+        obs.attempt_started("async")
+        self._dashnb_activity.enter()
+        # ObservedRequest.send needs the total to know whether the config's sock_read can ever fire.
+        req._dashnb_total = timeout.total
+        try:
+            return await super().connect(req, traces, self._merge_timeout(timeout))
+        except BaseException as exc:  # also a cancellation or a timeout while waiting for a slot
+            obs.request_failed("async", exc)
+            self._dashnb_activity.leave()
+            raise
+
+    async def _wait_for_available_connection(self, key, traces) -> None:
+        # The connector's limit / limit_per_host is full: OkHttp's Dispatcher queue.
+        obs = self._dashnb_observer
+        obs.queue_entered("async")
+        t0 = time.perf_counter()
+        try:
+            await super()._wait_for_available_connection(key, traces)
+        finally:
+            obs.queue_left("async", time.perf_counter() - t0)
+
+    async def _create_connection(self, req, traces, timeout):
+        # One step in aiohttp (loop.create_connection does TCP and TLS), so no TLS split here.
+        t0 = time.perf_counter()
+        proto = await super()._create_connection(req, traces, timeout)
+        connect_s = time.perf_counter() - t0
+        cid = self._dashnb_registry.add(proto)
+        self._dashnb_observer.connection_opened("async", connect_s=connect_s, tls_s=None, connection_id=cid)
+        return proto
 
     def _release(self, key, protocol, *, should_close: bool = False) -> None:
         super()._release(key, protocol, should_close=should_close)
@@ -209,7 +211,7 @@ class PoolConfigConnector(aiohttp.TCPConnector):
     def _evict_surplus_idle(self) -> None:
         # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
         # _get() and _cleanup() read it the same way.
-        idle = sum(len(conns) for conns in self._conns.values())
+        idle = sum(map(len, self._conns.values()))
         while idle > self.max_idle:
             key = min(self._conns, key=lambda k: self._conns[k][0][1])
             conns = self._conns[key]
@@ -230,30 +232,75 @@ class PoolConfigConnector(aiohttp.TCPConnector):
                 self._cleanup_closed_transports.append(transport)
 
 
+class _InFlight:
+    """The one connection callback a sent request registers: it is no longer in flight, and no
+    longer active for ``wait_idle``. Connection callbacks run once, when the connection is
+    released or closed: body read, response released or closed, or the request failed."""
+
+    __slots__ = ("observer", "activity")
+
+    def __init__(self, observer: _observe.Observer, activity: _Activity) -> None:
+        self.observer = observer
+        self.activity = activity
+
+    def __call__(self) -> None:
+        self.observer.request_finished("async")
+        self.activity.leave()
+
+
 class ObservedRequest(aiohttp.ClientRequest):
-    """Numbers the connection a request goes out on, counts it in flight until that connection
-    is released, and re-applies the config's sock_read.
+    """Counts the request on the connection it goes out on, in flight until that connection is
+    released, and re-applies the config's sock_read.
 
     aiohttp builds requests from a class, so a session's settings ride on a per-session subclass.
     """
 
     _dashnb_observer: _observe.Observer
-    _dashnb_registry: _ProtocolRegistry
     _dashnb_read_timeout: float | None = None
+    _dashnb_in_flight: Callable[[], None]
+    _dashnb_total: float | None = None
 
     async def send(self, conn):
         proto = conn.protocol
+        obs = self._dashnb_observer
         if proto is not None:
-            # aiohttp set the request's own sock_read (maybe None) just before send().
-            proto.read_timeout = tighter(self._dashnb_read_timeout, proto.read_timeout)
-            cid, n = self._dashnb_registry.tag(proto)
-            obs = self._dashnb_observer
-            obs.request_started("async")
-            # Connection callbacks run once, when it is released or closed: body read, response
-            # released or closed, or the request failed.
-            conn.add_callback(lambda: obs.request_finished("async"))
-            obs.request_sent("async", connection_id=cid, requests_on_connection=n, sent_at=time.perf_counter())
-        return await super().send(conn)
+            # aiohttp set the request's own sock_read (maybe None) just before send(). The config's
+            # sock_read can never fire first when the request's total (which runs until the
+            # connection is released, body included) is no longer: then it would only add a timer
+            # re-armed on every chunk received.
+            read = self._dashnb_read_timeout
+            total = self._dashnb_total
+            if read is not None and (total is None or total > read):
+                proto.read_timeout = tighter(read, proto.read_timeout)
+            n = proto._dashnb_requests = proto._dashnb_requests + 1
+            obs.request_sent(
+                "async",
+                connection_id=proto._dashnb_id,
+                requests_on_connection=n,
+                sent_at=time.perf_counter(),
+                start=True,
+            )
+        conn.add_callback(self._dashnb_in_flight)
+        try:
+            return await super().send(conn)
+        except BaseException as exc:
+            obs.request_failed("async", exc)
+            raise
+
+
+class ObservedResponse(aiohttp.ClientResponse):
+    """Time to first byte: the response headers have been read."""
+
+    _dashnb_observer: _observe.Observer
+
+    async def start(self, connection):
+        try:
+            resp = await super().start(connection)
+        except BaseException as exc:
+            self._dashnb_observer.request_failed("async", exc)
+            raise
+        self._dashnb_observer.response_started(time.perf_counter())
+        return resp
 
 
 _activity: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -287,10 +334,18 @@ def build_aiohttp_session(
     request_cls = type(
         "DashnbClientRequest",
         (ObservedRequest,),
-        {"_dashnb_observer": observer, "_dashnb_registry": registry, "_dashnb_read_timeout": config.read_timeout},
+        {
+            "_dashnb_observer": observer,
+            "_dashnb_read_timeout": config.read_timeout,
+            "_dashnb_in_flight": _InFlight(observer, activity),
+        },
     )
+    response_cls = type("DashnbClientResponse", (ObservedResponse,), {"_dashnb_observer": observer})
     connector = PoolConfigConnector(
         pool_config=config,
+        observer=observer,
+        registry=registry,
+        activity=activity,
         # Dispatcher.maxRequests / maxRequestsPerHost: calls beyond them wait for a slot.
         limit=config.maximum_async_requests,
         limit_per_host=config.maximum_async_requests_per_host,
@@ -307,8 +362,8 @@ def build_aiohttp_session(
         connector=connector,
         timeout=timeout,
         trust_env=bool(getattr(endpoint, "trust_env", False)),  # proxies from the environment: real service only
-        trace_configs=[_trace_config(observer, activity)],
         request_class=request_cls,
+        response_class=response_cls,
     )
     _activity[session] = activity
     return session

@@ -493,3 +493,59 @@ def test_aiohttp_records_reuse_and_connection_ids(server):
     a, b = asyncio.run(main())
     assert a.reused is False and a.connect_s > 0 and a.tls_s is None and a.ttfb_s > 0
     assert b.reused is True and b.connection_id == a.connection_id
+
+
+def test_aiohttp_failures_are_counted_once_and_release_everything(server):
+    # A failure at each step a request goes through: reading the headers (sock_read), and
+    # connecting (a port nobody listens on). Each counts one error on the call's record, leaves
+    # nothing in flight or queued, and lets wait_idle return.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(PoolConfig(read_timeout=0.3), server.endpoint(), obs) as s:
+            with _observe.call_scope() as stalled:
+                with pytest.raises(aiohttp.ServerTimeoutError):
+                    await s.get(server.url("/slow?hold=2"))
+            with _observe.call_scope() as refused:
+                with pytest.raises(aiohttp.ClientConnectorError):
+                    await s.get(f"https://127.0.0.1:{closed_port}/")
+            await asyncio.wait_for(_translate.wait_idle(s), 1)
+            async with s.get(server.url("/slow")) as r:  # the session still works
+                assert await r.text() == "ok"
+        return stalled.snapshot(), refused.snapshot()
+
+    stalled, refused = asyncio.run(main())
+    st = obs.snapshot().async_
+    assert (st.errors, st.in_flight, st.queued, st.requests) == (2, 0, 0, 2)
+    assert stalled.error is not None and stalled.attempts == 1 and stalled.reused is False
+    assert refused.error is not None and refused.attempts == 1 and refused.connection_id is None
+    assert stalled.ttfb_s is None  # no headers ever arrived
+
+
+def test_aiohttp_total_no_longer_than_read_timeout_still_bounds_the_call(server):
+    # When the request's total is no longer than the config's read_timeout, the config's sock_read
+    # is not armed (it could never fire first); the call is still cut at the total.
+    cfg = PoolConfig(read_timeout=0.5)
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+            armed = []
+            for total in (0.4, 1.0):  # the socket read timeout the response is read under
+                name = f"T{total}"  # a body held back, so the response still holds its connection
+                async with s.get(server.url(f"/stream?name={name}"), timeout=aiohttp.ClientTimeout(total=total)) as r:
+                    armed.append(r.connection.protocol.read_timeout)
+                    server.release(name)
+                    assert await r.read() == b"first rest"
+            t0 = time.perf_counter()
+            with pytest.raises(asyncio.TimeoutError):
+                await s.get(server.url("/slow?hold=3"), timeout=aiohttp.ClientTimeout(total=0.3))
+            return armed, time.perf_counter() - t0
+
+    armed, took = asyncio.run(main())
+    assert armed == [None, 0.5]
+    assert 0.25 < took < 0.45
