@@ -12,6 +12,8 @@ requests and urllib3 at the top.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -81,15 +83,12 @@ class _ObservedConnectionMixin:
     def request(self, *args, **kwargs):
         if self.sock is None:  # plain http: http.client connects lazily inside request()
             self.connect()
-        self._dashnb_requests += 1
-        if not self._dashnb_busy:
-            self._dashnb_busy = True
-            self._dashnb_observer.request_started("sync")
+        n = self._dashnb_requests = self._dashnb_requests + 1
+        # In flight from the first request sent on this checkout until the pool gets it back.
+        start = not self._dashnb_busy
+        self._dashnb_busy = True
         self._dashnb_observer.request_sent(
-            "sync",
-            connection_id=self._dashnb_id,
-            sent_at=time.perf_counter(),
-            requests_on_connection=self._dashnb_requests,
+            "sync", connection_id=self._dashnb_id, requests_on_connection=n, sent_at=time.perf_counter(), start=start
         )
         return super().request(*args, **kwargs)
 
@@ -116,26 +115,39 @@ class _ObservedConnectionMixin:
 class _IdleEvictingPoolMixin:
     """A urllib3 connection pool that closes connections idle longer than ``_dashnb_idle_timeout``.
 
-    Returned connections are stamped; each checkout first sweeps the pool (under the queue's
-    own lock, so no other thread can be handed a connection while it is being closed). A closed
-    connection object stays in the pool and reconnects when next used, as urllib3 does for
+    Returned connections are stamped; a checkout first sweeps the pool (under the queue's own
+    lock, so no other thread can be handed a connection while it is being closed) whenever a
+    connection may have expired: the pool keeps the earliest time one can (``_dashnb_next_sweep``,
+    never later than the true earliest expiry), so checkouts before that skip the sweep. A
+    closed connection object stays in the pool and reconnects when next used, as urllib3 does for
     connections it finds dropped.
+
+    urllib3 pools built here never block (``pool_block=False``), so a checkout has no queue wait
+    to time: a call's ``queued_s`` stays 0 on this path.
     """
 
     host: str  # provided by the urllib3 pool class this is mixed into
     _dashnb_idle_timeout: float | None = None
     _dashnb_observer: _observe.Observer
+    _dashnb_next_sweep: float = math.inf
+    _dashnb_lock: threading.Lock
 
-    def _dashnb_sweep(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._dashnb_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _dashnb_sweep(self, now: float) -> None:
         idle = self._dashnb_idle_timeout
         pool = self.pool  # type: ignore[attr-defined]
         if idle is None or pool is None:
             return
-        now = time.monotonic()
+        next_sweep = math.inf
         with pool.mutex:
             for conn in pool.queue:
                 since = getattr(conn, "_dashnb_idle_since", None)
-                if conn is not None and since is not None and not conn.is_closed and now - since > idle:
+                if conn is None or since is None or conn.is_closed:
+                    continue
+                if now - since > idle:
                     log.debug(
                         "closing connection %s to %s: idle %.1f s > connection_idle_timeout %.1f s",
                         getattr(conn, "_dashnb_id", "?"),
@@ -144,20 +156,33 @@ class _IdleEvictingPoolMixin:
                         idle,
                     )
                     conn.close()
+                else:
+                    next_sweep = min(next_sweep, since + idle)
+            # Written under the queue's lock: a connection returned after this scan lowers the
+            # bound only after it is in the queue, so after this write (see _put_conn).
+            with self._dashnb_lock:
+                self._dashnb_next_sweep = next_sweep
 
     def _get_conn(self, timeout=None):
-        t0 = time.perf_counter()
-        self._dashnb_sweep()
-        conn = super()._get_conn(timeout)
-        self._dashnb_observer.waited(time.perf_counter() - t0)
-        return conn
+        if self._dashnb_idle_timeout is not None:
+            now = time.monotonic()
+            if now > self._dashnb_next_sweep:
+                self._dashnb_sweep(now)
+        return super()._get_conn(timeout)
 
     def _put_conn(self, conn) -> None:
-        if conn is not None:
-            conn._dashnb_idle_since = time.monotonic()
-            if isinstance(conn, _ObservedConnectionMixin):
-                conn._dashnb_done()
-        super()._put_conn(conn)  # type: ignore[misc]  # a mixin: the urllib3 class provides it
+        if conn is None:
+            super()._put_conn(conn)  # type: ignore[misc]  # a mixin: the urllib3 class provides it
+            return
+        since = conn._dashnb_idle_since = time.monotonic()
+        if isinstance(conn, _ObservedConnectionMixin):
+            conn._dashnb_done()
+        super()._put_conn(conn)  # type: ignore[misc]
+        if self._dashnb_idle_timeout is not None:
+            expires = since + self._dashnb_idle_timeout
+            with self._dashnb_lock:
+                if expires < self._dashnb_next_sweep:
+                    self._dashnb_next_sweep = expires
 
 
 def _pool_classes(config: PoolConfig, observer: _observe.Observer) -> dict[str, type]:

@@ -549,3 +549,34 @@ def test_aiohttp_total_no_longer_than_read_timeout_still_bounds_the_call(server)
     armed, took = asyncio.run(main())
     assert armed == [None, 0.5]
     assert 0.25 < took < 0.45
+
+
+def test_requests_sweep_bound_still_finds_a_younger_idle_connection(server):
+    # The pool skips its idle sweep until a connection may have expired. A sweep that closes an
+    # old connection must still leave the bound at the younger one's expiry, so that it too is
+    # closed, not reused, once idle too long.
+    obs = _observe.Observer()
+    cfg = PoolConfig(connection_idle_timeout=0.4)
+    with _translate.build_requests_session(cfg, server.endpoint(), obs) as s:
+        s.get(server.url("/slow"))  # builds the pool (one connection, back in it)
+        manager = s.get_adapter(server.url("/")).poolmanager
+        (pool,) = [manager.pools[key] for key in manager.pools.keys()]  # the one that call used
+        conns = [pool._get_conn() for _ in range(3)]
+        for c in conns[1:]:  # one request each: urllib3 drops a connection with unread bytes
+            c.request("GET", "/slow")  # (a fresh TLS 1.3 one has its session tickets pending)
+            assert c.getresponse().data == b"ok"
+        old, young, kept = conns
+        pool._put_conn(old)
+        time.sleep(0.3)  # idle time for `old` (the thing under test)
+        pool._put_conn(young)
+        pool._put_conn(kept)
+        time.sleep(0.2)  # old idle 0.5 s > 0.4, young and kept 0.2 s
+        assert pool._get_conn() is kept  # LIFO; this checkout swept `old` away
+        assert old.is_closed and not young.is_closed
+        closed_first = obs.snapshot().sync.connections_closed
+        time.sleep(0.4)  # young idle 0.6 s > 0.4
+        again = pool._get_conn()
+        assert again is young and young.is_closed  # closed before being handed out
+        assert obs.snapshot().sync.connections_closed == closed_first + 1
+        pool._put_conn(again)
+        pool._put_conn(kept)
