@@ -22,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import Timeout
 
 from . import _observe
 from ._translate import java_idle_timeout, merge_requests_timeout
@@ -219,6 +220,7 @@ class PoolConfigAdapter(HTTPAdapter):
         self.pool_config = config
         self.observer = observer or _observe.Observer()
         self._pool_classes = _pool_classes(config, self.observer)
+        self._timeouts: dict[Any, Timeout] = {}
         super().__init__(pool_connections=10, pool_maxsize=config.connection_pool_size, max_retries=0, pool_block=False)
 
     def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
@@ -231,13 +233,31 @@ class PoolConfigAdapter(HTTPAdapter):
         manager.pool_classes_by_scheme = self._pool_classes
         return manager
 
+    def _timeout_for(self, timeout: Any) -> Any:
+        """``merge_requests_timeout`` as a urllib3 Timeout, built once per distinct caller value
+        (the SDK passes the same number on every call). urllib3 clones a Timeout before using
+        it, so one object can serve every request."""
+        if timeout is not None and type(timeout) not in (int, float, tuple):
+            return merge_requests_timeout(timeout, self.pool_config)
+        try:
+            return self._timeouts[timeout]
+        except KeyError:
+            pass
+        except TypeError:  # a tuple holding something unhashable: let requests judge it
+            return merge_requests_timeout(timeout, self.pool_config)
+        connect, read = merge_requests_timeout(timeout, self.pool_config)
+        if len(self._timeouts) >= 64:  # callers inventing timeouts: stay bounded
+            self._timeouts.clear()
+        merged = self._timeouts[timeout] = Timeout(connect=connect, read=read)
+        return merged
+
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         self.observer.attempt_started("sync")
         try:
             return super().send(
                 request,
                 stream=stream,
-                timeout=merge_requests_timeout(timeout, self.pool_config),
+                timeout=self._timeout_for(timeout),
                 verify=verify,
                 cert=cert,
                 proxies=proxies,
