@@ -9,8 +9,8 @@ held until the connection is released), and ``PoolConfigConnector`` adds what ai
 lacks from ConnectionPool: at most ``connection_pool_size`` idle connections are kept, surplus
 ones are closed as they come back. Queue waits, new connections, calls in flight and the drain
 before closing are observed in the connector's own steps (``connect``, the wait for a slot,
-``_create_connection``), in the request and response classes (``send``, ``start``) and through a
-connection callback; no trace config and no middleware sit on the request path.
+``_create_connection``, ``_release``) and in the request and response classes (``send``,
+``start``); no trace config, connection callback or middleware sits on the request path.
 
 What that observes differently from aiohttp's request signals: a request counts as started when
 it asks the connector for a connection (with ``trust_env`` aiohttp first looks up netrc and the
@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -114,6 +113,7 @@ class _ProtocolRegistry:
         cid = _observe.next_connection_id()
         proto._dashnb_id = cid
         proto._dashnb_requests = 0
+        proto._dashnb_busy = False  # a request sent on it and not yet released
         with self._lock:  # open_count may list the set from another thread
             self._protos.add(proto)
         return cid
@@ -134,8 +134,10 @@ class PoolConfigConnector(aiohttp.TCPConnector):
     connection until ``keepalive_timeout``. So when a connection comes back and more than
     ``max_idle`` are idle, the longest-idle ones are closed at once, as OkHttp's cleanup does.
 
-    ``connect`` re-applies the config's sock_connect when a request brings its own ClientTimeout
-    (the SDK's non-stream calls pass ClientTimeout(total=...) only).
+    New connections get the config's sock_connect even when a request brings its own
+    ClientTimeout (the SDK's non-stream calls pass ClientTimeout(total=...) only): it is
+    re-applied in ``_create_connection``, the only step that reads the socket timeouts, so a
+    request served from the pool pays nothing for it.
 
     Observation lives in these overrides rather than in an ``aiohttp.TraceConfig``: with any
     trace config attached aiohttp builds a Trace and a params object and awaits a signal for
@@ -175,11 +177,11 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # is active, for wait_idle, from here until it fails or its connection is released.
         obs = self._dashnb_observer
         obs.attempt_started("async")
-        self._dashnb_activity.enter()
+        self._dashnb_activity.active += 1
         # ObservedRequest.send needs the total to know whether the config's sock_read can ever fire.
         req._dashnb_total = timeout.total
         try:
-            return await super().connect(req, traces, self._merge_timeout(timeout))
+            return await super().connect(req, traces, timeout)
         except BaseException as exc:  # also a cancellation or a timeout while waiting for a slot
             obs.request_failed("async", exc)
             self._dashnb_activity.leave()
@@ -198,20 +200,28 @@ class PoolConfigConnector(aiohttp.TCPConnector):
     async def _create_connection(self, req, traces, timeout):
         # One step in aiohttp (loop.create_connection does TCP and TLS), so no TLS split here.
         t0 = time.perf_counter()
-        proto = await super()._create_connection(req, traces, timeout)
+        proto = await super()._create_connection(req, traces, self._merge_timeout(timeout))
         connect_s = time.perf_counter() - t0
         cid = self._dashnb_registry.add(proto)
         self._dashnb_observer.connection_opened("async", connect_s=connect_s, tls_s=None, connection_id=cid)
         return proto
 
     def _release(self, key, protocol, *, should_close: bool = False) -> None:
+        # Every way a connection stops serving its request ends here: body read, response
+        # released or closed, a failed request, an unreleased Connection collected. (Counted
+        # before aiohttp's own early return for a connector that is already closed.)
+        if getattr(protocol, "_dashnb_busy", False):
+            protocol._dashnb_busy = False
+            self._dashnb_observer.request_finished("async")
+            self._dashnb_activity.leave()
         super()._release(key, protocol, should_close=should_close)
-        self._evict_surplus_idle()
-
-    def _evict_surplus_idle(self) -> None:
         # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
         # _get() and _cleanup() read it the same way.
         idle = sum(map(len, self._conns.values()))
+        if idle > self.max_idle:
+            self._evict_surplus_idle(idle)
+
+    def _evict_surplus_idle(self, idle: int) -> None:
         while idle > self.max_idle:
             key = min(self._conns, key=lambda k: self._conns[k][0][1])
             conns = self._conns[key]
@@ -232,32 +242,15 @@ class PoolConfigConnector(aiohttp.TCPConnector):
                 self._cleanup_closed_transports.append(transport)
 
 
-class _InFlight:
-    """The one connection callback a sent request registers: it is no longer in flight, and no
-    longer active for ``wait_idle``. Connection callbacks run once, when the connection is
-    released or closed: body read, response released or closed, or the request failed."""
-
-    __slots__ = ("observer", "activity")
-
-    def __init__(self, observer: _observe.Observer, activity: _Activity) -> None:
-        self.observer = observer
-        self.activity = activity
-
-    def __call__(self) -> None:
-        self.observer.request_finished("async")
-        self.activity.leave()
-
-
 class ObservedRequest(aiohttp.ClientRequest):
     """Counts the request on the connection it goes out on, in flight until that connection is
-    released, and re-applies the config's sock_read.
+    released (``PoolConfigConnector._release``), and re-applies the config's sock_read.
 
     aiohttp builds requests from a class, so a session's settings ride on a per-session subclass.
     """
 
     _dashnb_observer: _observe.Observer
     _dashnb_read_timeout: float | None = None
-    _dashnb_in_flight: Callable[[], None]
     _dashnb_total: float | None = None
 
     async def send(self, conn):
@@ -271,8 +264,11 @@ class ObservedRequest(aiohttp.ClientRequest):
             read = self._dashnb_read_timeout
             total = self._dashnb_total
             if read is not None and (total is None or total > read):
-                proto.read_timeout = tighter(read, proto.read_timeout)
+                own = proto.read_timeout
+                if own is None or own > read:
+                    proto.read_timeout = read
             n = proto._dashnb_requests = proto._dashnb_requests + 1
+            proto._dashnb_busy = True
             obs.request_sent(
                 "async",
                 connection_id=proto._dashnb_id,
@@ -280,7 +276,6 @@ class ObservedRequest(aiohttp.ClientRequest):
                 sent_at=time.perf_counter(),
                 start=True,
             )
-        conn.add_callback(self._dashnb_in_flight)
         try:
             return await super().send(conn)
         except BaseException as exc:
@@ -337,7 +332,6 @@ def build_aiohttp_session(
         {
             "_dashnb_observer": observer,
             "_dashnb_read_timeout": config.read_timeout,
-            "_dashnb_in_flight": _InFlight(observer, activity),
         },
     )
     response_cls = type("DashnbClientResponse", (ObservedResponse,), {"_dashnb_observer": observer})

@@ -583,3 +583,23 @@ def test_requests_sweep_bound_still_finds_a_younger_idle_connection(server):
         assert obs.snapshot().sync.connections_closed == closed_first + 1
         pool._put_conn(again)
         pool._put_conn(kept)
+
+
+def test_aiohttp_request_released_after_its_session_closed_leaves_flight(server):
+    # A response still being read when its session closes: the connector is closed by the time
+    # the response is released, and the request must still stop counting as in flight.
+    obs = _observe.Observer()
+
+    async def main():
+        s = _translate.build_aiohttp_session(PoolConfig(), server.endpoint(), obs)
+        r = await s.get(server.url("/stream?name=late"))
+        assert await r.content.readexactly(6) == b"first "
+        busy = obs.snapshot().async_.in_flight
+        await s.close()
+        r.release()
+        server.release("late")
+        return busy
+
+    assert asyncio.run(main()) == 1
+    st = obs.snapshot().async_
+    assert (st.in_flight, st.requests, st.errors) == (0, 1, 0)
