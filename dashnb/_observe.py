@@ -101,6 +101,13 @@ class CallRecord:
         self.error: str | None = None
         self._reset_attempt()
 
+    def start_attempt(self, path: str) -> None:
+        """A request is about to look for a connection: what it records replaces the last attempt's."""
+        self._reset_attempt()
+        self.path = path
+        self.attempts += 1
+        self.error = None
+
     def _reset_attempt(self) -> None:
         self.reused: bool | None = None
         self.queued_s = 0.0
@@ -133,8 +140,9 @@ class CallRecord:
 _current: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("dashnb_call_record", default=None)
 
 
-def current_record() -> CallRecord | None:
-    return _current.get()
+#: The record of the call running in this context, or None. The ContextVar's own getter, so the
+#: hooks that run on every request pay no Python call for it.
+current_record: Callable[[], CallRecord | None] = _current.get
 
 
 @contextlib.contextmanager
@@ -225,10 +233,7 @@ class Observer:
         """A request is about to look for a connection (one per attempt, retries included)."""
         rec = _current.get()
         if rec is not None:
-            rec._reset_attempt()
-            rec.path = path
-            rec.attempts += 1
-            rec.error = None
+            rec.start_attempt(path)
 
     def queue_entered(self, path: str) -> None:
         with self._lock:

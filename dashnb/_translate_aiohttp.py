@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+_current_record = _observe.current_record
+
 __all__ = ["build_aiohttp_session", "merge_aiohttp_timeout", "wait_idle"]
 
 
@@ -85,10 +87,13 @@ class _Activity:
     def leave(self) -> None:
         self.active -= 1
         if self.active == 0 and self._idle_waiters:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            self.wake()
+
+    def wake(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def wait_idle(self) -> None:
         while self.active:
@@ -172,20 +177,23 @@ class PoolConfigConnector(aiohttp.TCPConnector):
             merged = self._merged_timeouts[timeout] = merge_aiohttp_timeout(timeout, self.pool_config)
         return merged
 
-    async def connect(self, req, traces, timeout):
+    def connect(self, req, traces, timeout):
         # One per attempt (the SDK's retry sends a new request through the session): the request
         # is active, for wait_idle, from here until it fails or its connection is released.
-        obs = self._dashnb_observer
-        obs.attempt_started("async")
+        # A plain function handing back aiohttp's coroutine, not a coroutine around it: taking a
+        # pooled connection cannot fail (nothing in it awaits), and the two steps that can (the
+        # wait for a slot, opening a connection) count their own failures below.
+        rec = _current_record()
+        if rec is not None:
+            rec.start_attempt("async")
         self._dashnb_activity.active += 1
         # ObservedRequest.send needs the total to know whether the config's sock_read can ever fire.
         req._dashnb_total = timeout.total
-        try:
-            return await super().connect(req, traces, timeout)
-        except BaseException as exc:  # also a cancellation or a timeout while waiting for a slot
-            obs.request_failed("async", exc)
-            self._dashnb_activity.leave()
-            raise
+        return super().connect(req, traces, timeout)
+
+    def _dashnb_failed(self, exc: BaseException) -> None:
+        self._dashnb_observer.request_failed("async", exc)
+        self._dashnb_activity.leave()
 
     async def _wait_for_available_connection(self, key, traces) -> None:
         # The connector's limit / limit_per_host is full: OkHttp's Dispatcher queue.
@@ -194,16 +202,25 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         t0 = time.perf_counter()
         try:
             await super()._wait_for_available_connection(key, traces)
+        except BaseException as exc:  # a cancellation, or the connect timeout while waiting
+            self._dashnb_failed(exc)
+            raise
         finally:
             obs.queue_left("async", time.perf_counter() - t0)
 
     async def _create_connection(self, req, traces, timeout):
         # One step in aiohttp (loop.create_connection does TCP and TLS), so no TLS split here.
         t0 = time.perf_counter()
-        proto = await super()._create_connection(req, traces, self._merge_timeout(timeout))
+        try:
+            proto = await super()._create_connection(req, traces, self._merge_timeout(timeout))
+        except BaseException as exc:
+            self._dashnb_failed(exc)
+            raise
         connect_s = time.perf_counter() - t0
         cid = self._dashnb_registry.add(proto)
         self._dashnb_observer.connection_opened("async", connect_s=connect_s, tls_s=None, connection_id=cid)
+        if self._closed:  # connect() closes it and raises this right after we return
+            self._dashnb_failed(aiohttp.ClientConnectionError("Connector is closed."))
         return proto
 
     def _release(self, key, protocol, *, should_close: bool = False) -> None:
@@ -213,7 +230,10 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         if getattr(protocol, "_dashnb_busy", False):
             protocol._dashnb_busy = False
             self._dashnb_observer.request_finished("async")
-            self._dashnb_activity.leave()
+            activity = self._dashnb_activity
+            activity.active -= 1
+            if not activity.active and activity._idle_waiters:
+                activity.wake()
         super()._release(key, protocol, should_close=should_close)
         # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
         # _get() and _cleanup() read it the same way.
@@ -254,7 +274,7 @@ class ObservedRequest(aiohttp.ClientRequest):
     _dashnb_total: float | None = None
 
     async def send(self, conn):
-        proto = conn.protocol
+        proto = conn._protocol  # the Connection.protocol property, read without a call
         obs = self._dashnb_observer
         if proto is not None:
             # aiohttp set the request's own sock_read (maybe None) just before send(). The config's
@@ -264,7 +284,7 @@ class ObservedRequest(aiohttp.ClientRequest):
             read = self._dashnb_read_timeout
             total = self._dashnb_total
             if read is not None and (total is None or total > read):
-                own = proto.read_timeout
+                own = proto._read_timeout  # the read_timeout property, read without a call
                 if own is None or own > read:
                     proto.read_timeout = read
             n = proto._dashnb_requests = proto._dashnb_requests + 1

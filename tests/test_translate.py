@@ -603,3 +603,36 @@ def test_aiohttp_request_released_after_its_session_closed_leaves_flight(server)
     assert asyncio.run(main()) == 1
     st = obs.snapshot().async_
     assert (st.in_flight, st.requests, st.errors) == (0, 1, 0)
+
+
+def test_aiohttp_call_cancelled_while_queued_is_a_failure_and_leaves(server):
+    # One slot, held 0.4 s; a second call waits for it and is cancelled while waiting. It counts
+    # one error, leaves the queue, and does not keep wait_idle waiting once the first is done.
+    cfg = PoolConfig(connection_pool_size=2, maximum_async_requests=1, maximum_async_requests_per_host=1)
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+
+            async def one(name, hold):
+                async with s.get(server.url(f"/slow?name={name}&hold={hold}")) as r:
+                    return await r.text()
+
+            first = asyncio.create_task(one("A", 0.4))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(one("B", 0))
+            while obs.snapshot().async_.queued == 0:
+                await asyncio.sleep(0.01)
+            second.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await second
+            waiting = obs.snapshot().async_
+            assert await first == "ok"
+            await asyncio.wait_for(_translate.wait_idle(s), 1)
+            return waiting
+
+    waiting = asyncio.run(main())
+    assert (waiting.queued, waiting.errors, waiting.in_flight) == (0, 1, 1)
+    st = obs.snapshot().async_
+    assert (st.requests, st.errors, st.in_flight, st.queued) == (1, 1, 0, 0)
+    assert server.arrivals == ["A"]
