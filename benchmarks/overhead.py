@@ -29,8 +29,8 @@ import time
 from _common import ServedEmulator, pct, table
 
 RUNS = 7
-ROUNDS = 8
-PER_ROUND = 40
+ROUNDS = 6
+PER_ROUND = 80
 GOAL = 3.0
 
 
