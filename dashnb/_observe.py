@@ -8,8 +8,8 @@
     >>> rec.reused, obs.snapshot().sync.connections_opened
     (False, 1)
 
-Nothing here touches a socket: the urllib3 connection/pool subclasses and the aiohttp
-``TraceConfig`` and connection callbacks in ``_translate_*`` call these methods at each decision, and this
+Nothing here touches a socket: the urllib3 connection/pool subclasses and the aiohttp connector,
+request and response subclasses in ``_translate_*`` call these methods at each decision, and this
 module only counts and timestamps. Counters are guarded by one lock because the sync path is
 used from worker threads; the per-call record is found through a ``contextvars.ContextVar``.
 

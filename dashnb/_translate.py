@@ -60,8 +60,11 @@ sessions trust exactly the emulator's CA and ignore ``REQUESTS_CA_BUNDLE`` / ``C
 and take ``ca_path`` from the environment, so real-service sessions use proxies and CA bundles
 as requests does (see ``dashnb._endpoint``).
 
-Observation goes through the libraries' own extension points (urllib3 connection/pool classes,
-aiohttp ``TraceConfig``, connection callbacks, ``request_class``), never by patching sockets.
+Observation goes through the classes the libraries let a caller supply (urllib3 connection/pool
+classes; aiohttp's connector, ``request_class`` and ``response_class``), never by patching
+sockets. aiohttp's ``TraceConfig`` would also do, but any trace config makes aiohttp build and
+await a signal for every header block and body chunk of every request, which cost more than
+everything dashnb records.
 """
 
 from __future__ import annotations
