@@ -6,14 +6,18 @@ aiohttp.ClientSession configured alike: the same CA trusted, ``trust_env`` off, 
 settings (urllib3 ``pool_maxsize``, no retries, no blocking; aiohttp ``limit``,
 ``limit_per_host``, ``keepalive_timeout``, ``enable_cleanup_closed``) and the same session
 timeouts, i.e. what a careful user would build by hand from the same PoolConfig. Both go through
-the same timing wrapper, so the difference is dashnb's observation (and, on the SDK's aiohttp
-path, the config's socket timeouts that dashnb re-applies over the SDK's own ClientTimeout).
+the same timing wrapper, so the difference is dashnb's observation (plus, on the SDK's aiohttp
+path, the config's socket timeouts that dashnb re-applies over the SDK's own ClientTimeout where
+they are tighter than its total: with the defaults, none on a kept-alive connection).
 Also the same without the SDK (a raw POST of the SDK's body), where the relative cost is largest.
 
 The emulator runs in its own process so that its CPU time is not charged to the client's
-interpreter. Several runs, each interleaving both variants round by round (alternating which
-goes first); the table shows the median over runs of each variant's p50 and of the per-run
-difference, and the range of that difference across runs.
+interpreter. Several runs, each with fresh sessions and interleaving both variants round by
+round (alternating which goes first); the table shows the median over runs of each variant's p50
+and of the per-run difference, and the range of that difference across runs. Control rows pit
+two identical bare sessions against each other: what the method reads when there is nothing to
+find. Batches are 80 calls: the first calls after a switch of workload are slower, and shorter
+batches weigh them more (for dashnb's longer code path more than for the bare one).
 
     $ .venv/bin/python benchmarks/overhead.py [runs]
 """
