@@ -210,7 +210,7 @@ def run(runs: int = RUNS) -> tuple[str, dict]:
         control = name.startswith("control")
         data[name] = {
             "bare_p50_ms": b,
-            "other_p50_ms": d,
+            "dashnb_p50_ms": d,  # for a control row: the second bare session
             "difference_us": diff_us,
             "overhead_pct": over,
             "overhead_pct_per_run": diff_pct,
