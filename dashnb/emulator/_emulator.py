@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import errno
 import html
 import logging
 import os
@@ -56,8 +57,9 @@ class Emulator:
         import trustme
 
         ca = trustme.CA(organization_name="dashnb emulator CA")
-        # An IP-address certificate only: connecting by another name must fail verification.
-        cert = ca.issue_cert("127.0.0.1")
+        # Every name a client on this machine may use for loopback, and the address it was told
+        # to serve on: any URL the emulator hands out verifies; any other name fails verification.
+        cert = ca.issue_cert(*_certificate_names(self._options.host))
         ca_path = os.path.join(self._tmpdir, "ca.pem")
         fd = os.open(ca_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -120,14 +122,9 @@ class Emulator:
             )
             self._servers.append(server)
             self._backends[name] = server.sockets[0].getsockname()[:2]
-        family = socket.AF_INET6 if ":" in self._options.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._options.host, self._options.port))
-        sock.listen(1024)
-        sock.setblocking(False)
-        self._port = sock.getsockname()[1]
-        await self._relay.listen(sock)
+        socks = _listen(self._options.host, self._options.port)
+        self._port = socks[0].getsockname()[1]
+        await self._relay.listen(socks)
 
     def _backend_for(self, opts: EmulatorOptions):
         if opts.tls_stall and opts.tls != "off":
@@ -243,7 +240,8 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = _url_host(self.host)
+        host = f"[{host}]" if ":" in host else host
         return f"{self.scheme}://{host}:{self._port}"
 
     @property
@@ -270,7 +268,7 @@ class Emulator:
     def label(self) -> str:
         o = self._options
         tls = "plain HTTP" if o.tls == "off" else f"TLS {o.tls}"
-        return f"emulator {self.host}:{self._port} ({tls}, rtt {o.rtt_ms:g} ms)"
+        return f"emulator {_url_host(self.host)}:{self._port} ({tls}, rtt {o.rtt_ms:g} ms)"
 
     def apply_to_sdk(self) -> None:
         """Point the dashscope SDK's module-level settings at this emulator."""
@@ -316,3 +314,62 @@ class Emulator:
             for k, v in rows
         )
         return f"<table><caption style='text-align:left'><b>DashScope emulator</b></caption>{body}</table>"
+
+
+# -- where to listen and what the certificate names ---------------------------------------
+
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def _certificate_names(host: str) -> list[str]:
+    names = list(_LOOPBACK_NAMES)
+    if host in _WILDCARDS:
+        # Listening everywhere: other machines reach it by this machine's name.
+        names.append(socket.gethostname())
+    elif host not in names:
+        names.append(host)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _url_host(host: str) -> str:
+    """The host the URLs name: the host itself, or loopback for a wildcard (0.0.0.0 is no address to connect to)."""
+    return _WILDCARDS.get(host, host)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host``: ``localhost`` means 127.0.0.1 and, where there is one, ::1.
+
+    Clients resolve ``localhost`` to either (some try ::1 first), so both must answer, on one port.
+    """
+    if host != "localhost":
+        return [_bind(host, port)]
+    for _ in range(20):
+        v4 = _bind("127.0.0.1", port)
+        if not socket.has_ipv6:
+            return [v4]
+        try:
+            return [v4, _bind("::1", v4.getsockname()[1])]
+        except OSError as exc:
+            v4.close()
+            if exc.errno != errno.EADDRINUSE:  # no IPv6 loopback on this machine
+                log.debug("localhost listens on 127.0.0.1 only: cannot bind ::1 (%s)", exc)
+                return [_bind("127.0.0.1", port)]
+            if port:
+                raise
+            # The kernel's free IPv4 port is taken on ::1: pick another.
+    raise OSError(errno.EADDRINUSE, "no port free on both 127.0.0.1 and ::1")

@@ -332,14 +332,15 @@ class Relay:
         self.links: dict[int, Link] = {}
         self.by_upstream_port: dict[int, Link] = {}
         self.waiting: collections.deque[Link] = collections.deque()
-        self.server: asyncio.AbstractServer | None = None
+        self.servers: list[asyncio.AbstractServer] = []
         self.clock = make_clock(loop)
         # Seconds each held chunk left after its due time (the latest ones): what the relay adds
         # to the model's rtt/2 per crossing. Benchmarks read and clear it on the loop.
         self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)
 
-    async def listen(self, sock) -> None:
-        self.server = await self.loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024)
+    async def listen(self, socks) -> None:
+        for sock in socks:
+            self.servers.append(await self.loop.create_server(lambda: _ClientSide(self), sock=sock, backlog=1024))
 
     # -- timing ---------------------------------------------------------------------------
 
@@ -536,6 +537,6 @@ class Relay:
     def close_all(self) -> None:
         for link in list(self.links.values()):
             self._abort(link)
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
         self.clock.close()

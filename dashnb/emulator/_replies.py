@@ -300,7 +300,12 @@ def compatible_chunks(request: GenerationRequest, reply: Reply, request_id: str,
     yield b"data: [DONE]\n\n"
 
 
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+}
 _OPENAI_CODES = {"InvalidApiKey": "invalid_api_key"}
 
 

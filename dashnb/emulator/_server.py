@@ -27,6 +27,11 @@ COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
 MODELS_PATH = "/compatible-mode/v1/models"
 STATS_PATH = "/_emulator/stats"
 
+#: The largest request body the emulator reads; a bigger one gets 413 naming this limit.
+MAX_BODY_BYTES = 1 << 20
+#: JSON nested deeper than this is refused with 400: no DashScope request needs more than a few levels.
+MAX_JSON_DEPTH = 64
+
 _SSE = "text/event-stream;charset=UTF-8"
 _JSON = "application/json"
 
@@ -175,7 +180,13 @@ class DashScopeApp:
             raise
         except Exception:  # a bug of ours must still look like the service's 500, and be logged
             log.exception("emulator failed on %s %s", request.method, request.path)
-            response = self._json(500, R.native_error("InternalError", "The emulator failed; see its log.", _rid()))
+            # Its message names no log: the emulator's logger shows nothing unless logging is set up.
+            response = self._json(
+                500,
+                R.native_error(
+                    "InternalError", "The emulator failed on this request (a bug in dashnb's emulator).", _rid()
+                ),
+            )
         finally:
             if link is not None:
                 link.busy -= 1
@@ -212,12 +223,24 @@ class DashScopeApp:
     def _authorized(self, request) -> bool:
         auth = request.headers.get("Authorization", "")
         scheme, _, key = auth.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._key)
+        key = key.strip()
+        # A key with a character outside ASCII cannot be ours (aiohttp hands undecodable header
+        # bytes over as lone surrogates, which would not even encode): refused, not a crash.
+        return scheme.lower() == "bearer" and key.isascii() and hmac.compare_digest(key.encode(), self._key)
+
+    def _key_problem(self, request) -> str:
+        """Why the key was refused, in words that never repeat the key."""
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if key.strip() and not key.strip().isascii():
+            return (
+                "The API key is malformed: it contains a character that is not ASCII "
+                "(a key is letters, digits, '-' and '_'; check for a stray quote or a pasted space)."
+            )
+        return "Invalid API-key provided."
 
     async def _generate(self, request, *, compatible: bool):
         opts = self.options()
         rid = _rid()
-        raw = await request.read()
         sse = not compatible and request.headers.get("X-DashScope-SSE", "").lower() == "enable"
 
         def fail(status, code, message, headers=None):
@@ -228,8 +251,18 @@ class DashScopeApp:
                 return web.Response(status=status, body=body, headers={"Content-Type": _SSE, **(headers or {})})
             return self._json(status, R.native_error(code, message, rid), headers)
 
+        try:
+            raw = await _read_body(request, MAX_BODY_BYTES)
+        except _TooLarge as exc:
+            size = f"{exc.size} bytes" if exc.size is not None else "more than that"
+            return fail(
+                413,
+                "RequestTooLarge",
+                f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}. "
+                "Shorten the prompt or the conversation.",
+            )
         if not self._authorized(request):
-            return fail(401, "InvalidApiKey", "Invalid API-key provided.")
+            return fail(401, "InvalidApiKey", self._key_problem(request))
         if opts.rate_limit is not None:
             wait = self.limiter.take(opts.rate_limit, self.loop.time())
             if wait:
@@ -249,10 +282,18 @@ class DashScopeApp:
                 return fail(500, "InternalError", "An internal error has occurred, please retry (emulated).")
         try:
             body = json.loads(raw) if raw else None
+            if _depth(body) > MAX_JSON_DEPTH:
+                raise _TooDeep
             if compatible:
                 req, stream, include_usage = R.parse_compatible(body)
             else:
                 req, stream, include_usage = R.parse_native(body), sse, False
+        except (RecursionError, _TooDeep):  # the json scanner recurses once per level
+            return fail(
+                400,
+                "InvalidParameter",
+                f"The request body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects.",
+            )
         except ValueError:
             return fail(400, "InvalidParameter", "The request body is not valid JSON.")
         except R.RequestError as exc:
@@ -334,6 +375,41 @@ class DashScopeApp:
             body=json.dumps(payload, ensure_ascii=False).encode(),
             headers={"Content-Type": _JSON, **(headers or {})},
         )
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int | None):
+        self.size = size
+
+
+class _TooDeep(Exception):
+    pass
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The body, or `_TooLarge` as soon as it is known to exceed ``limit`` (never buffered past it)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _TooLarge(request.content_length)
+    buf = bytearray()
+    async for chunk in request.content.iter_any():
+        buf += chunk
+        if len(buf) > limit:
+            raise _TooLarge(request.content_length)
+    return bytes(buf)
+
+
+def _depth(value) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion limit)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                todo.extend((x, level + 1) for x in item)
+    return deepest
 
 
 async def _stall(seconds: float) -> None:

@@ -1,0 +1,184 @@
+"""The emulator stays well-behaved with careless and hostile clients, over real sockets.
+
+Its certificate verifies under every loopback name its URLs may use; client mistakes get the
+service's 4xx error shapes (never a 500); and its relay holds a bounded number of bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+
+import dashscope  # noqa: F401  # imported before the SDK's submodules, as users do
+import httpx
+import openai
+import pytest
+import requests
+from dashscope import Generation
+
+from dashnb.emulator._server import MAX_BODY_BYTES, MAX_JSON_DEPTH
+
+GEN = "/services/aigc/text-generation/generation"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _verified_get(url: str, ca_path: str) -> int:
+    with requests.Session() as s:
+        s.trust_env = False  # verify against the emulator's CA and nothing else
+        s.verify = ca_path
+        return s.get(url + "/_emulator/stats", timeout=5).status_code
+
+
+def _ipv6_loopback() -> str | None:
+    """Why ::1 cannot be tested here, or None when it can."""
+    if not socket.has_ipv6:
+        return "this Python has no IPv6 support"
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        return f"cannot bind ::1 here: {exc}"
+    return None
+
+
+# ---- A: the certificate covers every loopback name --------------------------------------------
+
+
+def test_default_url_is_127_0_0_1_and_localhost_also_verifies(emulator_factory):
+    emu = emulator_factory(rtt_ms=0)
+    assert emu.base_url.startswith(f"https://127.0.0.1:{emu.port}/")
+    assert _verified_get(emu.url, emu.ca_path) == 200
+    assert _verified_get(f"https://localhost:{emu.port}", emu.ca_path) == 200
+
+
+def test_localhost_emulator_listens_where_its_url_says(emulator_factory):
+    emu = emulator_factory(rtt_ms=0, host="localhost")
+    assert emu.base_url == f"https://localhost:{emu.port}/api/v1"
+    assert _verified_get(emu.url, emu.ca_path) == 200
+    assert _verified_get(f"https://127.0.0.1:{emu.port}", emu.ca_path) == 200
+    why = _ipv6_loopback()
+    if why is None:
+        # Some resolvers give ::1 for localhost first: it must answer there too, on the same port.
+        assert _verified_get(f"https://[::1]:{emu.port}", emu.ca_path) == 200
+
+
+def test_ipv6_loopback_emulator_verifies(emulator_factory):
+    why = _ipv6_loopback()
+    if why is not None:
+        pytest.skip(why)
+    emu = emulator_factory(rtt_ms=0, host="::1")
+    assert emu.url == f"https://[::1]:{emu.port}"
+    assert _verified_get(emu.url, emu.ca_path) == 200
+    # and through the SDK, on the session a notebook would pass it
+    with requests.Session() as s:
+        s.trust_env, s.verify = False, emu.ca_path
+        rsp = Generation.call(
+            model="qwen-plus", messages=MESSAGES, api_key=emu.api_key, base_address=emu.base_url, session=s
+        )
+    assert rsp.status_code == 200
+
+
+def test_public_host_is_named_in_the_certificate(emulator_factory):
+    # A non-loopback address needs a network this machine may not have; 127.0.0.2 is loopback
+    # yet not one of the default names, so it stands for "the address serve --public binds to".
+    emu = emulator_factory(rtt_ms=0, host="127.0.0.2")
+    assert emu.url == f"https://127.0.0.2:{emu.port}"
+    assert _verified_get(emu.url, emu.ca_path) == 200
+
+
+def test_a_name_the_certificate_does_not_cover_fails_verification(emu):
+    ctx = ssl.create_default_context(cafile=emu.ca_path)
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError, match="(?i)hostname|match"):
+            ctx.wrap_socket(raw, server_hostname="example.invalid")
+    # the same context, the right name: the failure above is the name, not the CA
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() is not None
+
+
+# ---- B: client mistakes are 4xx in the service's error shape ----------------------------------
+
+
+@pytest.fixture
+def session(emu):
+    with requests.Session() as s:
+        s.trust_env = False
+        s.verify = emu.ca_path
+        yield s
+
+
+def _call(emu, session, **kwargs):
+    kwargs.setdefault("api_key", emu.api_key)
+    return Generation.call(model="qwen-plus", base_address=emu.base_url, session=session, **kwargs)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_oversized_prompt_is_413_naming_the_limit(emu, session, stream):
+    prompt = "x" * (MAX_BODY_BYTES + 1)
+    rsp = _call(emu, session, prompt=prompt, stream=stream)
+    if stream:
+        rsp = next(iter(rsp))
+    assert rsp.status_code == 413, (rsp.status_code, rsp.code, rsp.message)
+    assert rsp.code == "RequestTooLarge"
+    assert str(MAX_BODY_BYTES) in rsp.message and rsp.request_id
+    assert emu.stats()["statuses"].get("413") == 1 and "500" not in emu.stats()["statuses"]
+    # a prompt just under the limit is answered
+    ok = _call(emu, session, prompt="x" * (MAX_BODY_BYTES - 4096))
+    assert ok.status_code == 200
+
+
+def _raw_post(emu, session, data: bytes, *, key=None, path=GEN, base=None):
+    headers = {"Authorization": f"Bearer {emu.api_key if key is None else key}", "Content-Type": "application/json"}
+    return session.post((base or emu.base_url) + path, data=data, headers=headers, timeout=10)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_absurdly_nested_json_is_400(emu, session, depth):
+    nested = b"[" * depth + b"]" * depth
+    body = b'{"model":"qwen-plus","input":{"prompt":"hi"},"parameters":{"x":' + nested + b"}}"
+    r = _raw_post(emu, session, body)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert set(err) == {"code", "message", "request_id"} and err["code"] == "InvalidParameter"
+    assert "nested" in err["message"]
+    r = _raw_post(emu, session, body, base=emu.compatible_base_url, path="/chat/completions")
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_invalid_json_is_400_in_both_shapes(emu, session):
+    r = _raw_post(emu, session, b'{"model": "qwen-plus", ')
+    assert r.status_code == 400 and r.json()["code"] == "InvalidParameter"
+    r = _raw_post(emu, session, b"\xff\xfe{", base=emu.compatible_base_url, path="/chat/completions")
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_non_ascii_key_is_401_not_500(emu, session):
+    bad = emu.api_key[:-1] + "é"  # requests sends it as latin-1, a byte that is not UTF-8
+    rsp = _call(emu, session, prompt="hi", api_key=bad)
+    assert rsp.status_code == 401 and rsp.code == "InvalidApiKey"
+    assert "ASCII" in rsp.message and bad not in rsp.message and emu.api_key not in rsp.message
+    r = _raw_post(emu, session, json.dumps({"model": "qwen-plus"}).encode(), key=bad)
+    assert r.status_code == 401 and set(r.json()) == {"code", "message", "request_id"}
+    assert "500" not in emu.stats()["statuses"]
+
+
+def test_openai_sdk_sees_413_and_400(emu):
+    with openai.OpenAI(
+        api_key=emu.api_key,
+        base_url=emu.compatible_base_url,
+        http_client=httpx.Client(verify=emu.ssl_context()),
+        max_retries=0,
+    ) as client:
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="qwen-plus", messages=[{"role": "user", "content": "x" * (MAX_BODY_BYTES + 1)}]
+            )
+        assert info.value.status_code == 413 and str(MAX_BODY_BYTES) in info.value.message
+        deep: list = []
+        for _ in range(MAX_JSON_DEPTH + 1):
+            deep = [deep]
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model="qwen-plus", messages=MESSAGES, extra_body={"x": deep})
+        assert bad.value.status_code == 400
