@@ -201,18 +201,27 @@ class _View:
         self.finish(f"failed: {message}")
 
 
+# A 4xx (but 429) is the request's fault: asking again unchanged fails the same way, so the hint
+# says what in *your request* to change. A 5xx or 429 is the service's state: try again.
 _HINTS = {
-    400: "The service refused the request: check the model name and the extra parameters "
+    400: "Your request was refused: check the model name and the extra parameters "
     "(everything passed to ask() besides its own arguments is sent to the service as is).",
-    401: "The API key was refused. Set DASHSCOPE_API_KEY to a Model Studio key for this region "
+    401: "Your request's API key was refused. Set DASHSCOPE_API_KEY to a Model Studio key for this region "
     "(Singapore 'intl' and Beijing 'cn' keys differ; dashnb.DashScope('cn') targets Beijing) and "
     "point the session at it: dashnb.session(endpoint=dashnb.endpoint()).",
-    403: "The key may not use this model here: check the model name, and that the key and the "
+    403: "Your request's key may not use this model here: check the model name, and that the key and the "
     "endpoint are in the same region.",
-    404: "Nothing answers at this address: check the model name and the region of the endpoint.",
-    429: "Rate limited: wait a moment and ask again, or make fewer calls at once (the limit is per key and model).",
+    404: "Your request went where nothing answers: check the model name and the region of the endpoint.",
+    413: "Your request is too large: shorten the prompt or the system message to fit the limit named above.",
+    429: "Rate limited: wait a moment and try again, or make fewer calls at once (the limit is per key and model).",
 }
-_SERVER_HINT = "The service failed on its side: ask again in a moment; if it keeps failing, try another model."
+_CLIENT_HINT = (
+    "Your request was refused: change what the message above names; asking again unchanged fails the same way."
+)
+_SERVER_HINT = (
+    "The service failed on its side, not because of your request: try again in a moment (ask again); "
+    "if it keeps failing, try another model."
+)
 
 
 _MALFORMED_HINT = (
@@ -230,6 +239,8 @@ def _hint(status: int | None, code: str | None) -> str:
         return _HINTS[status]
     if status is not None and status >= 500:
         return _SERVER_HINT
+    if status is not None and 400 <= status < 500:
+        return _CLIENT_HINT
     return ""
 
 

@@ -175,3 +175,52 @@ def test_a_malformed_stream_is_an_error_never_a_reply_with_a_hole(emu, fresh, ma
         assert "malformed" in str(info.value)
     emu.configure(malformed=None)
     assert _ask.ask(PROMPT, session=fresh).text  # the session is still usable
+
+
+# ---- client errors (change the request) versus server errors (try again) ----------------------
+
+
+def _client_error(info, status):
+    err = info.value
+    assert err.status_code == status, str(err)
+    text = str(err)
+    assert "Your request" in text and "try again" not in text
+    assert "log" not in text.lower()  # no pointer at a log that shows nothing by default
+    return text
+
+
+def test_oversized_prompt_says_shorten_it(fresh):
+    from dashnb.emulator._server import MAX_BODY_BYTES
+
+    with pytest.raises(_ask.AskError) as info:
+        _ask.ask("x" * (MAX_BODY_BYTES + 1), session=fresh)
+    text = _client_error(info, 413)
+    assert "shorten the prompt" in text and str(MAX_BODY_BYTES) in text
+
+
+def test_absurdly_nested_parameter_says_what_to_change(fresh):
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(_ask.AskError) as info:
+        _ask.ask(PROMPT, session=fresh, stop=deep)
+    text = _client_error(info, 400)
+    assert "nested too deeply" in text and "extra parameters" in text
+
+
+def test_malformed_key_says_the_key_without_showing_it(fresh, capsys):
+    bad = "sk-pasted-with-a-curly-quote’"[:-1] + "é"  # é goes out as one latin-1 byte, not UTF-8
+    with pytest.raises(_ask.AskError) as info:
+        _ask.ask(PROMPT, session=fresh, api_key=bad)
+    text = _client_error(info, 401)
+    assert "ASCII" in text and "DASHSCOPE_API_KEY" in text
+    assert bad not in text and bad not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_say_try_again_not_change_your_request(emu, fresh, status):
+    emu.configure(error_rate=1.0, error_status=status)
+    with pytest.raises(_ask.AskError) as info:
+        _ask.ask(PROMPT, session=fresh)
+    assert info.value.status_code == status
+    assert "try again" in str(info.value) and "Your request" not in str(info.value)
