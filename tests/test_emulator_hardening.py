@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
+import sys
 
 import dashscope  # noqa: F401  # imported before the SDK's submodules, as users do
 import httpx
@@ -182,3 +184,102 @@ def test_openai_sdk_sees_413_and_400(emu):
         with pytest.raises(openai.BadRequestError) as bad:
             client.chat.completions.create(model="qwen-plus", messages=MESSAGES, extra_body={"x": deep})
         assert bad.value.status_code == 400
+
+
+# ---- C: the relay holds a bounded number of bytes ----------------------------------------------
+
+# Runs in its own process so its resident memory is the emulator's alone. A raw socket sends
+# a POST body as fast as the relay takes it (the server answers 413 at once and discards the
+# rest), for at most SECONDS; a thread samples VmRSS from /proc/self/status meanwhile.
+_UPLOAD = r"""
+import json, socket, sys, threading, time
+from dashnb import emulator
+
+mode, rtt, total, seconds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+emu = emulator.start(shared=False, rtt_ms=rtt, tls="off", max_connections=1 if mode == "queued" else None)
+peak, stop = [0], threading.Event()
+
+def watch():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss_kib())
+        time.sleep(0.005)
+
+chunk = memoryview(bytes(1 << 20))
+
+def push(sock, sent, budget):
+    end = time.monotonic() + budget
+    while sent < total and time.monotonic() < end:
+        try:
+            sent += sock.send(chunk[: min(len(chunk), total - sent)])
+        except TimeoutError:
+            pass
+    return sent
+
+holder = socket.create_connection(("127.0.0.1", emu.port)) if mode == "queued" else None
+if holder is not None:  # takes the only slot, so the next connection waits in the queue
+    while emu.stats()["open_connections"] < 1:
+        time.sleep(0.01)
+base = rss_kib()
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
+s = socket.create_connection(("127.0.0.1", emu.port))
+s.settimeout(0.2)
+head = f"POST /api/v1/services/aigc/text-generation/generation HTTP/1.1\r\nHost: emulator\r\nContent-Length: {total}\r\n\r\n"
+s.sendall(head.encode())
+out = {"sent_waiting": push(s, 0, seconds)}
+if holder is not None:
+    out["queued"] = emu.stats()["queued_connections"]
+    holder.close()  # frees the slot: the waiting connection is admitted and its bytes flow
+    out["sent"] = push(s, out["sent_waiting"], seconds)
+else:
+    out["sent"] = out["sent_waiting"]
+time.sleep(0.2)
+stop.set()
+watcher.join()
+out["growth_mib"] = (peak[0] - base) / 1024
+s.close()
+emu.stop()
+print(json.dumps(out))
+"""
+
+_MIB = 1 << 20
+
+
+def _upload(mode: str, rtt_ms: float, total: int, seconds: float) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _UPLOAD, mode, str(rtt_ms), str(total), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n[relay {mode}] rtt {rtt_ms:g} ms, {total / 1e6:.0f} MB offered: {result}")
+    return result
+
+
+@pytest.mark.slow
+def test_an_upload_at_rtt_1000_ms_grows_the_process_by_less_than_64_mb():
+    # Before the bound the relay read all 200 MB in a fraction of a second and held it for
+    # rtt/2 (about 190 MiB of growth). Now it reads a window, about HIGH_WATER per rtt/2.
+    r = _upload("upload", 1000, 200_000_000, 4.0)
+    assert r["growth_mib"] < 64
+    # Bounded memory by stopping altogether would pass the line above: the upload must move,
+    # about 8 MiB/s after the first 1.5 s (TCP handshake + one way); kernel buffers add more.
+    assert r["sent"] >= 12 * _MIB
+
+
+@pytest.mark.slow
+def test_a_queued_connection_holds_a_bounded_backlog_then_flows():
+    r = _upload("queued", 200, 200_000_000, 2.0)
+    assert r["queued"] == 1
+    assert r["growth_mib"] < 64
+    assert r["sent_waiting"] < 64 * _MIB  # read no further than a window while waiting
+    assert r["sent"] - r["sent_waiting"] >= 8 * _MIB  # admitted: the rest of the upload moves

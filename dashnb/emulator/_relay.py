@@ -28,6 +28,48 @@ log = logging.getLogger(__name__)
 
 _EOF = object()
 
+# Bytes the relay may hold for one direction of one connection (in its delay queue, or for a
+# connection still waiting for its upstream or for a slot) before it stops reading from the
+# sender; it reads again once the held bytes fall to the low-water mark. A real path holds at
+# most its window in flight, so this caps throughput at about HIGH / (rtt/2), like TCP's window
+# does, instead of letting a fast sender on loopback pile up everything it has.
+HIGH_WATER = 4 << 20
+LOW_WATER = 1 << 20
+
+
+class _Gate:
+    """Reading from one transport, paused while any reason holds it (several parts of the relay may)."""
+
+    __slots__ = ("transport", "reasons")
+
+    def __init__(self, transport=None):
+        self.transport = transport
+        self.reasons: set[str] = set()
+
+    def attach(self, transport) -> None:
+        self.transport = transport
+        if self.reasons:
+            transport.pause_reading()
+
+    def hold(self, reason: str) -> None:
+        if not self.reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.reasons.add(reason)
+
+    def release(self, reason: str) -> None:
+        if reason not in self.reasons:
+            return
+        self.reasons.discard(reason)
+        if not self.reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def level(self, reason: str, held: int) -> None:
+        """Hold above the high-water mark, release at or below the low one, else leave as is."""
+        if held > HIGH_WATER:
+            self.hold(reason)
+        elif held <= LOW_WATER:
+            self.release(reason)
+
 
 class _Timer:
     """A cancellable deadline of `_PreciseClock` (the same two methods as an asyncio TimerHandle)."""
@@ -170,9 +212,9 @@ def make_clock(loop):
 class _Delay:
     """One direction of one connection: a time-ordered queue drained by a single timer."""
 
-    __slots__ = ("loop", "clock", "lateness", "sink", "queue", "timer", "last_due", "closed", "on_eof")
+    __slots__ = ("loop", "clock", "lateness", "sink", "queue", "timer", "last_due", "closed", "on_eof", "held", "gate")
 
-    def __init__(self, loop, clock, lateness, sink, on_eof):
+    def __init__(self, loop, clock, lateness, sink, on_eof, gate: _Gate):
         self.loop = loop
         self.clock = clock
         self.lateness = lateness  # the relay's record of how late held chunks left
@@ -182,6 +224,8 @@ class _Delay:
         self.last_due = 0.0
         self.closed = False
         self.on_eof = on_eof
+        self.held = 0  # bytes queued, not yet written
+        self.gate = gate  # reading from the sender: paused while too much is held
 
     def push(self, item, due: float) -> None:
         # Never deliver before the previous chunk: jitter must not reorder a byte stream.
@@ -191,6 +235,9 @@ class _Delay:
             self._deliver(item)
             return
         self.queue.append((due, item))
+        if item is not _EOF:
+            self.held += len(item)
+            self.gate.level("held", self.held)
         if self.timer is None:
             self.timer = self.clock.call_at(due, self._drain)
 
@@ -202,10 +249,14 @@ class _Delay:
         # resolution ahead) re-arms instead of delivering ahead of time.
         while q and q[0][0] <= now:
             due, item = q.popleft()
-            if item is not _EOF and not self.closed:
-                # Stamped as it is written, after any chunk written before it in this pass.
-                self.lateness.append(self.loop.time() - due)
+            if item is not _EOF:
+                self.held -= len(item)
+                if not self.closed:
+                    # Stamped as it is written, after any chunk written before it in this pass.
+                    self.lateness.append(self.loop.time() - due)
             self._deliver(item)
+        if not self.closed:
+            self.gate.level("held", self.held)
         if q and not self.closed:
             self.timer = self.clock.call_at(q[0][0], self._drain)
 
@@ -222,6 +273,7 @@ class _Delay:
     def cancel(self) -> None:
         self.closed = True
         self.queue.clear()
+        self.held = 0
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -251,7 +303,11 @@ class Link:
         self.to_client: _Delay | None = None
         self.stalled = False  # tls_stall: accepted, never answered
         self.backlog: list[object] = []  # client bytes read while the connection waits for a slot
+        self.backlog_bytes = 0
         self.pending: list[tuple[float, object]] = []  # (due, bytes) read before the upstream connection is ready
+        self.pending_bytes = 0
+        self.client_gate = _Gate(client_transport)  # reading from the client
+        self.server_gate = _Gate()  # reading from the upstream, once connected
 
 
 def _no_delay(transport) -> None:
@@ -286,12 +342,10 @@ class _ClientSide(asyncio.Protocol):
         self.relay._client_lost(self.link)
 
     def pause_writing(self):
-        if self.link.upstream is not None:
-            self.link.upstream.pause_reading()
+        self.link.server_gate.hold("sink")
 
     def resume_writing(self):
-        if self.link.upstream is not None and not self.link.upstream.is_closing():
-            self.link.upstream.resume_reading()
+        self.link.server_gate.release("sink")
 
 
 class _ServerSide(asyncio.Protocol):
@@ -313,11 +367,10 @@ class _ServerSide(asyncio.Protocol):
         self.relay._server_eof(self.link)
 
     def pause_writing(self):
-        self.link.client.pause_reading()
+        self.link.client_gate.hold("sink")
 
     def resume_writing(self):
-        if not self.link.client.is_closing():
-            self.link.client.resume_reading()
+        self.link.client_gate.release("sink")
 
 
 class Relay:
@@ -376,7 +429,9 @@ class Relay:
         if target is None:
             link.stalled = True
             return
-        link.to_client = _Delay(self.loop, self.clock, self.lateness, link.client, lambda: self._close_client(link))
+        link.to_client = _Delay(
+            self.loop, self.clock, self.lateness, link.client, lambda: self._close_client(link), link.server_gate
+        )
         self.arm_idle(link)
         self.loop.create_task(self._connect_upstream(link, target))
 
@@ -391,13 +446,15 @@ class Relay:
             transport.close()
             return
         link.upstream = transport
+        link.server_gate.attach(transport)
         self.by_upstream_port[transport.get_extra_info("sockname")[1]] = link
         link.to_server = _Delay(
-            self.loop, self.clock, self.lateness, transport, lambda: self._half_close_upstream(link)
+            self.loop, self.clock, self.lateness, transport, lambda: self._half_close_upstream(link), link.client_gate
         )
-        pending, link.pending = link.pending, []
+        pending, link.pending, link.pending_bytes = link.pending, [], 0
         for due, item in pending:
             link.to_server.push(item, due)
+        link.to_server.gate.level("held", link.to_server.held)  # the pending bytes are now the queue's
 
     def _from_client(self, link: Link, data: bytes) -> None:
         now = self.loop.time()
@@ -406,13 +463,19 @@ class Relay:
         if link.stalled:
             return  # a handshake that never completes: the bytes go nowhere
         if not link.admitted:
+            # Waiting for a slot: keep what the client sent, but no more than a window of it.
             link.backlog.append(data)
+            link.backlog_bytes += len(data)
+            if link.backlog_bytes > HIGH_WATER:
+                link.client_gate.hold("backlog")
             return
         opts = self._options()
         # The TCP handshake round trip: nothing the client sends can arrive before it completes.
         due = max(now, link.accepted_at + opts.rtt_ms / 1000.0) + self._one_way(opts)
         if link.to_server is None:
             link.pending.append((due, data))
+            link.pending_bytes += len(data)
+            link.client_gate.level("held", link.pending_bytes)
         else:
             link.to_server.push(data, due)
 
@@ -499,12 +562,13 @@ class Relay:
             # Admitted late: the server takes the connection now, so the handshake's round trip starts now.
             link.accepted_at = self.loop.time()
             self._admit(link)
-            backlog, link.backlog = link.backlog, []
+            backlog, link.backlog, link.backlog_bytes = link.backlog, [], 0
             for data in backlog:
                 if data is _EOF:
                     self._client_eof(link)
                 else:
                     self._from_client(link, data)  # type: ignore[arg-type]  # not _EOF, so bytes
+            link.client_gate.release("backlog")  # the delay queue's own mark governs from here
 
     # -- server-side keep-alive idle timeout ----------------------------------------------
 
