@@ -19,6 +19,7 @@ import pytest
 import requests
 from dashscope import Generation
 
+from dashnb.emulator._emulator import _certificate_names, _url_host
 from dashnb.emulator._server import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
 GEN = "/services/aigc/text-generation/generation"
@@ -87,6 +88,15 @@ def test_public_host_is_named_in_the_certificate(emulator_factory):
     emu = emulator_factory(rtt_ms=0, host="127.0.0.2")
     assert emu.url == f"https://127.0.0.2:{emu.port}"
     assert _verified_get(emu.url, emu.ca_path) == 200
+
+
+def test_names_for_a_public_host():
+    # Not started: a public bind would expose the emulator to this machine's network.
+    assert {"localhost", "127.0.0.1", "::1", "192.0.2.10"} <= set(_certificate_names("192.0.2.10"))
+    wildcard = _certificate_names("0.0.0.0")
+    assert socket.gethostname() in wildcard and "0.0.0.0" not in wildcard
+    # 0.0.0.0 is where it listens, not an address to connect to: its URLs name loopback
+    assert (_url_host("0.0.0.0"), _url_host("::"), _url_host("192.0.2.10")) == ("127.0.0.1", "::1", "192.0.2.10")
 
 
 def test_a_name_the_certificate_does_not_cover_fails_verification(emu):
@@ -231,7 +241,8 @@ watcher = threading.Thread(target=watch, daemon=True)
 watcher.start()
 s = socket.create_connection(("127.0.0.1", emu.port))
 s.settimeout(0.2)
-head = f"POST /api/v1/services/aigc/text-generation/generation HTTP/1.1\r\nHost: emulator\r\nContent-Length: {total}\r\n\r\n"
+head = "POST /api/v1/services/aigc/text-generation/generation HTTP/1.1\r\n"
+head += f"Host: emulator\r\nContent-Length: {total}\r\n\r\n"
 s.sendall(head.encode())
 out = {"sent_waiting": push(s, 0, seconds)}
 if holder is not None:

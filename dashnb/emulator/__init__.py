@@ -9,8 +9,9 @@
 
 It runs on its own event loop in a background thread, so a blocking call in a notebook cell can
 never starve it, and it listens on 127.0.0.1 only unless told otherwise. The certificate comes
-from a CA made for this process (trustme); clients trust that CA explicitly: `ca_path` for
-requests, `ssl_context()` for aiohttp. Nothing here disables verification.
+from a CA made for this process (trustme) and names localhost, 127.0.0.1, ::1 and the host it
+serves on; clients trust that CA explicitly: `ca_path` for requests, `ssl_context()` for aiohttp.
+Nothing here disables verification.
 
 The network model, per connection: every byte waits rtt/2 each way; a new connection costs one
 round trip for TCP, one more for TLS 1.3 (two for TLS 1.2). So a call on a kept-alive connection

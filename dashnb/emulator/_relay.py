@@ -23,6 +23,7 @@ import random
 import socket
 import sys
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class _Delay:
         self.clock = clock
         self.lateness = lateness  # the relay's record of how late held chunks left
         self.sink = sink  # transport to write to
-        self.queue = collections.deque()
+        self.queue: collections.deque[tuple[float, Any]] = collections.deque()  # bytes or _EOF
         self.timer = None
         self.last_due = 0.0
         self.closed = False
