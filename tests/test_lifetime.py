@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def _child(code: str) -> str:
     proc = subprocess.run(
@@ -62,3 +64,45 @@ def test_the_shared_emulator_cannot_be_stopped_from_under_the_default_session():
     assert "held" in out
     assert "has been stopped" in out and "Check the network" not in out and "CA certificate" not in out
     assert "recovered 1" in out
+
+
+LEVEL = """
+import os, threading
+import dashnb.emulator
+await lab.model.wait()
+print("LEVEL", threading.active_count(), len(os.listdir("/proc/self/fd")), len(dashnb.emulator.running()),
+      lab.model.measurements, repr(lab.model.error))
+"""
+
+
+def _level(out: str) -> tuple[int, int, int]:
+    line = next(line for line in out.splitlines() if line.startswith("LEVEL"))
+    _, threads, fds, emulators, measurements, error = line.split(maxsplit=5)
+    assert int(measurements) >= 1 and error == "''", out  # each panel really measured
+    return int(threads), int(fds), int(emulators)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_rerunning_the_lab_cell_twenty_times_leaks_nothing(tmp_path):
+    pytest.importorskip("jupyter_client")
+    from _kernels import run_cell, running_kernel
+
+    with running_kernel(tmp_path) as (_km, kc):
+        run_cell(kc, "import dashnb", 120)
+        out = run_cell(kc, "lab = dashnb.lab(calls=2)\n" + LEVEL, 120)
+        once = _level(out)
+        assert once[2] == 3, out  # the lab's own emulators: per_call, shared, async side by side
+        for i in range(20):
+            # Half the re-runs come while the previous panel is still measuring.
+            wait = "await lab.model.wait()" if i % 2 else ""
+            out = run_cell(kc, f"lab = dashnb.lab(calls=2)\n{wait}", 120)
+            assert "Error" not in out, out
+        out = run_cell(kc, LEVEL, 120)
+        threads, fds, emulators = _level(out)
+    print("one run:", once, "after 20 re-runs:", (threads, fds, emulators))
+    assert emulators == once[2], (once, out)
+    # Before the fix each re-run added 3 emulators and 6 threads; a worker pool may start a
+    # thread or two more or fewer depending on timing, which is not a leak.
+    assert threads <= once[0] + 2, (once, out)
+    assert fds <= once[1] + 10, (once, out)
