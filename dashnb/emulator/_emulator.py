@@ -168,8 +168,12 @@ class Emulator:
             if self._shared and not force:
                 self._holds = max(0, self._holds - 1)
                 if self._holds or self._pinned:
-                    log.debug("%s still in use (%d start() calls, default endpoint: %s): not stopped",
-                              self.label, self._holds, self._pinned)
+                    log.debug(
+                        "%s still in use (%d start() calls, default endpoint: %s): not stopped",
+                        self.label,
+                        self._holds,
+                        self._pinned,
+                    )
                     return
             self._stopped = True
             if REGISTRY.get(self._start_options) is self:
