@@ -311,6 +311,11 @@ def ask(
 
     ep = session.endpoint
     label = str(getattr(ep, "label", "the endpoint"))
+    if getattr(ep, "stopped", False):  # else requests reports the deleted CA file, "check the network"
+        raise AskError(
+            f"{label} has been stopped, so nothing answers there: point the session at a running "
+            f"endpoint (dashnb.session(endpoint=dashnb.endpoint())) or start one (dashnb.emulator.start())."
+        )
     api_key = params.pop("api_key", None) or ep.api_key
     secrets = [api_key]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]

@@ -23,11 +23,14 @@ exactly the emulator's CA and read nothing from the environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["DashScope", "Endpoint", "MissingApiKeyError", "apply_to_sdk", "endpoint", "use_endpoint"]
+
+log = logging.getLogger(__name__)
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
 # What the dashscope SDK reads at import for its module-level base URLs (dashscope/common/env.py).
@@ -247,7 +250,20 @@ def endpoint(*, region: str = "intl") -> Any:
         return DashScope(region, **urls)
     from . import emulator
 
-    return emulator.start()
+    return emulator.default()
+
+
+def replacement(ep: Any) -> Any:
+    """A running stand-in for ``ep`` when it is a shared emulator that was stopped (the default
+    session then recovers on its own); None when ``ep`` is usable, or not ours to replace."""
+    if not (getattr(ep, "is_emulator", False) and getattr(ep, "stopped", False)):
+        return None
+    from . import emulator
+
+    new = emulator.replacement(ep)
+    if new is not None:
+        log.warning("%s was stopped; using a fresh shared emulator, %s", ep.label, new.label)
+    return new
 
 
 def apply_to_sdk(ep: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import html
+import threading
 from typing import Any
 
 import ipywidgets as w
@@ -82,8 +83,7 @@ class LatencyLab(w.VBox):
             "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
             "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
         }
-        for name, control in self.controls.items():
-            w.link((m, name), (control, "value"))
+        self._links = [w.link((m, name), (control, "value")) for name, control in self.controls.items()]
         self.mode_boxes = {
             name: w.Checkbox(
                 value=name in m.modes,
@@ -222,12 +222,41 @@ class LatencyLab(w.VBox):
         notes = [*result.notes(), *m.problems]
         self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>", notes=notes)
 
-    def close(self) -> None:
-        self.model.close()
+    def close(self, *, close_model: bool = True) -> None:
+        """Close the panel and its controls; also its model (cancelling its measurement,
+        stopping its emulators and workers) unless ``close_model=False``."""
+        if not self._links and self.comm is None:  # closed already
+            return
+        m = self.model
+        m.unobserve(self._modes_changed, names="modes")
+        m.unobserve(self._show_status, names=["status", "error", "measuring"])
+        m.unobserve(self._show_result, names="result")
+        for link in self._links:
+            link.unlink()
+        self._links = []
+        if close_model:
+            m.close()
+        for child in _descendants(self):
+            child.close()
         super().close()
 
 
-def lab(model: LabModel | None = None, *, measure: bool = True, **settings: Any):
+def _descendants(box: w.Box) -> list[w.Widget]:
+    found = []
+    for child in box.children:
+        if isinstance(child, w.Box):
+            found.extend(_descendants(child))
+        found.append(child)
+    return found
+
+
+# The panels lab() handed out, by name: re-running `lab = dashnb.lab()` closes the previous one,
+# whose measurement, private emulators and worker threads would otherwise live on unreferenced.
+_LABS: dict[str, LatencyLab] = {}
+_LABS_LOCK = threading.Lock()
+
+
+def lab(model: LabModel | None = None, *, measure: bool = True, name: str = "default", **settings: Any):
     """The live latency lab panel (display it as a cell's last expression).
 
     Settings (all optional): rtt_ms, ttfb_ms (server time), tls ("1.3" | "1.2" | "off"),
@@ -236,5 +265,17 @@ def lab(model: LabModel | None = None, *, measure: bool = True, **settings: Any)
     connect_timeout, read_timeout, connection_idle_timeout), concurrency, calls, modes,
     side_by_side. The first measurement starts at once in the background when an event loop is
     running (a notebook); ``await lab.model.wait()`` gives its result.
+
+    One panel per ``name`` is live: calling ``lab()`` again (re-running the cell) closes the
+    previous panel of that name first - its measurement is cancelled, its emulators and worker
+    threads stopped. Give another ``name`` to keep two labs side by side.
     """
-    return LatencyLab(model, measure=measure, **settings)
+    with _LABS_LOCK:
+        old = _LABS.pop(name, None)
+    if old is not None:
+        # A model handed in again belongs to the caller: close only the old view around it.
+        old.close(close_model=old.model is not model)
+    panel = LatencyLab(model, measure=measure, **settings)
+    with _LABS_LOCK:
+        _LABS[name] = panel
+    return panel

@@ -14,8 +14,9 @@ Two situations:
   belong to one loop, every call would then open new connections: a ``dashnb.session()``'s
   ``.aiohttp`` made inside one ``run()`` keeps its pooled connections for the next ``run()``.
   Tasks the coroutine leaves behind stay scheduled until a later ``run()`` (they are not
-  cancelled as ``asyncio.run`` would). The loops are closed at interpreter exit, after the
-  sessions on them.
+  cancelled as ``asyncio.run`` would). A thread's loop is closed when the thread ends (its
+  pending tasks cancelled, its async generators - the dashnb aiohttp sessions - shut down), and
+  the main thread's at interpreter exit, after the sessions on it.
 - **A loop is already running in this thread** (a Jupyter cell, an ipywidgets callback: both run
   inside the kernel's loop): ``nest_asyncio2`` is applied to that loop - lazily, on the first such
   call, never at import - and the coroutine runs to completion on it, re-entrantly. In a cell,
@@ -32,6 +33,7 @@ import atexit
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -42,20 +44,41 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _local = threading.local()
-_loops: list[asyncio.AbstractEventLoop] = []
+_loops: set[asyncio.AbstractEventLoop] = set()  # open persistent loops, to close at exit
 _loops_lock = threading.Lock()
 _nest_lock = threading.Lock()
 
 
+class _LoopHolder:
+    """Holds a thread's persistent loop in ``_local``. When the thread ends, Python drops the
+    thread's ``threading.local`` values, and this holder's finaliser closes the loop (and, through
+    its async-generator shutdown, the dashnb aiohttp sessions on it): a short-lived worker thread
+    would otherwise keep its loop's selector and self-pipe (and any pooled connection) open until
+    the interpreter exits."""
+
+    __slots__ = ("__weakref__", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        weakref.finalize(self, _retire_loop, loop).atexit = False  # close_loops() covers exit
+
+
+def _retire_loop(loop: asyncio.AbstractEventLoop) -> None:
+    with _loops_lock:
+        _loops.discard(loop)
+    _close_loop(loop)
+
+
 def _thread_loop() -> asyncio.AbstractEventLoop:
-    loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
+    holder = getattr(_local, "holder", None)
+    if holder is None or holder.loop.is_closed():
         loop = asyncio.new_event_loop()
-        _local.loop = loop
         with _loops_lock:
-            _loops.append(loop)
+            _loops.add(loop)
+        _local.holder = _LoopHolder(loop)
         log.debug("created the persistent event loop of thread %s", threading.current_thread().name)
-    return loop
+        return loop
+    return holder.loop
 
 
 def thread_loop() -> asyncio.AbstractEventLoop:
@@ -121,7 +144,8 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
 def close_loops() -> None:
     """Close the persistent loops (at interpreter exit; exposed for tests)."""
     with _loops_lock:
-        loops, _loops[:] = list(_loops), []
+        loops = list(_loops)
+        _loops.clear()
     for loop in loops:
         _close_loop(loop)
 

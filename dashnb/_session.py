@@ -344,6 +344,10 @@ def session(config: Any = None, *, endpoint: Any = None, name: str = "default") 
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None and not existing.closed:
+            if endpoint is None:  # its shared emulator stopped anyway: switch to a running one
+                from ._endpoint import replacement
+
+                endpoint = replacement(existing.endpoint)
             return existing.configure(config, endpoint=endpoint)
         s = NotebookSession(config, endpoint=endpoint, name=name)
         _REGISTRY[name] = s

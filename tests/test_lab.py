@@ -317,3 +317,42 @@ def test_the_committed_lab_notebook_shows_a_picture_without_widgets():
     (out,) = panel[0]["outputs"]
     assert "application/vnd.jupyter.widget-view+json" in out["data"]
     assert base64.b64decode(out["data"]["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def _fds() -> int:
+    import gc
+    import os
+
+    gc.collect()
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_close_leaves_no_worker_loop_emulator_or_connection_open():
+    from dashnb import emulator
+
+    start, before = _fds(), len(emulator.running())
+    m = LabModel(calls=2)
+    for rtt in (0, 5):  # two measurements: the workers reuse their loops and pooled connections
+        m.rtt_ms = rtt
+        assert run(m.measure()) is not None, m.status
+    assert len(emulator.running()) == before + 3 and _fds() > start + 5  # it did hold things open
+    m.close()
+    assert len(emulator.running()) == before
+    assert _fds() <= start + 5
+
+
+def test_lab_again_under_the_same_name_closes_the_previous_panel():
+    first = lab(measure=False, calls=2, name="test-again")
+    try:
+        run(first.model.measure())
+        emulators = first.model.emulators
+        assert emulators and not any(e.stopped for e in emulators)
+        second = lab(measure=False, name="test-again")
+        assert all(e.stopped for e in emulators) and first.model._closed and second is not first
+        other = lab(measure=False, name="test-other")  # another name: both stay
+        assert not second.model._closed
+        kept = lab(second.model, measure=False, name="test-again")  # the same model, a new view
+        assert not kept.model._closed and kept.model is second.model
+    finally:
+        for p in (first, second, other, kept):
+            p.close()

@@ -137,3 +137,46 @@ def test_script_calling_asyncio_run_twice_and_run_is_clean():
         print("tcp", emu.stats()["tcp_connections"])
     """)
     assert "tcp 3" in out
+
+
+def test_short_lived_threads_do_not_leak_their_loops():
+    # Each thread's dashnb.run() loop (selector + self-pipe, and the pooled connection of the
+    # session's aiohttp on it) must be closed when the thread ends, not at interpreter exit.
+    out = _child("""
+        import gc, os, threading
+        import dashnb
+        from dashnb import emulator
+
+        emu = emulator.start(rtt_ms=0)
+        s = dashnb.session(endpoint=emu, name="threads")
+
+        async def noop():
+            return 1
+
+        async def call():
+            async with s.aiohttp.get(emu.url + "/_emulator/stats") as r:
+                assert r.status == 200
+            again = s.aiohttp  # the same session for the rest of this run()
+            return again
+
+        def worker():
+            first = dashnb.run(call())
+            assert dashnb.run(call()) is first  # kept across runs on one thread
+            dashnb.run(noop())
+
+        def fds():
+            gc.collect()
+            return len(os.listdir("/proc/self/fd"))
+
+        dashnb.run(noop())
+        start = fds()
+        for _ in range(50):
+            t = threading.Thread(target=worker)
+            t.start()
+            t.join()
+        print(start, fds(), emu.stats()["tcp_connections"])
+        s.close()
+    """)
+    start, end, connections = map(int, out.split())
+    assert connections == 50  # one kept-alive connection per thread: each really opened one
+    assert end - start <= 5, (start, end)

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import atexit
 import shutil
-import threading
 import warnings
 import weakref
 
-from ._emulator import REGISTRY, Emulator
+from ._emulator import LOCK, REGISTRY, Emulator
 from ._options import TLS_CHOICES, EmulatorOptions
 
 __all__ = ["TLS_CHOICES", "Emulator", "EmulatorOptions", "running", "start"]
 
 
 _ALL: weakref.WeakSet[Emulator] = weakref.WeakSet()  # every emulator started, to stop at exit
-_REGISTRY_LOCK = threading.Lock()
+_REGISTRY_LOCK = LOCK
 
 
 def start(*, shared: bool = True, **options) -> Emulator:
@@ -45,6 +44,11 @@ def start(*, shared: bool = True, **options) -> Emulator:
 
     ``shared=False`` always starts a new, private emulator that no other ``start()`` call will
     hand out (for code that reconfigures it live or reads its counters); stop it yourself.
+
+    A shared emulator is used by everyone who asks for it, the default session among them, so
+    no one can stop it from under the others: each ``start()`` counts as one use, ``stop()`` (or
+    leaving ``with emulator.start():``) releases one, and the server stops when none is left and
+    ``dashnb.endpoint()`` does not hand it out (``stop(force=True)`` stops it regardless).
     """
     opts = EmulatorOptions(**options)
     if opts.public:
@@ -55,6 +59,13 @@ def start(*, shared: bool = True, **options) -> Emulator:
         )
     if not shared:
         return _launch(opts)
+    emu = _shared(opts)
+    with _REGISTRY_LOCK:
+        emu._holds += 1
+    return emu
+
+
+def _shared(opts: EmulatorOptions) -> Emulator:
     with _REGISTRY_LOCK:
         emu = REGISTRY.get(opts)
         if emu is not None and not emu._stopped:
@@ -62,8 +73,32 @@ def start(*, shared: bool = True, **options) -> Emulator:
                 emu.configure(**opts.live)
             return emu
         emu = _launch(opts)
+        emu._shared = True
         REGISTRY[opts] = emu
         return emu
+
+
+def default() -> Emulator:
+    """The shared emulator ``dashnb.endpoint()`` hands out, with default options; pinned: no
+    ``stop()`` of a user of it stops it while the default endpoint uses it. If it was stopped
+    anyway (``stop(force=True)``), this starts a fresh one."""
+    with _REGISTRY_LOCK:
+        emu = _shared(EmulatorOptions())
+        emu._pinned = True
+        return emu
+
+
+def replacement(emu: Emulator) -> Emulator | None:
+    """For a stopped shared emulator, the shared one now running with its options (started
+    if need be); None for a private one or one still running (its owner decides)."""
+    if not emu._stopped or not emu._shared:
+        return None
+    if emu._start_options == EmulatorOptions():
+        return default()
+    with _REGISTRY_LOCK:
+        new = _shared(emu._start_options)
+        new._holds += 1  # the session that switches to it uses it from now on
+        return new
 
 
 def _launch(opts: EmulatorOptions) -> Emulator:
@@ -86,4 +121,4 @@ def running() -> list[Emulator]:
 @atexit.register
 def _stop_all() -> None:
     for emu in running():
-        emu.stop()
+        emu.stop(force=True)

@@ -32,6 +32,9 @@ _DEFAULTS = EmulatorOptions()
 
 #: Shared emulators by the options they were started with (``start()`` hands these out).
 REGISTRY: dict[EmulatorOptions, Emulator] = {}
+# Guards REGISTRY and the shared emulators' holds: start() handing one out and stop() deciding
+# to stop it must not interleave.
+LOCK = threading.RLock()
 
 
 class Emulator:
@@ -45,6 +48,12 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
+        # Shared emulators (start(shared=True)) are stopped only when no one uses them any more:
+        # _holds counts the start() calls not yet released by stop(), _pinned is set while the
+        # default endpoint (dashnb.endpoint()) hands it out.
+        self._shared = False
+        self._holds = 0
+        self._pinned = False
         self._tmpdir = tempfile.mkdtemp(prefix="dashnb-emulator-")  # mode 0700
         self._api_key = "emu-" + secrets.token_urlsafe(12)
         self._ca_path, self._server_contexts = self._make_tls()
@@ -142,17 +151,39 @@ class Emulator:
         for server in self._servers:
             await server.wait_closed()
 
-    def stop(self) -> None:
-        """Stop serving, close every connection, delete the CA file. Safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if REGISTRY.get(self._start_options) is self:
-            del REGISTRY[self._start_options]
+    def stop(self, *, force: bool = False) -> None:
+        """Stop serving, close every connection, delete the CA file. Safe to call twice.
+
+        A shared emulator (``start(shared=True)``, the default endpoint's) may be in use elsewhere
+        (the default session, another cell's ``with``): ``stop()`` then only releases one
+        ``start()``, and the server stops when none is left and the default endpoint does not use
+        it. ``force=True`` stops it anyway (sessions on it then fail, saying it was stopped).
+        """
+        with LOCK:
+            if self._stopped:
+                return
+            if self._shared and not force:
+                self._holds = max(0, self._holds - 1)
+                if self._holds or self._pinned:
+                    log.debug(
+                        "%s still in use (%d start() calls, default endpoint: %s): not stopped",
+                        self.label,
+                        self._holds,
+                        self._pinned,
+                    )
+                    return
+            self._stopped = True
+            if REGISTRY.get(self._start_options) is self:
+                del REGISTRY[self._start_options]
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the server has stopped (calls to it can no longer succeed)."""
+        return self._stopped
 
     def __enter__(self) -> Emulator:
         return self
