@@ -125,9 +125,9 @@ def measure_once(loop_clock: bool = False) -> dict:
 
     emu = emulator.start(rtt_ms=0.0, shared=False)
     if loop_clock:
-        from dashnb.emulator import _relay
+        from dashnb.emulator import _clock
 
-        emu._call(lambda: setattr(emu._relay, "clock", _relay._LoopClock(emu._loop)))
+        emu._call(lambda: setattr(emu._relay, "clock", _clock._LoopClock(emu._loop)))
     out: dict[str, dict] = {}
     try:
         for tls in ("1.3", "1.2"):

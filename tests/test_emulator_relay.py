@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dashnb.emulator import _relay
+from dashnb.emulator import _clock
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the precise clock is a Linux timerfd")
 
@@ -19,7 +19,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 def _on_fresh_loop(coro_fn):
     loop = asyncio.new_event_loop()
     try:
-        clock = _relay.make_clock(loop)
+        clock = _clock.make_clock(loop)
         try:
             return loop.run_until_complete(coro_fn(loop, clock))
         finally:
@@ -30,7 +30,7 @@ def _on_fresh_loop(coro_fn):
 
 @linux_only
 def test_relay_uses_the_precise_clock_on_linux_selector_loops():
-    assert _on_fresh_loop(lambda loop, clock: _return(type(clock))) is _relay._PreciseClock
+    assert _on_fresh_loop(lambda loop, clock: _return(type(clock))) is _clock._PreciseClock
 
 
 async def _return(value):
