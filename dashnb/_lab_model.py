@@ -1,12 +1,11 @@
 """The latency lab's model: settings, measurement on private emulators, the latest result.
 
-    >>> import dashnb
-    >>> lab = dashnb.lab(rtt_ms=40)         # doctest: +SKIP
-    >>> lab                                 # the panel (a VBox); text elsewhere   # doctest: +SKIP
-    LatencyLab(rtt 40 ms, TLS 1.3, modes per_call/shared/async)
-    >>> lab.model.rtt_ms = 80               # what moving the slider does          # doctest: +SKIP
-    >>> result = await lab.model.wait()     # the Comparison for the current settings  # doctest: +SKIP
-    >>> result["per_call"].summary.p50_ms   # doctest: +SKIP
+    >>> from dashnb import LabModel
+    >>> model = LabModel(rtt_ms=40, calls=5)    # no widgets, no emulator started yet
+    >>> model
+    LabModel(rtt 40 ms, TLS 1.3, modes per_call/shared/async)
+    >>> result = await model.measure()          # the Comparison for these settings   # doctest: +SKIP
+    >>> model.close()
 
 ``LabModel`` (traitlets, no widgets) holds the settings, ``measure()`` (async) and the latest
 results; it owns private emulators and configures them live, and is testable in plain asyncio.
