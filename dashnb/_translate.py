@@ -34,7 +34,7 @@ if no idle one is free (checked against real OkHttp 3.x by tests/test_okhttp_cro
   thread instead; the difference is only *when* the socket is closed, never whether a stale one
   is reused).
 - ``connect_timeout`` / ``read_timeout``: see ``merge_requests_timeout`` and
-  ``merge_aiohttp_timeout``. A timeout is a limit, and when the caller and the config both set
+  ``_translate_aiohttp.merge_aiohttp_timeout``. A timeout is a limit, and when the caller and the config both set
   one, the tighter wins. The dashscope SDK passes ``request_timeout`` (default 300 s) on every
   call, so "the caller's value wins" would make the config's timeouts dead knobs for every SDK
   call; "tighter wins" keeps the Java settings in force while ``request_timeout=`` can still
@@ -82,9 +82,7 @@ __all__ = [
     "build_aiohttp_session",
     "build_requests_session",
     "java_idle_timeout",
-    "merge_aiohttp_timeout",
     "merge_requests_timeout",
-    "requests_adapter",
     "tighter",
     "wait_idle",
 ]
@@ -136,20 +134,6 @@ def merge_requests_timeout(caller: Any, config: PoolConfig) -> Any:
 
 # The library modules import requests/urllib3 or aiohttp at their top; importing them here, on
 # first use, keeps ``import dashnb`` from paying for either library.
-
-
-def merge_aiohttp_timeout(timeout: aiohttp.ClientTimeout, config: PoolConfig) -> aiohttp.ClientTimeout:
-    """``timeout`` with the config's socket limits re-applied (see ``_translate_aiohttp``)."""
-    from . import _translate_aiohttp
-
-    return _translate_aiohttp.merge_aiohttp_timeout(timeout, config)
-
-
-def requests_adapter(config: PoolConfig, observer: _observe.Observer | None = None) -> Any:
-    """The requests HTTPAdapter for ``config`` (for tests and for mounting on your own session)."""
-    from . import _translate_requests
-
-    return _translate_requests.PoolConfigAdapter(config, observer)
 
 
 def build_requests_session(

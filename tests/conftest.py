@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import requests
 from _pytest.logging import caplog_records_key
 
 from dashnb import emulator as _emulator
@@ -97,3 +98,12 @@ def make_session(emu):
     for s in made:
         s.close()
     gc.collect()
+
+
+@pytest.fixture
+def session(emu):
+    """A requests.Session trusting exactly the emulator's CA (trust_env off: REQUESTS_CA_BUNDLE may be set)."""
+    with requests.Session() as s:
+        s.trust_env = False
+        s.verify = emu.ca_path
+        yield s

@@ -113,14 +113,6 @@ def test_a_name_the_certificate_does_not_cover_fails_verification(emu):
 # ---- B: client mistakes are 4xx in the service's error shape ----------------------------------
 
 
-@pytest.fixture
-def session(emu):
-    with requests.Session() as s:
-        s.trust_env = False
-        s.verify = emu.ca_path
-        yield s
-
-
 def _call(emu, session, **kwargs):
     kwargs.setdefault("api_key", emu.api_key)
     return Generation.call(model="qwen-plus", base_address=emu.base_url, session=session, **kwargs)

@@ -36,15 +36,6 @@ def sdk(emu):
     dashscope.base_http_api_url, dashscope.api_key = saved
 
 
-@pytest.fixture
-def session(emu):
-    """A requests.Session trusting exactly the emulator's CA (trust_env off: REQUESTS_CA_BUNDLE may be set)."""
-    with requests.Session() as s:
-        s.trust_env = False
-        s.verify = emu.ca_path
-        yield s
-
-
 def aio_session(emu) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=emu.ssl_context()))
 

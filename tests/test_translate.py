@@ -14,7 +14,7 @@ import requests
 import trustme
 from aiohttp import web
 
-from dashnb import _observe, _translate
+from dashnb import _observe, _translate, _translate_aiohttp
 from dashnb._config import PoolConfig
 
 # ---- a small TLS server whose handlers the tests control ------------------------------------
@@ -166,10 +166,10 @@ def test_requests_timeout_merge_passes_urllib3_timeout_objects_through():
 def test_aiohttp_timeout_merge_restores_socket_limits_the_sdk_drops():
     # What AioGeneration.call passes for a non-stream call: total only.
     sdk = aiohttp.ClientTimeout(total=300)
-    merged = _translate.merge_aiohttp_timeout(sdk, CFG)
+    merged = _translate_aiohttp.merge_aiohttp_timeout(sdk, CFG)
     assert (merged.total, merged.connect, merged.sock_connect, merged.sock_read) == (300, None, 10.0, 60.0)
     # ... and for a stream: sock_read only; a tighter caller value wins.
-    stream = _translate.merge_aiohttp_timeout(aiohttp.ClientTimeout(total=None, sock_read=5), CFG)
+    stream = _translate_aiohttp.merge_aiohttp_timeout(aiohttp.ClientTimeout(total=None, sock_read=5), CFG)
     assert (stream.total, stream.sock_connect, stream.sock_read) == (None, 10.0, 5)
 
 
