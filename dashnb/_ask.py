@@ -441,7 +441,7 @@ def complete(
 
 
 def ask(
-    prompt: str,
+    prompt: str | None = None,
     *,
     model: str = DEFAULT_MODEL,
     session: Any = None,
@@ -460,9 +460,9 @@ def ask(
     One prompt, one reply, no memory: for a conversation that carries its history from turn to
     turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
     """
+    check_params(params, "ask()")  # first: ask(messages=...) without a prompt should hear about chat()
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("ask() needs a non-empty prompt string")
-    check_params(params, "ask()")
     session = resolve_session(session)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     return complete(messages, model=model, session=session, stream=stream, params=params)
