@@ -202,7 +202,9 @@ class Chat:
         return sum(1 for role, _ in self._history if role == "user")
 
     def __repr__(self) -> str:
-        where = "the notebook's session" if self._session is None else f"session {getattr(self._session, 'name', '?')!r}"
+        where = (
+            "the notebook's session" if self._session is None else f"session {getattr(self._session, 'name', '?')!r}"
+        )
         n = len(self)
         head = f"<Chat {self._model}, {n} turn{'' if n == 1 else 's'} on {where}"
         lines = [head]
@@ -234,4 +236,6 @@ def chat(
     ``markdown``: render replies as Markdown in a notebook (else as plain text). ``params``: sent
     with every turn (``max_tokens=200``, ``temperature=0.2``, ``api_key=...``, which never shows).
     """
-    return Chat(model=model, system=system, session=session, stream=stream, markdown=markdown, history=history, **params)
+    return Chat(
+        model=model, system=system, session=session, stream=stream, markdown=markdown, history=history, **params
+    )

@@ -63,7 +63,7 @@ def _parse(line: str) -> Any:
     try:
         argv = shlex.split(line)
     except ValueError as exc:
-        raise UsageError(f"%%ask options: {exc} (quote a system prompt with spaces: -s \"be brief\")") from None
+        raise UsageError(f'%%ask options: {exc} (quote a system prompt with spaces: -s "be brief")') from None
     try:
         return AskMagics.ask.parser.parse_args(argv)
     except UsageError as exc:

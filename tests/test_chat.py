@@ -70,7 +70,7 @@ def test_the_second_turn_carries_the_first(emu, fresh, capsys):
     # Outside a notebook each reply streams to stdout, then the turn's line.
     out = capsys.readouterr().out
     assert out.startswith(one.text + "\n")
-    assert f"turn 1 · qwen-plus: first token" in out and f"turn 2 · qwen-plus: first token" in out
+    assert "turn 1 · qwen-plus: first token" in out and "turn 2 · qwen-plus: first token" in out
     assert f"{two.usage.input_tokens} in + {two.usage.output_tokens} out tokens" in out
 
 
@@ -135,9 +135,10 @@ def test_going_on_from_messages_you_have(emu, fresh):
     c = _chat.chat(session=fresh, history=history)
     assert c.system == SYSTEM and c.history == history[1:] and len(c) == 1
     r = c.ask(SECOND)
-    assert _plain_call(emu, fresh, [*history, {"role": "user", "content": SECOND}]).output.choices[
-        0
-    ].message.content == r.text
+    assert (
+        _plain_call(emu, fresh, [*history, {"role": "user", "content": SECOND}]).output.choices[0].message.content
+        == r.text
+    )
     history.append({"role": "user", "content": "changed"})  # the conversation keeps its own copy
     assert len(c.history) == 4
     for bad, error in [
