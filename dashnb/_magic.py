@@ -91,7 +91,10 @@ class AskMagics(Magics):
         if cell is not None and not cell.strip():
             raise UsageError("%%ask needs a prompt: write it in the cell, under the %%ask line")
         before = _current, _current and (_current.model, _current.system)
-        chat = conversation(new=args.new, model=args.model, system=args.system)
+        try:
+            chat = conversation(new=args.new, model=args.model, system=args.system)
+        except ValueError as exc:  # -m ""
+            raise UsageError(f"%%ask: {exc}") from None
         if cell is None:
             return chat
         try:

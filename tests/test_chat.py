@@ -300,6 +300,7 @@ cell("%%ask --new -m qwen-max\\nHello again")
 state["new"] = {"turns": len(sh.run_line_magic("ask", "")), "model": sh.run_line_magic("ask", "").model,
                 "system": sh.run_line_magic("ask", "").system, "same": sh.run_line_magic("ask", "") is c}
 cell("%%ask\\n  \\n")
+cell('%ask -m ""')
 state["results"] = results
 print("STATE " + json.dumps(state))
 """
@@ -328,6 +329,7 @@ def test_ask_magic_without_a_kernel_prints_plain_text(tmp_path):
     assert results[3].startswith("UsageError: qwen-nonexistent on emulator") and "model name" in results[3]
     assert results[4] is None
     assert results[5] is None and results[6].startswith("UsageError: %%ask needs a prompt")
+    assert results[7].startswith("UsageError: %%ask: model must be a model name")
     assert state["new"] == {"turns": 1, "model": "qwen-max", "system": None, "same": False}
     # The replies and their lines, as plain text (no display machinery without a kernel).
     cells = out.split("--- cell\n")
