@@ -13,6 +13,9 @@ a notebook, plain stdout elsewhere), then says how long the first token and the 
 took and whether the connection was reused. An HTTP error (the SDK returns those instead of
 raising) becomes an ``AskError`` saying what to change. The API key never appears in what is
 shown, returned or raised.
+
+``complete`` is the call itself (streaming view, error mapping, reuse record); ``dashnb.chat()``
+sends each turn of a conversation through it too.
 """
 
 from __future__ import annotations
