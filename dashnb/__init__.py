@@ -5,6 +5,9 @@
     >>> from dashscope import Generation                                # doctest: +SKIP
     >>> Generation.call(model="qwen-plus", prompt="hi", session=s.requests)  # doctest: +SKIP
 
+In a notebook, ``%load_ext dashnb`` adds a ``%%ask`` cell magic (a conversation continued
+from cell to cell; see ``dashnb.chat()`` for the same from Python).
+
 Importing this package is cheap: the heavy libraries (dashscope, aiohttp, requests,
 matplotlib, ipywidgets) load the first time a name that needs them is used.
 """
@@ -22,6 +25,7 @@ __all__ = [
     "AskError",
     "AskResult",
     "CallTiming",
+    "Chat",
     "Comparison",
     "DashScope",
     "Endpoint",
@@ -38,6 +42,7 @@ __all__ = [
     "SCENARIOS",
     "Scenario",
     "ask",
+    "chat",
     "compare",
     "emulator",
     "endpoint",
@@ -54,6 +59,7 @@ _LAZY = {
     "AskError": "._ask",
     "AskResult": "._ask",
     "CallTiming": "._stats",
+    "Chat": "._chat",
     "Comparison": "._results",
     "DashScope": "._endpoint",
     "Endpoint": "._endpoint",
@@ -70,6 +76,7 @@ _LAZY = {
     "SCENARIOS": "._scenarios",
     "Scenario": "._scenarios",
     "ask": "._ask",
+    "chat": "._chat",
     "compare": "._measure",
     "endpoint": "._endpoint",
     "lab": "._lab_view",
@@ -80,10 +87,16 @@ _LAZY = {
     "use_endpoint": "._endpoint",
 }
 
+# IPython's hooks for `%load_ext dashnb` (it looks them up with hasattr): resolved here, not
+# defined here, so that importing dashnb never imports IPython, and not public names.
+_IPYTHON_HOOKS = ("load_ipython_extension", "unload_ipython_extension")
+
 
 def __getattr__(name: str):
     if name == "emulator":
         return _importlib.import_module(".emulator", __name__)
+    if name in _IPYTHON_HOOKS:
+        return getattr(_importlib.import_module("._magic", __name__), name)
     try:
         module = _LAZY[name]
     except KeyError:

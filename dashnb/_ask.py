@@ -13,6 +13,9 @@ a notebook, plain stdout elsewhere), then says how long the first token and the 
 took and whether the connection was reused. An HTTP error (the SDK returns those instead of
 raising) becomes an ``AskError`` saying what to change. The API key never appears in what is
 shown, returned or raised.
+
+``complete`` is the call itself (streaming view, error mapping, reuse record); ``dashnb.chat()``
+sends each turn of a conversation through it too.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import dataclasses
 import html
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import _observe
 
 __all__ = ["AskError", "AskResult", "AskTimings", "Usage", "ask"]
+
+#: The model ``ask``, ``chat`` and ``%%ask`` use unless told otherwise.
+DEFAULT_MODEL = "qwen-plus"
 
 # Redraw a streaming display at most this often: a long reply has hundreds of chunks, and
 # each redraw is a message to the front end.
@@ -82,10 +89,17 @@ class AskResult:
     connection_id: int | None = None
     requests_on_connection: int | None = None
 
-    def summary(self) -> str:
-        """One line: latency and reuse (what ``ask`` shows under the reply)."""
+    def summary(self, *, input_tokens: bool = False) -> str:
+        """One line: latency and reuse (what ``ask`` shows under the reply); ``input_tokens``
+        adds the tokens sent (a conversation's grow with its history)."""
         return _summary_line(
-            self.model, self.timings, self.reused, self.connection_id, self.requests_on_connection, self.usage
+            self.model,
+            self.timings,
+            self.reused,
+            self.connection_id,
+            self.requests_on_connection,
+            self.usage,
+            input_tokens=input_tokens,
         )
 
     def __str__(self) -> str:
@@ -110,10 +124,15 @@ def _summary_line(
     connection_id: int | None,
     requests_on_connection: int | None,
     usage: Usage | None,
+    *,
+    input_tokens: bool = False,
 ) -> str:
     parts = [f"{model}: first token {_ms(timings.first_token_s)}, total {_ms(timings.total_s)}"]
     if usage is not None and usage.output_tokens is not None:
-        parts.append(f"{usage.output_tokens} tokens")
+        if input_tokens and usage.input_tokens is not None:
+            parts.append(f"{usage.input_tokens} in + {usage.output_tokens} out tokens")
+        else:
+            parts.append(f"{usage.output_tokens} tokens")
     conn = f" #{connection_id}" if connection_id is not None else ""
     if reused is True:
         nth = f" (request {requests_on_connection} on it)" if requests_on_connection else ""
@@ -134,17 +153,27 @@ def _html(text: str, footer: str) -> str:
 
 
 class _Live:
-    """What is on screen while a reply streams; displayed through an IPython display handle."""
+    """What is on screen while a reply streams; displayed through an IPython display handle.
 
-    def __init__(self, model: str) -> None:
+    As HTML (the reply verbatim) or, for a conversation, as Markdown made inert (``_markdown``);
+    text/plain always, for front ends that render neither.
+    """
+
+    def __init__(self, model: str, *, markdown: bool = False) -> None:
         self.text = ""
         self.footer = f"{model}: waiting for the first token..."
+        self.markdown = markdown
 
     def __repr__(self) -> str:
         return f"{self.text}\n{self.footer}" if self.text else self.footer
 
-    def _repr_html_(self) -> str:
-        return _html(self.text, self.footer)
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        if self.markdown:
+            from ._markdown import escape_footer, inert
+
+            shown = f"{inert(self.text)}\n\n" if self.text else ""
+            return {"text/markdown": f"{shown}*{escape_footer(self.footer)}*", "text/plain": repr(self)}
+        return {"text/html": _html(self.text, self.footer), "text/plain": repr(self)}
 
 
 def _notebook_display():
@@ -168,9 +197,9 @@ def _notebook_display():
 class _View:
     """Shows the reply as it grows: a display handle in a notebook, stdout elsewhere."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, markdown: bool = False) -> None:
         self._display = _notebook_display()
-        self._live = _Live(model)
+        self._live = _Live(model, markdown=markdown)
         self._handle = None
         self._last = 0.0
         if self._display is not None:
@@ -274,41 +303,50 @@ def _piece(resp: Any) -> str:
     return (out.get("text") if hasattr(out, "get") else None) or ""
 
 
-def ask(
-    prompt: str,
-    *,
-    model: str = "qwen-plus",
-    session: Any = None,
-    stream: bool = True,
-    system: str | None = None,
-    **params: Any,
-) -> AskResult:
-    """Send ``prompt`` to ``model`` through ``session`` (default ``dashnb.session()``), show the
-    reply as it arrives with its latency and whether the connection was reused, and return an
-    ``AskResult``.
-
-    ``system``: an optional system message. ``params``: further SDK/service parameters
-    (``temperature=0.2``, ``max_tokens=200``, ``request_timeout=30``...). Raises ``AskError``
-    when the service answers with an HTTP error or cannot be reached.
-    """
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("ask() needs a non-empty prompt string")
-    if "messages" in params or "prompt" in params:
-        raise TypeError(
-            "ask() builds the messages from prompt= and system=; for a whole conversation "
-            "call dashscope's Generation.call(messages=..., session=dashnb.session().requests)"
-        )
-    if "session" in params:  # unreachable through the signature; kept for **dict callers
-        raise TypeError("pass session= as ask()'s own keyword")
+def resolve_session(session: Any) -> Any:
+    """``session``, or the notebook's default one (``dashnb.session()``) when it is None."""
     if session is None:
         from ._session import session as default_session
 
         session = default_session()
     if not hasattr(session, "requests") or not hasattr(session, "endpoint"):
         raise TypeError(f"session must be a dashnb session (dashnb.session()), got {type(session).__name__}")
+    return session
 
+
+def check_params(params: dict[str, Any], who: str) -> None:
+    """Refuse what the caller's own arguments decide (everything else goes to the service)."""
+    if "messages" in params or "prompt" in params:
+        raise TypeError(
+            f"{who} builds the messages itself, from the prompt and the system prompt. For a conversation "
+            "use dashnb.chat(): `c = dashnb.chat(system=...)`, then `c.ask(prompt)` once per turn keeps "
+            "the history (or, in a notebook, `%load_ext dashnb` and a %%ask cell per turn); to go on from "
+            "messages you already have, `dashnb.chat(history=messages)`."
+        )
+    for own in ("session", "model", "stream", "system"):
+        if own in params:  # unreachable through the signatures; kept for **dict callers
+            raise TypeError(f"pass {own}= as {who}'s own keyword")
+
+
+def complete(
+    messages: list[dict[str, str]],
+    *,
+    model: str,
+    session: Any,
+    stream: bool,
+    params: dict[str, Any],
+    markdown: bool = False,
+    footer: Callable[[AskResult], str] = AskResult.summary,
+) -> AskResult:
+    """One SDK call with these messages, shown as it streams; the core of ``ask`` and ``Chat.ask``.
+
+    ``session`` is a dashnb session (``resolve_session``); ``params`` go to the service as they
+    are, but ``api_key``, which replaces the endpoint's key for this call and never shows.
+    ``footer`` says what the line under the reply reads. Raises ``AskError``.
+    """
     from dashscope import Generation  # lazily: importing dashscope costs about a second
 
+    params = dict(params)
     ep = session.endpoint
     label = str(getattr(ep, "label", "the endpoint"))
     if getattr(ep, "stopped", False):  # else requests reports the deleted CA file, "check the network"
@@ -318,7 +356,6 @@ def ask(
         )
     api_key = params.pop("api_key", None) or ep.api_key
     secrets = [api_key]
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     kwargs = dict(
         model=model,
         messages=messages,
@@ -333,7 +370,7 @@ def ask(
     else:
         kwargs["stream"] = False
 
-    view = _View(model)
+    view = _View(model, markdown=markdown)
     pieces: list[str] = []
     first: float | None = None
     request_id: str | None = None
@@ -373,6 +410,9 @@ def ask(
                     close()
         except AskError:
             raise
+        except KeyboardInterrupt:
+            view.fail("interrupted")  # else the display says "waiting for the first token" forever
+            raise
         except Exception as exc:
             # Transport failures (timeouts, refused or dropped connections, TLS errors) are raised
             # by the SDK; their text names the host, never the key, but scrub it anyway.
@@ -399,5 +439,33 @@ def ask(
         connection_id=sample.connection_id,
         requests_on_connection=sample.requests_on_connection,
     )
-    view.finish(res.summary())
+    view.finish(footer(res))
     return res
+
+
+def ask(
+    prompt: str | None = None,
+    *,
+    model: str = DEFAULT_MODEL,
+    session: Any = None,
+    stream: bool = True,
+    system: str | None = None,
+    **params: Any,
+) -> AskResult:
+    """Send ``prompt`` to ``model`` through ``session`` (default ``dashnb.session()``), show the
+    reply as it arrives with its latency and whether the connection was reused, and return an
+    ``AskResult``.
+
+    ``system``: an optional system message. ``params``: further SDK/service parameters
+    (``temperature=0.2``, ``max_tokens=200``, ``request_timeout=30``...). Raises ``AskError``
+    when the service answers with an HTTP error or cannot be reached.
+
+    One prompt, one reply, no memory: for a conversation that carries its history from turn to
+    turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
+    """
+    check_params(params, "ask()")  # first: ask(messages=...) without a prompt should hear about chat()
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("ask() needs a non-empty prompt string")
+    session = resolve_session(session)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return complete(messages, model=model, session=session, stream=stream, params=params)

@@ -100,3 +100,17 @@ def execute_notebook(path, tmp_path, *, env_changes, drop=(), timeout=600):
         if km.has_kernel:
             km.shutdown_kernel(now=True)
     return nb
+
+
+def iopub_messages(kc, msg_id, timeout=60.0) -> list[dict]:
+    """Every iopub message one request produced, in order, until the kernel is idle again: for a
+    test that needs what ``collect`` flattens away (display ids, update_display_data, mime types)."""
+    found = []
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return found
+        found.append(msg)

@@ -1,0 +1,340 @@
+"""dashnb.chat: a conversation through the official SDK on a dashnb session, against the emulator;
+and the %%ask magic in an IPython without a kernel (plain text). The magic in a real kernel, with
+its Markdown display, is tests/test_magic_kernel.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dashnb import _ask, _chat, _markdown, _session
+from dashnb.emulator._replies import count_tokens
+
+dashscope = pytest.importorskip("dashscope")
+from dashscope import Generation  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM = "Answer in one sentence."
+FIRST = "What is a TLS handshake?"
+SECOND = "And why does skipping it make a call faster?"
+
+
+@pytest.fixture
+def fresh(emu):
+    """A dashnb session of its own on the shared emulator (so its counts start at zero)."""
+    s = _session.session(endpoint=emu, name=f"test-chat-{time.monotonic_ns()}")
+    yield s
+    s.close()
+
+
+def _plain_call(emu, session, messages):
+    """The same messages through the SDK directly: what the service answers to them."""
+    r = Generation.call(
+        model="qwen-plus",
+        messages=messages,
+        result_format="message",
+        api_key=emu.api_key,
+        base_address=emu.base_url,
+        session=session.requests,
+    )
+    assert r.status_code == 200, r
+    return r
+
+
+def test_the_second_turn_carries_the_first(emu, fresh, capsys):
+    c = _chat.chat(system=SYSTEM, session=fresh)
+    one = c.ask(FIRST)
+    two = c.ask(SECOND)
+    assert c.history == [
+        {"role": "user", "content": FIRST},
+        {"role": "assistant", "content": one.text},
+        {"role": "user", "content": SECOND},
+        {"role": "assistant", "content": two.text},
+    ]
+    assert one.text.strip() and two.text.strip()
+    # What the server counted: turn 2's input holds turn 1's prompt and reply as well as its own
+    # prompt (the emulator counts every message it receives; the system prompt is in both turns).
+    grown = two.usage.input_tokens - one.usage.input_tokens
+    assert grown >= count_tokens(one.text) + count_tokens(SECOND), (one.usage, two.usage)
+    # and the reply is the service's answer to exactly those messages
+    plain = _plain_call(emu, fresh, [{"role": "system", "content": SYSTEM}, *c.history[:3]])
+    assert plain.usage.input_tokens == two.usage.input_tokens
+    assert plain.output.choices[0].message.content == two.text
+    # Outside a notebook each reply streams to stdout, then the turn's line.
+    out = capsys.readouterr().out
+    assert out.startswith(one.text + "\n")
+    assert "turn 1 · qwen-plus: first token" in out and "turn 2 · qwen-plus: first token" in out
+    assert f"{two.usage.input_tokens} in + {two.usage.output_tokens} out tokens" in out
+
+
+def test_reuse_and_usage_are_reported_per_turn(emu, fresh, capsys):
+    c = _chat.chat(session=fresh)
+    one, two = c.ask(FIRST), c.ask(SECOND)
+    assert c.turns == (one, two) and c.last is two and len(c) == 2
+    assert (one.reused, two.reused) == (False, True)
+    assert two.connection_id == one.connection_id and two.requests_on_connection == 2
+    assert one.timings.handshake_s is not None and two.timings.handshake_s is None
+    assert emu.stats()["tcp_connections"] == 1 and emu.stats()["requests_per_connection"] == [2]
+    assert one.usage.output_tokens > 0 and two.usage.input_tokens > one.usage.input_tokens
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("turn ")]
+    assert "new connection" in lines[0] and "reused connection" in lines[1], lines
+
+
+def test_a_failed_turn_leaves_the_conversation_as_it_was(emu, fresh):
+    c = _chat.chat(session=fresh)
+    c.ask(FIRST)
+    before = c.history
+    emu.configure(error_rate=1.0, error_status=503)
+    with pytest.raises(_ask.AskError) as info:
+        c.ask(SECOND)
+    assert info.value.status_code == 503 and "try again" in str(info.value)
+    assert c.history == before and len(c.turns) == 1
+    emu.configure(error_rate=0.0)
+    again = c.ask(SECOND)
+    assert c.history[-2:] == [{"role": "user", "content": SECOND}, {"role": "assistant", "content": again.text}]
+
+
+def test_model_system_and_reset(fresh, capsys):
+    c = _chat.chat(session=fresh)
+    assert c.messages("p") == [{"role": "user", "content": "p"}]
+    c.ask(FIRST)
+    c.system = SYSTEM  # applies from the next turn on, before the history
+    assert c.messages("p")[0] == {"role": "system", "content": SYSTEM}
+    assert c.messages("p")[1:] == [*c.history, {"role": "user", "content": "p"}]
+    c.model = "qwen-max"
+    assert c.ask(SECOND).model == "qwen-max"
+    assert c.reset() is c
+    assert c.history == [] and c.turns == () and c.last is None
+    assert (c.model, c.system) == ("qwen-max", SYSTEM)  # reset keeps the settings unless told
+    c.reset(model="qwen-turbo", system=None)
+    assert (c.model, c.system) == ("qwen-turbo", None)
+    assert c.messages("p") == [{"role": "user", "content": "p"}]
+    r = c.ask(FIRST)
+    assert r.model == "qwen-turbo" and "turn 1 ·" in capsys.readouterr().out.splitlines()[-1]
+    with pytest.raises(ValueError):
+        c.model = " "
+    with pytest.raises(TypeError):
+        c.system = 3
+    with pytest.raises(ValueError):
+        c.ask("   ")
+
+
+def test_going_on_from_messages_you_have(emu, fresh):
+    history = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": FIRST},
+        {"role": "assistant", "content": "A negotiation of keys."},
+    ]
+    c = _chat.chat(session=fresh, history=history)
+    assert c.system == SYSTEM and c.history == history[1:] and len(c) == 1
+    r = c.ask(SECOND)
+    assert (
+        _plain_call(emu, fresh, [*history, {"role": "user", "content": SECOND}]).output.choices[0].message.content
+        == r.text
+    )
+    history.append({"role": "user", "content": "changed"})  # the conversation keeps its own copy
+    assert len(c.history) == 4
+    for bad, error in [
+        ("hi", TypeError),
+        ([{"role": "user"}], TypeError),
+        ([{"role": "tool", "content": "x"}], ValueError),
+        ([{"role": "user", "content": "x"}, {"role": "system", "content": "late"}], ValueError),
+    ]:
+        with pytest.raises(error):
+            _chat.chat(history=bad)
+    with pytest.raises(ValueError, match="pass one of them"):
+        _chat.chat(history=history[:1], system="another")
+
+
+def test_ask_refuses_messages_and_points_to_chat():
+    for args in [("hi",), ()]:  # ask(messages=...) alone too, as someone used to other SDKs writes it
+        with pytest.raises(TypeError) as info:
+            _ask.ask(*args, messages=[{"role": "user", "content": "hi"}])
+        assert "dashnb.chat()" in str(info.value) and "%%ask" in str(info.value)
+        assert "dashnb.chat(history=messages)" in str(info.value)
+    with pytest.raises(TypeError, match="dashnb.chat"):
+        _chat.chat(messages=[])
+
+
+def test_repr_shows_the_transcript_briefly(fresh):
+    c = _chat.chat(system=SYSTEM, session=fresh)
+    assert repr(c).startswith("<Chat qwen-plus, 0 turns on session ") and repr(c).endswith(">")
+    for i in range(3):
+        c.ask(f"Question {i}: " + "why? " * 40)
+    text = repr(c)
+    lines = text.splitlines()
+    assert lines[0].startswith("<Chat qwen-plus, 3 turns on session")
+    assert f"system: {SYSTEM!r}" in text
+    assert "... 2 earlier messages" in text  # 6 messages, the last 4 shown
+    assert max(len(line) for line in lines) <= 140, text
+    assert "Question 2" in text and "Question 0" not in text
+    assert "last turn:" in lines[-1] and "reused connection" in lines[-1]
+    assert "the notebook's session" in repr(_chat.chat())
+
+
+def test_the_key_shows_nowhere(emu, fresh, monkeypatch, capsys):
+    """A key passed to chat() (or the endpoint's) is absent from the conversation's repr, vars,
+    history, results, display data and errors."""
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(obj._repr_mimebundle_())
+
+    def display(obj, display_id=False):
+        shown.append(obj._repr_mimebundle_())
+        return Handle()
+
+    monkeypatch.setattr(_ask, "_notebook_display", lambda: display)
+    c = _chat.chat(session=fresh, api_key=emu.api_key, max_tokens=6)
+    r = c.ask(FIRST)
+    assert r.usage.output_tokens == 6  # the chat's params went with the turn
+    texts = [repr(c), str(vars(c)), json.dumps(c.history), repr(c.turns), r.summary(), json.dumps(shown)]
+    bad = "sk-wrong-key-for-this-test-0123456789"
+    wrong = _chat.chat(session=fresh, api_key=bad)
+    with pytest.raises(_ask.AskError) as info:
+        wrong.ask(FIRST)
+    assert info.value.status_code == 401
+    texts += [str(info.value), repr(info.value), repr(wrong), str(vars(wrong)), capsys.readouterr().out]
+    for key in (emu.api_key, bad):
+        assert not [t for t in texts if key in t]
+    assert "<secret>" in str(vars(wrong))
+
+
+def test_markdown_display_streams_inert_markdown(fresh, monkeypatch):
+    """In a kernel the reply goes to one display, as Markdown (not HTML) with a text/plain
+    fallback, updated while it streams; the final one ends with the turn's line."""
+    from IPython.core.formatters import DisplayFormatter
+
+    formatter = DisplayFormatter()
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", formatter.format(obj)[0]))
+
+    def display(obj, display_id=False):
+        assert display_id is True
+        shown.append(("display", formatter.format(obj)[0]))
+        return Handle()
+
+    monkeypatch.setattr(_ask, "_notebook_display", lambda: display)
+    c = _chat.chat(session=fresh)
+    r = c.ask(FIRST)
+    kinds = [k for k, _ in shown]
+    assert kinds[0] == "display" and set(kinds[1:]) == {"update"} and len(kinds) >= 3
+    for _, bundle in shown:
+        assert set(bundle) == {"text/markdown", "text/plain"}, bundle.keys()
+    assert "waiting for the first token" in shown[0][1]["text/markdown"]
+    partial = shown[1][1]["text/markdown"]  # the first piece is drawn at once
+    assert partial.split("\n\n")[0] and r.text.startswith(partial.split("\n\n")[0])
+    final = shown[-1][1]
+    footer = f"turn 1 · {r.summary(input_tokens=True)}"
+    assert final["text/markdown"] == f"{_markdown.inert(r.text)}\n\n*{_markdown.escape_footer(footer)}*"
+    assert final["text/plain"] == f"{r.text}\n{footer}"
+    # ask() keeps its HTML display
+    shown.clear()
+    _ask.ask(FIRST, session=fresh)
+    assert "text/html" in shown[-1][1] and "text/markdown" not in shown[-1][1]
+
+
+# ---- a reply is untrusted: its HTML and script links never become live in the notebook -----------
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Hi <img src=x onerror=alert(1)>", "Hi &lt;img src=x onerror=alert(1)>"),
+        ("<script>x()</script>", "&lt;script>x()&lt;/script>"),
+        ("keep `a < b` and ``x ` <y>``", "keep `a < b` and ``x ` <y>``"),
+        ("```python\nif a < b:\n```\n<b>", "```python\nif a < b:\n```\n&lt;b>"),
+        ("~~~\n<kept>\n~~~~\nafter <x>", "~~~\n<kept>\n~~~~\nafter &lt;x>"),
+        ("```\n<unclosed fence, as the renderer shows it", "```\n<unclosed fence, as the renderer shows it"),
+        ("```a`b\n<x>", "```a`b\n&lt;x>"),  # not a fence: a backtick in the info string
+        ("a `\n<img onerror=1>\n`", "a `\n&lt;img onerror=1>\n`"),  # spans are kept on one line only
+        ("# h `\n<x>`", "# h `\n&lt;x>`"),
+        ("| `a | <img> | b` |", "| `a | &lt;img> | b` |"),  # a table splits cells inside spans
+        ("[go](javascript:alert(1))", "[go]\\(javascript:alert(1))"),
+        ("[go]( JavaScript:x)", "[go]\\( JavaScript:x)"),
+        ("[d](data:text/html,x)", "[d]\\(data:text/html,x)"),
+        ("[r]: javascript:alert(1)", "[r]\\: javascript:alert(1)"),
+        ("[ok](https://example.com) **bold** 1 < 2", "[ok](https://example.com) **bold** 1 &lt; 2"),
+    ],
+)
+def test_markdown_is_made_inert(reply, expected):
+    assert _markdown.inert(reply) == expected
+
+
+# ---- %%ask without a kernel: plain text -----------------------------------------------------------
+
+TERMINAL = """
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+import dashnb
+from dashnb import emulator
+
+emu = emulator.start(rtt_ms=0)
+dashnb.session(endpoint=emu)
+sh = InteractiveShell.instance()
+results = []
+def cell(code):
+    print("--- cell")
+    r = sh.run_cell(code)
+    results.append(None if r.success else type(r.error_in_exec).__name__ + ": " + str(r.error_in_exec))
+cell("%load_ext dashnb")
+cell('%%ask -s "Answer in one sentence."\\nWhat is a TLS handshake?')
+cell("%%ask\\nAnd why does skipping it make a call faster?")
+cell("%%ask -m qwen-nonexistent\\nThird?")
+cell("c = %ask")
+c = sh.user_ns["c"]
+state = {"turns": len(c), "model": c.model, "system": c.system, "history": c.history,
+         "reused": [t.reused for t in c.turns], "results": results}
+cell("%%ask --new -m qwen-max\\nHello again")
+state["new"] = {"turns": len(sh.run_line_magic("ask", "")), "model": sh.run_line_magic("ask", "").model,
+                "system": sh.run_line_magic("ask", "").system, "same": sh.run_line_magic("ask", "") is c}
+cell("%%ask\\n  \\n")
+cell('%ask -m ""')
+state["results"] = results
+print("STATE " + json.dumps(state))
+"""
+
+
+def test_ask_magic_without_a_kernel_prints_plain_text(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(TERMINAL)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    state = json.loads(out.split("STATE ", 1)[1])
+    assert state["turns"] == 2 and state["system"] == "Answer in one sentence."  # quotes removed
+    assert state["model"] == "qwen-plus"  # the failed -m did not stick
+    assert state["reused"] == [False, True]
+    results = state["results"]
+    assert results[:3] == [None, None, None]
+    assert results[3].startswith("UsageError: qwen-nonexistent on emulator") and "model name" in results[3]
+    assert results[4] is None
+    assert results[5] is None and results[6].startswith("UsageError: %%ask needs a prompt")
+    assert results[7].startswith("UsageError: %%ask: model must be a model name")
+    assert state["new"] == {"turns": 1, "model": "qwen-max", "system": None, "same": False}
+    # The replies and their lines, as plain text (no display machinery without a kernel).
+    cells = out.split("--- cell\n")
+    first_reply = state["history"][1]["content"]
+    assert cells[2].startswith(first_reply + "\nturn 1 · qwen-plus:"), cells[2]
+    assert "turn 2 · qwen-plus:" in cells[3] and "reused connection" in cells[3]
+    assert "<IPython" not in out and "text/markdown" not in out
+    assert "Traceback" not in out + done.stderr
