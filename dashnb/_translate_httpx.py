@@ -313,6 +313,20 @@ class _RequestWatch:
                 obs.request_finished(conn._dashnb_path)
 
 
+def _outer_trace(request: httpcore.Request) -> Any:
+    """The caller's own trace callback, if any (not one of ours left on a re-sent request)."""
+    trace = request.extensions.get("trace")
+    watch = getattr(trace, "_dashnb_watch", None)
+    return watch.outer if watch is not None else trace
+
+
+def _set_trace(request: httpcore.Request, trace: Any, watch: _RequestWatch) -> None:
+    trace._dashnb_watch = watch
+    # In place: httpx hands httpcore the request's own extensions dict, and the drain changes
+    # the read timeout in that same dict later.
+    request.extensions["trace"] = trace
+
+
 class _ObservedConnection(httpcore.ConnectionInterface):
     """A pooled connection that numbers itself and watches each request it serves."""
 
@@ -325,14 +339,14 @@ class _ObservedConnection(httpcore.ConnectionInterface):
         self._dashnb_requests = 0
 
     def handle_request(self, request: httpcore.Request) -> httpcore.Response:
-        watch = _RequestWatch(self, request.extensions.get("trace"))
+        watch = _RequestWatch(self, _outer_trace(request))
 
         def trace(name: str, info: dict[str, Any]) -> None:
             watch.event(name)
             if watch.outer is not None:
                 watch.outer(name, info)
 
-        request.extensions = {**request.extensions, "trace": trace}
+        _set_trace(request, trace, watch)
         return self._inner.handle_request(request)
 
     def close(self) -> None:
@@ -372,14 +386,14 @@ class _ObservedAsyncConnection(httpcore.AsyncConnectionInterface):
         self._dashnb_requests = 0
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        watch = _RequestWatch(self, request.extensions.get("trace"))
+        watch = _RequestWatch(self, _outer_trace(request))
 
         async def trace(name: str, info: dict[str, Any]) -> None:
             watch.event(name)
             if watch.outer is not None:
                 await watch.outer(name, info)
 
-        request.extensions = {**request.extensions, "trace": trace}
+        _set_trace(request, trace, watch)
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
