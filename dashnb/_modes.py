@@ -384,8 +384,21 @@ class _SdkAsync(Mode):
         await dashscope.close_shared_aio_session()  # type: ignore[func-returns-value,misc]
 
 
+# The httpx generation (dashscope 2.x client, openai SDK): below, as they build on the classes above.
+from ._modes_httpx import HTTPX_MODES  # noqa: E402
+
 # Registry order is display order (tables, plots, the lab's check boxes).
-_ALL: tuple[type[Mode], ...] = (_PerCall, _SdkDefault, _Shared, _Threads, _Async, _AsyncPerCall, _SdkThreads, _SdkAsync)
+_ALL: tuple[type[Mode], ...] = (
+    _PerCall,
+    _SdkDefault,
+    _Shared,
+    _Threads,
+    _Async,
+    _AsyncPerCall,
+    _SdkThreads,
+    _SdkAsync,
+    *HTTPX_MODES,
+)
 _REGISTRY: dict[str, type[Mode]] = {cls.name: cls for cls in _ALL}
 
 #: Every mode's name and what it does (read-only).
