@@ -473,7 +473,6 @@ class _HttpxMode(_SessionMode):
         return _timing(self.name, i, block, start, end, *outcome, rec.snapshot())
 
     async def _aone(self, i: int, block: int) -> CallTiming:
-
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:  # an async client belongs to one loop
             self._client, self._loop = self._build(), loop

@@ -2,10 +2,10 @@
 
     >>> from dashnb._config import PoolConfig
     >>> from dashnb._translate_httpx import httpx_limits, httpx_timeout
-    >>> httpx_limits(PoolConfig(connection_pool_size=8), is_async=True)
-    Limits(max_connections=64, max_keepalive_connections=8, keepalive_expiry=60.0)
+    >>> httpx_limits(PoolConfig(connection_pool_size=64), is_async=True)
+    Limits(max_connections=32, max_keepalive_connections=64, keepalive_expiry=300.0)
     >>> httpx_timeout(PoolConfig(connect_timeout=10))
-    Timeout(connect=10.0, read=60.0, write=60.0, pool=None)
+    Timeout(connect=10.0, read=300.0, write=60.0, pool=None)
 
 Imported on first use (by ``dashnb._session`` and the modes), so it may import httpx at the top;
 ``import dashnb`` never imports httpx.
