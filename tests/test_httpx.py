@@ -340,3 +340,44 @@ def test_async_drain_gives_up_within_budget(sse_server):
     with warnings.catch_warnings():
         wait = asyncio.run(run())
     assert wait < BUDGET + 0.25
+
+
+# -- ask() on either stack -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["v2", "openai"])
+def test_ask_on_httpx_stacks_keeps_the_connection_across_a_pause(emu, make_session, capsys, stack):
+    import dashnb
+
+    s = make_session(endpoint=emu)
+    first = dashnb.ask("hi", session=s, stack=stack)
+    time.sleep(0.5)  # a pause longer than the (scaled) expiry of the control below
+    second = dashnb.ask("hi again", session=s, stack=stack, stream=False)
+    assert first.text and second.text
+    assert (first.reused, second.reused) == (False, True)
+    assert emu.stats()["tcp_connections"] == 1
+    assert emu.api_key not in capsys.readouterr().out
+
+
+def test_ask_reconnects_after_a_pause_longer_than_the_idle_timeout(emu, make_session, capsys):
+    """The negative control: an idle timeout shorter than the pause (the v2 default's 5 s, scaled
+    down with the pause) costs a new connection on the next prompt."""
+    import dashnb
+
+    s = make_session(PoolConfig(connection_idle_timeout=0.2), endpoint=emu)
+    dashnb.ask("hi", session=s, stack="openai")
+    time.sleep(0.5)
+    second = dashnb.ask("hi again", session=s, stack="openai")
+    assert second.reused is False
+    assert emu.stats()["tcp_connections"] == 2
+
+
+def test_ask_httpx_error_is_an_ask_error(emu, make_session, capsys):
+    import dashnb
+
+    s = make_session(endpoint=emu)
+    with pytest.raises(dashnb.AskError) as info:
+        dashnb.ask("hi", session=s, stack="v2", api_key="sk-wrong")
+    assert info.value.status_code == 401
+    with pytest.raises(ValueError, match="stack must be one of"):
+        dashnb.ask("hi", session=s, stack="httpx")
