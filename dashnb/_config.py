@@ -190,7 +190,8 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "connect_timeout": (
             "timeout=(connect, read): the connect part; urllib3 Timeout(connect=...)",
             "ClientTimeout(sock_connect=...)",
-            "Timeout(connect=...): TCP connect and TLS handshake. v2 client: fixed at 5 s, no setting or variable (pass http_client= to change it)",
+            "Timeout(connect=...): TCP connect and TLS handshake. v2 client: fixed at 5 s, no setting or variable "
+            "(pass http_client= to change it)",
             "aiohttp's sock_connect bounds the TCP and TLS handshakes of a new connection; "
             "urllib3 applies the connect timeout to each socket operation of both handshakes and "
             "keeps it on the socket while sending the request. OkHttp applies connectTimeout to "
@@ -199,14 +200,16 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "read_timeout": (
             "timeout=(connect, read): the read part; urllib3 Timeout(read=...)",
             "ClientTimeout(sock_read=...)",
-            "Timeout(read=...). v2 client: timeout / DASHSCOPE_TIMEOUT (300 s), which is its write and pool timeout too",
+            "Timeout(read=...). v2 client: timeout / DASHSCOPE_TIMEOUT (300 s), which is its write and pool "
+            "timeout too",
             "The longest wait between two pieces of the response, not the total time of a call: "
             "a stream that keeps trickling never hits it (same in OkHttp, urllib3 and aiohttp).",
         ),
         "write_timeout": (
             "no equivalent",
             "no equivalent",
-            "Timeout(write=...): each write of the request, like OkHttp's writeTimeout. v2 client: timeout / DASHSCOPE_TIMEOUT",
+            "Timeout(write=...): each write of the request, like OkHttp's writeTimeout. v2 client: timeout / "
+            "DASHSCOPE_TIMEOUT",
             "Neither requests nor aiohttp has a write timeout, and dashnb does not emulate one. "
             "(urllib3 sends the request while the connect timeout is still on the socket, so a "
             "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
@@ -214,7 +217,9 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "connection_idle_timeout": (
             "none in requests/urllib3; dashnb's adapter closes pooled connections idle longer than this",
             "TCPConnector(keepalive_timeout=...)",
-            "Limits(keepalive_expiry=...), checked when the pool is next used. v2 client: http_keepalive_expiry / DASHSCOPE_HTTP_KEEPALIVE_EXPIRY, 5 s by default: a person reading a reply for longer reconnects on the next prompt",
+            "Limits(keepalive_expiry=...), checked when the pool is next used. v2 client: http_keepalive_expiry / "
+            "DASHSCOPE_HTTP_KEEPALIVE_EXPIRY, 5 s by default: a person reading a reply for longer reconnects on "
+            "the next prompt",
             "OkHttp's ConnectionPool closes connections idle this long. The SDK passes it in whole "
             "seconds (Duration.getSeconds()): a fraction is dropped, and under 1 s becomes 0, which "
             "OkHttp refuses. A server or load balancer may close idle connections sooner; reusing "
@@ -223,7 +228,8 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "connection_pool_size": (
             "HTTPAdapter(pool_maxsize=...), with pool_block=False",
             "none in aiohttp (it keeps every idle connection); dashnb closes the surplus when a connection is released",
-            "Limits(max_keepalive_connections=...): idle connections kept, as in OkHttp. v2 client: http_max_keepalive_connections / DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS (20)",
+            "Limits(max_keepalive_connections=...): idle connections kept, as in OkHttp. v2 client: "
+            "http_max_keepalive_connections / DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS (20)",
             "Idle connections kept for reuse, not a cap on open ones: OkHttp's ConnectionPool "
             "(maxIdleConnections) and urllib3's pool_maxsize both let a burst open more and close "
             "the extra ones once idle.",
@@ -232,7 +238,9 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
             "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does; bound them "
             "with your thread pool (ThreadPoolExecutor(max_workers=...))",
             "TCPConnector(limit=...): connections in use at once (calls in flight); more calls wait",
-            "Limits(max_connections=...): open connections, idle ones included, for sync and async calls alike; a call past it waits up to Timeout(pool=...), which Java lacks (dashnb: async client only, pool=None). v2 client: http_max_connections / DASHSCOPE_HTTP_MAX_CONNECTIONS (100)",
+            "Limits(max_connections=...): open connections, idle ones included, for sync and async calls alike; a "
+            "call past it waits up to Timeout(pool=...), which Java lacks (dashnb: async client only, pool=None). "
+            "v2 client: http_max_connections / DASHSCOPE_HTTP_MAX_CONNECTIONS (100)",
             "OkHttp Dispatcher.maxRequests counts only enqueued calls (enqueue(): the SDK's "
             "streams, callbacks and duplex calls); blocking execute() calls bypass it and are "
             "never queued. Keep maximumAsyncRequests <= connectionPoolSize.",
@@ -240,7 +248,8 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "maximum_async_requests_per_host": (
             "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does",
             "TCPConnector(limit_per_host=...)",
-            "none: max_connections counts every host; for DashScope (one host) dashnb uses the smaller of the two limits. v2 client: none",
+            "none: max_connections counts every host; for DashScope (one host) dashnb uses the smaller of the two "
+            "limits. v2 client: none",
             "OkHttp Dispatcher.maxRequestsPerHost: enqueued calls only, as above. Keep "
             "maximumAsyncRequestsPerHost <= maximumAsyncRequests, or it can never be reached.",
         ),

@@ -520,7 +520,11 @@ _WHAT = {
 
 def _describe(sdk: str, is_async: bool, dashnb: bool, stream: bool) -> str:
     what = _WHAT[sdk][is_async]
-    text = f"{what} on the session's {'httpx_async' if is_async else 'httpx'} client" if dashnb else f"{what} with its defaults"
+    text = (
+        f"{what} on the session's {'httpx_async' if is_async else 'httpx'} client"
+        if dashnb
+        else f"{what} with its defaults"
+    )
     if stream:
         text += ", streamed"
         if sdk == "openai" and not is_async and not dashnb:
@@ -530,7 +534,9 @@ def _describe(sdk: str, is_async: bool, dashnb: bool, stream: bool) -> str:
 
 def _make_httpx_mode(sdk: str, is_async: bool, dashnb: bool, stream: bool) -> type[Mode]:
     name = "_".join(
-        p for p in (sdk, "async" if is_async else "", "stream" if stream else "", "dashnb" if dashnb else "default") if p
+        p
+        for p in (sdk, "async" if is_async else "", "stream" if stream else "", "dashnb" if dashnb else "default")
+        if p
     )
     return type(
         f"_Mode_{name}",
@@ -544,7 +550,7 @@ def _make_httpx_mode(sdk: str, is_async: bool, dashnb: bool, stream: bool) -> ty
             "dashnb": dashnb,
             "path": "async" if is_async else "sync",
             "concurrent": False,
-                    },
+        },
     )
 
 

@@ -285,7 +285,9 @@ class NotebookSession:
         ``openai.AsyncOpenAI(base_url=..., http_client=s.httpx_async)``. One per loop, as ``.aiohttp``."""
         loop = _running_loop()
         if loop is None:
-            raise RuntimeError(_OUTSIDE_LOOP.replace("aiohttp sessions", "httpx async clients").replace(".aiohttp", ".httpx_async"))
+            raise RuntimeError(
+                _OUTSIDE_LOOP.replace("aiohttp sessions", "httpx async clients").replace(".aiohttp", ".httpx_async")
+            )
         with self._lock:
             self._check_open()
             self._prune()

@@ -100,9 +100,7 @@ DEFAULT_DRAIN_BUDGET = 0.25
 
 def httpx_limits(config: PoolConfig, *, is_async: bool) -> httpx.Limits:
     """``httpx.Limits`` for ``config``: see the module docstring for each field."""
-    max_connections = (
-        min(config.maximum_async_requests, config.maximum_async_requests_per_host) if is_async else None
-    )
+    max_connections = min(config.maximum_async_requests, config.maximum_async_requests_per_host) if is_async else None
     return httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=config.connection_pool_size,
@@ -172,7 +170,7 @@ def _v2_values(source: Any) -> dict[str, Any]:
     by_env = {env: name for name, env in V2_ENV_VARS.items()}
     values = {}
     for key, raw in config.items():
-        name = by_env.get(key, key)
+        name = str(by_env.get(key, key))
         if name not in V2_DEFAULTS:
             if isinstance(key, str) and key.startswith("DASHSCOPE_"):
                 continue  # another of the SDK's variables (API key, region...): not a pool setting
@@ -239,9 +237,7 @@ def v2_snippet(config: PoolConfig) -> str:
     lines += [f"dashscope.settings.{name} = {value}" for name, value in pairs]
     notes = []
     if config.write_timeout != config.read_timeout:
-        notes.append(
-            f"write_timeout {_num(config.write_timeout)} s: v2 uses `timeout` for read, write and pool alike"
-        )
+        notes.append(f"write_timeout {_num(config.write_timeout)} s: v2 uses `timeout` for read, write and pool alike")
     if config.connect_timeout != V2_DEFAULTS["connect_timeout"]:
         notes.append(
             f"connect_timeout {_num(config.connect_timeout)} s: v2's is fixed at 5 s; pass "

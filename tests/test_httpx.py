@@ -51,7 +51,9 @@ def test_caller_timeout_merges_tighter_wins():
 
 
 def test_from_v2_defaults_env_and_snippet_round_trip():
-    with pytest.warns(PoolConfigWarning, match="maximumAsyncRequests \\(100\\) is larger than connectionPoolSize \\(20\\)"):
+    with pytest.warns(
+        PoolConfigWarning, match="maximumAsyncRequests \\(100\\) is larger than connectionPoolSize \\(20\\)"
+    ):
         cfg = T.from_v2({})
     assert (cfg.connection_idle_timeout, cfg.connection_pool_size, cfg.maximum_async_requests) == (5.0, 20, 100)
     assert (cfg.connect_timeout, cfg.read_timeout, cfg.write_timeout) == (5.0, 300.0, 300.0)
@@ -64,9 +66,7 @@ def test_from_v2_defaults_env_and_snippet_round_trip():
     }
     cfg = T.from_v2(env)
     assert (cfg.maximum_async_requests, cfg.connection_pool_size, cfg.connection_idle_timeout) == (16, 16, 120.0)
-    lines = dict(
-        line.split("=", 1) for line in T.v2_snippet(cfg).splitlines() if line.startswith("DASHSCOPE_")
-    )
+    lines = dict(line.split("=", 1) for line in T.v2_snippet(cfg).splitlines() if line.startswith("DASHSCOPE_"))
     assert T.from_v2(lines) == cfg
     with pytest.raises(ValueError, match="expects an integer"):
         T.from_v2({"DASHSCOPE_HTTP_MAX_CONNECTIONS": "many"})
@@ -239,7 +239,10 @@ class _SSEServer:
         def chunk(payload: bytes) -> bytes:
             return b"%x\r\n%s\r\n" % (len(payload), payload)
 
-        event = b'data: {"id":"1","object":"chat.completion.chunk","created":0,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+        event = (
+            b'data: {"id":"1","object":"chat.completion.chunk","created":0,"model":"m",'
+            b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+        )
         conn.sendall(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
             + chunk(event)
