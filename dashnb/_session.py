@@ -54,6 +54,13 @@ _OUTSIDE_LOOP = (
 )
 
 
+_OUTSIDE_LOOP_HTTPX = (
+    "NotebookSession.httpx_async needs a running event loop (an httpx.AsyncClient's connections belong "
+    "to one loop). Use it inside a coroutine: `dashscope.AsyncClient(base_url=..., http_client=s.httpx_async)` "
+    "in a notebook cell (top-level await works there), or s.httpx from sync code."
+)
+
+
 class _HttpxAsync:
     """An httpx.AsyncClient in the shape the aiohttp close machinery below expects."""
 
@@ -285,9 +292,7 @@ class NotebookSession:
         ``openai.AsyncOpenAI(base_url=..., http_client=s.httpx_async)``. One per loop, as ``.aiohttp``."""
         loop = _running_loop()
         if loop is None:
-            raise RuntimeError(
-                _OUTSIDE_LOOP.replace("aiohttp sessions", "httpx async clients").replace(".aiohttp", ".httpx_async")
-            )
+            raise RuntimeError(_OUTSIDE_LOOP_HTTPX)
         with self._lock:
             self._check_open()
             self._prune()

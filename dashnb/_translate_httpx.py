@@ -494,14 +494,27 @@ class _DrainingStream(httpx.SyncByteStream):
     def __init__(self, inner: httpx.SyncByteStream, state: _DrainState) -> None:
         self._inner = inner
         self._s = state
+        # httpcore's body iterator closes the connection when it is closed half-read, and a reader
+        # that stops at [DONE] drops its iterators (closing them) before it closes the response.
+        # Held here, ours stays open until close() has drained; then closing it does nothing.
+        self._it: Any = None
 
     def __iter__(self):
         s = self._s
+        if self._it is None:
+            self._it = iter(self._inner)
+        it = self._it
         try:
-            for chunk in self._inner:
+            while True:
+                try:
+                    chunk = next(it)
+                except StopIteration:
+                    break
                 if s.sse:
                     s.seen(chunk)
                 yield chunk
+        except GeneratorExit:
+            raise
         except Exception as exc:
             s.observer.request_failed(s.path, exc)
             raise
@@ -512,9 +525,12 @@ class _DrainingStream(httpx.SyncByteStream):
         if s.closed:
             return
         s.closed = True
-        if s.should_drain():
-            self._drain()
-        self._inner.close()
+        try:
+            if s.should_drain():
+                self._drain()
+            self._inner.close()
+        finally:
+            self._it = None
 
     def _drain(self) -> None:
         s = self._s
@@ -540,14 +556,26 @@ class _AsyncDrainingStream(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream, state: _DrainState) -> None:
         self._inner = inner
         self._s = state
+        # As in _DrainingStream: an abandoned async iterator is closed by the loop's finalizer,
+        # at the next await (inside the drain); holding httpcore's here keeps the connection.
+        self._it: Any = None
 
     async def __aiter__(self):
         s = self._s
+        if self._it is None:
+            self._it = self._inner.__aiter__()
+        it = self._it
         try:
-            async for chunk in self._inner:
+            while True:
+                try:
+                    chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    break
                 if s.sse:
                     s.seen(chunk)
                 yield chunk
+        except GeneratorExit:
+            raise
         except Exception as exc:
             s.observer.request_failed(s.path, exc)
             raise
@@ -558,9 +586,15 @@ class _AsyncDrainingStream(httpx.AsyncByteStream):
         if s.closed:
             return
         s.closed = True
-        if s.should_drain():
-            await self._drain()
-        await self._inner.aclose()
+        try:
+            if s.should_drain():
+                await self._drain()
+            await self._inner.aclose()
+        finally:
+            it, self._it = self._it, None
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()  # httpcore's stream is closed already: this only ends the generator
 
     async def _drain(self) -> None:
         s = self._s

@@ -384,3 +384,75 @@ def test_ask_httpx_error_is_an_ask_error(emu, make_session, capsys):
     assert info.value.status_code == 401
     with pytest.raises(ValueError, match="stack must be one of"):
         dashnb.ask("hi", session=s, stack="httpx")
+
+
+def test_drain_failures_leave_nothing_in_flight_or_open(sse_server):
+    from dashnb import _observe
+
+    srv = sse_server("trickle")
+    obs = _observe.Observer()
+    with T.build_httpx_client(PoolConfig(), srv, obs, drain_budget=BUDGET) as http:
+        client = openai.OpenAI(api_key="test", base_url=srv.base_url, http_client=http)
+        for _ in range(2):
+            for _chunk in client.chat.completions.create(model="m", messages=MSGS, stream=True):
+                pass
+        st = obs.snapshot().sync
+        assert (st.requests, st.connections_opened, st.connections_reused) == (2, 2, 0)
+        assert (st.in_flight, st.connections_open, st.errors) == (0, 0, 0)
+
+
+def test_async_raw_stream_stopped_at_done_keeps_its_connection(sse_server):
+    """Any reader that stops at [DONE] and closes, not only openai's: here httpx's own API."""
+    srv = sse_server("prompt")
+
+    async def run():
+        async with T.build_httpx_async_client(PoolConfig(), srv, drain_budget=BUDGET) as http:
+            for _ in range(3):
+                async with http.stream("POST", "/chat", json={}) as resp:
+                    async for line in resp.aiter_lines():
+                        if line == "data: [DONE]":
+                            break
+
+    asyncio.run(run())
+    assert srv.accepted == 1
+
+
+def test_stream_closed_before_done_is_not_drained(sse_server):
+    """Leaving a stream early closes at once: draining could wait for a whole generation."""
+    srv = sse_server("never")
+    with T.build_httpx_client(PoolConfig(), srv, drain_budget=5.0) as http:
+        t0 = time.perf_counter()
+        with http.stream("POST", "/chat", json={}) as resp:
+            for _line in resp.iter_lines():
+                break  # the first event, before [DONE]
+        assert time.perf_counter() - t0 < 2.0
+    assert srv.accepted == 1
+
+
+def test_compare_counts_the_streamed_pitfall_and_its_fix(emulator_factory):
+    import dashnb
+
+    lab = emulator_factory(rtt_ms=0)
+    modes = ["openai_stream_default", "openai_stream_dashnb", "v2_async_stream_default"]
+    result = dashnb.compare(modes, calls=5, endpoint=lab, rounds=1, warmup=False, progress=False)
+    by_mode = {s.mode: s for s in result.summary}
+    assert {m: by_mode[m].tcp_connections for m in modes} == {
+        "openai_stream_default": 5,
+        "openai_stream_dashnb": 1,
+        "v2_async_stream_default": 1,
+    }
+    assert by_mode["openai_stream_dashnb"].client_connections == 1  # dashnb's hooks agree with the server
+    assert by_mode["openai_stream_default"].client_connections is None  # no hooks on the SDK's own client
+    assert not any(s.errors for s in result.summary)
+
+
+def test_sync_raw_stream_stopped_at_done_keeps_its_connection(sse_server):
+    """The reader drops its line iterator (closing it) before it closes the response."""
+    srv = sse_server("prompt")
+    with T.build_httpx_client(PoolConfig(), srv, drain_budget=BUDGET) as http:
+        for _ in range(3):
+            with http.stream("POST", "/chat", json={}) as resp:
+                for line in resp.iter_lines():
+                    if line == "data: [DONE]":
+                        break
+    assert srv.accepted == 1
