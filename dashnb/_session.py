@@ -280,9 +280,7 @@ class NotebookSession:
         with self._lock:
             self._check_open()
             if self._httpx is None:
-                from . import _translate_httpx
-
-                self._httpx = _translate_httpx.build_httpx_client(self._config, self._endpoint, self._observer)
+                self._httpx = _translate.build_httpx_client(self._config, self._endpoint, self._observer)
                 log.debug("session %r: built httpx client for %r", self.name, self._config)
             return self._httpx
 
@@ -298,11 +296,7 @@ class NotebookSession:
             self._prune()
             entry = self._httpx_aio.get(loop)
             if entry is None or entry.session.closed:
-                from . import _translate_httpx
-
-                holder = _HttpxAsync(
-                    _translate_httpx.build_httpx_async_client(self._config, self._endpoint, self._observer)
-                )
+                holder = _HttpxAsync(_translate.build_httpx_async_client(self._config, self._endpoint, self._observer))
                 entry = self._httpx_aio[loop] = _AioEntry(holder, _start_guard(holder))
                 log.debug("session %r: built httpx async client for loop %#x", self.name, id(loop))
             return entry.session.client

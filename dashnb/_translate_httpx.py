@@ -196,6 +196,9 @@ def from_v2(source: Any, *, strict: bool = False) -> PoolConfig:
     the fixed 5 s connect timeout ``connect_timeout``. The v2 defaults (100 connections, 20 kept)
     break the Java SDK's ``maximumAsyncRequests <= connectionPoolSize``, so they warn
     (PoolConfigWarning): a burst of more than 20 calls closes the extras once idle.
+
+    A client given ``http_client=`` reports the settings it resolved, not that client's pool:
+    read the pool you passed from its own configuration instead.
     """
     from ._config import PoolConfig
 
