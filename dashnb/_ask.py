@@ -24,12 +24,13 @@ import dataclasses
 import html
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
 from . import _observe
 
-__all__ = ["AskError", "AskResult", "AskTimings", "Usage", "ask"]
+__all__ = ["STACKS", "AskError", "AskResult", "AskTimings", "Usage", "ask"]
 
 #: The model ``ask``, ``chat`` and ``%%ask`` use unless told otherwise.
 DEFAULT_MODEL = "qwen-plus"
@@ -303,6 +304,52 @@ def _piece(resp: Any) -> str:
     return (out.get("text") if hasattr(out, "get") else None) or ""
 
 
+#: What ``ask(stack=...)`` calls through: the 1.x SDK (``Generation.call``) on the session's
+#: requests.Session, the dashscope 2.x ``Client`` or the openai SDK (compatible mode) on the
+#: session's httpx client.
+STACKS = ("dashscope", "v2", "openai")
+
+
+def _httpx_usage(u: Any) -> Usage | None:
+    if u is None:
+        return None
+
+    def get(*names: str) -> Any:
+        for n in names:
+            v = getattr(u, n, None)
+            if v is not None:
+                return v
+        return None
+
+    return Usage(get("input_tokens", "prompt_tokens"), get("output_tokens", "completion_tokens"), get("total_tokens"))
+
+
+def _httpx_piece(item: Any) -> str:
+    """The text of a v2 / openai reply or stream chunk (both have OpenAI's shape)."""
+    choices = getattr(item, "choices", None) or []
+    if not choices:
+        return ""
+    part = getattr(choices[0], "delta", None) or getattr(choices[0], "message", None)
+    return (getattr(part, "content", None) or "") if part is not None else ""
+
+
+def _httpx_call(stack: str, session: Any, ep: Any, kwargs: dict[str, Any]) -> Any:
+    """The reply (or the stream of chunks) of one call through the session's httpx client."""
+    kwargs = dict(kwargs)
+    api_key = kwargs.pop("api_key")
+    if stack == "v2":
+        import dashscope
+
+        # Given http_client=, the v2 client sends no key of its own (it keys only the client it
+        # builds); a per-call api_key= it does send.
+        client = dashscope.Client(api_key=api_key, base_url=ep.base_url, http_client=session.httpx)
+        return client.chat.completions.create(api_key=api_key, **kwargs)
+    import openai
+
+    oclient = openai.OpenAI(api_key=api_key, base_url=ep.compatible_base_url, http_client=session.httpx)
+    return oclient.chat.completions.create(**kwargs)
+
+
 def resolve_session(session: Any) -> Any:
     """``session``, or the notebook's default one (``dashnb.session()``) when it is None."""
     if session is None:
@@ -337,13 +384,17 @@ def complete(
     params: dict[str, Any],
     markdown: bool = False,
     footer: Callable[[AskResult], str] = AskResult.summary,
+    stack: str = "dashscope",
 ) -> AskResult:
     """One SDK call with these messages, shown as it streams; the core of ``ask`` and ``Chat.ask``.
 
     ``session`` is a dashnb session (``resolve_session``); ``params`` go to the service as they
     are, but ``api_key``, which replaces the endpoint's key for this call and never shows.
-    ``footer`` says what the line under the reply reads. Raises ``AskError``.
+    ``footer`` says what the line under the reply reads. ``stack``: one of ``STACKS``. Raises
+    ``AskError``.
     """
+    if stack not in STACKS:
+        raise ValueError(f"stack must be one of {', '.join(map(repr, STACKS))}, got {stack!r}")
     from dashscope import Generation  # lazily: importing dashscope costs about a second
 
     params = dict(params)
@@ -369,6 +420,8 @@ def complete(
         kwargs.update(stream=True, incremental_output=True)
     else:
         kwargs["stream"] = False
+    if stack != "dashscope":  # the v2 client and openai take OpenAI's arguments
+        kwargs = {"model": model, "messages": messages, "api_key": api_key, "stream": stream, **params}
 
     view = _View(model, markdown=markdown)
     pieces: list[str] = []
@@ -390,15 +443,22 @@ def complete(
     with _observe.call_scope() as rec:
         start = time.perf_counter()
         try:
-            result = Generation.call(**kwargs)
+            if stack == "dashscope":
+                result = Generation.call(**kwargs)
+            else:
+                result = _httpx_call(stack, session, ep, kwargs)
             responses: Any = result if stream else (result,)
             try:
                 for resp in responses:
-                    if getattr(resp, "status_code", None) != 200:
+                    if stack == "dashscope" and getattr(resp, "status_code", None) != 200:
                         raise failed(resp)
                     request_id = getattr(resp, "request_id", None) or request_id
-                    usage = _usage(resp) or usage
-                    piece = _piece(resp)
+                    if stack == "dashscope":
+                        usage = _usage(resp) or usage
+                        piece = _piece(resp)
+                    else:
+                        usage = _httpx_usage(getattr(resp, "usage", None)) or usage
+                        piece = _httpx_piece(resp)
                     if piece:
                         if first is None:
                             first = time.perf_counter() - start
@@ -414,6 +474,16 @@ def complete(
             view.fail("interrupted")  # else the display says "waiting for the first token" forever
             raise
         except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if stack != "dashscope" and isinstance(status, int):  # the v2 and openai SDKs raise HTTP errors
+                raise failed(
+                    types.SimpleNamespace(
+                        status_code=status,
+                        code=getattr(exc, "code", None),
+                        message=getattr(exc, "message", None) or str(exc),
+                        request_id=getattr(exc, "request_id", None),
+                    )
+                ) from None
             # Transport failures (timeouts, refused or dropped connections, TLS errors) are raised
             # by the SDK; their text names the host, never the key, but scrub it anyway.
             why = _scrub(f"{type(exc).__name__}: {exc}", secrets)
@@ -450,15 +520,21 @@ def ask(
     session: Any = None,
     stream: bool = True,
     system: str | None = None,
+    stack: str = "dashscope",
     **params: Any,
 ) -> AskResult:
     """Send ``prompt`` to ``model`` through ``session`` (default ``dashnb.session()``), show the
     reply as it arrives with its latency and whether the connection was reused, and return an
     ``AskResult``.
 
-    ``system``: an optional system message. ``params``: further SDK/service parameters
-    (``temperature=0.2``, ``max_tokens=200``, ``request_timeout=30``...). Raises ``AskError``
-    when the service answers with an HTTP error or cannot be reached.
+    ``system``: an optional system message. ``stack``: ``"dashscope"`` (the 1.x SDK's
+    ``Generation.call`` on ``session.requests``), ``"v2"`` (``dashscope.Client`` on
+    ``session.httpx``) or ``"openai"`` (``openai.OpenAI`` on ``session.httpx``, compatible mode).
+    Either way the connection is the session's, and its idle timeout (the Java default, 300 s)
+    outlasts the pause while you read a reply, so the next prompt reuses it; the v2 client's own
+    default (5 s) would not. ``params``: further SDK/service parameters (``temperature=0.2``,
+    ``max_tokens=200``, ``request_timeout=30``...). Raises ``AskError`` when the service answers
+    with an HTTP error or cannot be reached.
 
     One prompt, one reply, no memory: for a conversation that carries its history from turn to
     turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
@@ -468,4 +544,4 @@ def ask(
         raise ValueError("ask() needs a non-empty prompt string")
     session = resolve_session(session)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return complete(messages, model=model, session=session, stream=stream, params=params)
+    return complete(messages, model=model, session=session, stream=stream, params=params, stack=stack)

@@ -14,8 +14,8 @@
 `PoolConfig` holds the seven settings of the DashScope Java SDK's
 ``ConnectionConfigurations`` (snake case, seconds as float, counts as int) with the
 Java defaults. It validates itself, warns (`PoolConfigWarning`) when the two documented
-constraints are broken, and renders a table mapping every setting to its requests/urllib3
-and aiohttp counterpart. The Java side (the SDK's names, defaults and environment
+constraints are broken, and renders a table mapping every setting to its requests/urllib3,
+aiohttp and httpx / dashscope v2 counterpart. The Java side (the SDK's names, defaults and environment
 variables, Duration text, the builder code) lives in ``dashnb._java``; turning a config
 into real session objects happens in ``dashnb._translate``. This module does no I/O and
 imports only the standard library.
@@ -183,12 +183,15 @@ def _suggest(key: str) -> str | None:
 # note cells would make the table wider than a 1280 px screen.
 _CELL = ' style="text-align:left; vertical-align:top; max-width:22em"'
 
-# What each setting is called elsewhere; shared by rows(), describe() and _repr_html_().
-_EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
+# What each setting is called elsewhere (requests/urllib3, aiohttp, httpx and the dashscope v2
+# client, note); shared by rows(), describe() and _repr_html_().
+_EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
     {
         "connect_timeout": (
             "timeout=(connect, read): the connect part; urllib3 Timeout(connect=...)",
             "ClientTimeout(sock_connect=...)",
+            "Timeout(connect=...): TCP connect and TLS handshake. v2 client: fixed at 5 s, no setting or variable "
+            "(pass http_client= to change it)",
             "aiohttp's sock_connect bounds the TCP and TLS handshakes of a new connection; "
             "urllib3 applies the connect timeout to each socket operation of both handshakes and "
             "keeps it on the socket while sending the request. OkHttp applies connectTimeout to "
@@ -197,12 +200,16 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "read_timeout": (
             "timeout=(connect, read): the read part; urllib3 Timeout(read=...)",
             "ClientTimeout(sock_read=...)",
+            "Timeout(read=...). v2 client: timeout / DASHSCOPE_TIMEOUT (300 s), which is its write and pool "
+            "timeout too",
             "The longest wait between two pieces of the response, not the total time of a call: "
             "a stream that keeps trickling never hits it (same in OkHttp, urllib3 and aiohttp).",
         ),
         "write_timeout": (
             "no equivalent",
             "no equivalent",
+            "Timeout(write=...): each write of the request, like OkHttp's writeTimeout. v2 client: timeout / "
+            "DASHSCOPE_TIMEOUT",
             "Neither requests nor aiohttp has a write timeout, and dashnb does not emulate one. "
             "(urllib3 sends the request while the connect timeout is still on the socket, so a "
             "send stalled longer than connect_timeout fails, but that cannot be set on its own.)",
@@ -210,6 +217,9 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "connection_idle_timeout": (
             "none in requests/urllib3; dashnb's adapter closes pooled connections idle longer than this",
             "TCPConnector(keepalive_timeout=...)",
+            "Limits(keepalive_expiry=...), checked when the pool is next used. v2 client: http_keepalive_expiry / "
+            "DASHSCOPE_HTTP_KEEPALIVE_EXPIRY, 5 s by default: a person reading a reply for longer reconnects on "
+            "the next prompt",
             "OkHttp's ConnectionPool closes connections idle this long. The SDK passes it in whole "
             "seconds (Duration.getSeconds()): a fraction is dropped, and under 1 s becomes 0, which "
             "OkHttp refuses. A server or load balancer may close idle connections sooner; reusing "
@@ -218,6 +228,8 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "connection_pool_size": (
             "HTTPAdapter(pool_maxsize=...), with pool_block=False",
             "none in aiohttp (it keeps every idle connection); dashnb closes the surplus when a connection is released",
+            "Limits(max_keepalive_connections=...): idle connections kept, as in OkHttp. v2 client: "
+            "http_max_keepalive_connections / DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS (20)",
             "Idle connections kept for reuse, not a cap on open ones: OkHttp's ConnectionPool "
             "(maxIdleConnections) and urllib3's pool_maxsize both let a burst open more and close "
             "the extra ones once idle.",
@@ -226,6 +238,9 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
             "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does; bound them "
             "with your thread pool (ThreadPoolExecutor(max_workers=...))",
             "TCPConnector(limit=...): connections in use at once (calls in flight); more calls wait",
+            "Limits(max_connections=...): open connections, idle ones included, for sync and async calls alike; a "
+            "call past it waits up to Timeout(pool=...), which Java lacks (dashnb: async client only, pool=None). "
+            "v2 client: http_max_connections / DASHSCOPE_HTTP_MAX_CONNECTIONS (100)",
             "OkHttp Dispatcher.maxRequests counts only enqueued calls (enqueue(): the SDK's "
             "streams, callbacks and duplex calls); blocking execute() calls bypass it and are "
             "never queued. Keep maximumAsyncRequests <= connectionPoolSize.",
@@ -233,6 +248,8 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str]] = MappingProxyType(
         "maximum_async_requests_per_host": (
             "none: blocking calls bypass the Dispatcher, as OkHttp's execute() does",
             "TCPConnector(limit_per_host=...)",
+            "none: max_connections counts every host; for DashScope (one host) dashnb uses the smaller of the two "
+            "limits. v2 client: none",
             "OkHttp Dispatcher.maxRequestsPerHost: enqueued calls only, as above. Keep "
             "maximumAsyncRequestsPerHost <= maximumAsyncRequests, or it can never be reached.",
         ),
@@ -360,6 +377,23 @@ class PoolConfig:
         """
         return _java.from_env(cls, environ, strict=strict)
 
+    @classmethod
+    def from_v2(cls, source: Any, *, strict: bool = False) -> PoolConfig:
+        """Build from the dashscope 2.x client's settings: a ``dashscope.Client`` / ``AsyncClient``,
+        its ``.config``, or a mapping of its setting names or ``DASHSCOPE_HTTP_*`` variables
+        (see ``dashnb._translate_httpx.from_v2``; imports httpx)."""
+        from ._translate_httpx import from_v2
+
+        config = from_v2(source, strict=strict)
+        return config if type(config) is cls else cls(**{n: getattr(config, n) for n in JAVA_NAMES}, strict=strict)
+
+    def v2_snippet(self) -> str:
+        """The environment variables (and ``dashscope.settings`` lines) giving a dashscope 2.x
+        client this pool, with what v2 cannot take said as comments (imports httpx)."""
+        from ._translate_httpx import v2_snippet
+
+        return v2_snippet(self)
+
     # -- rendering -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
@@ -389,7 +423,7 @@ class PoolConfig:
             else:
                 unit = _COUNT_UNITS[name]
                 shown, default_shown = f"{value} {unit}", f"{JAVA_DEFAULTS[name]} {unit}"
-            requests_eq, aiohttp_eq, note = _EQUIVALENTS[name]
+            requests_eq, aiohttp_eq, httpx_eq, note = _EQUIVALENTS[name]
             out.append(
                 {
                     "setting": name,
@@ -402,6 +436,7 @@ class PoolConfig:
                     "env_var": ENV_VARS[name],
                     "requests": requests_eq,
                     "aiohttp": aiohttp_eq,
+                    "httpx": httpx_eq,
                     "note": note,
                 }
             )
@@ -418,6 +453,7 @@ class PoolConfig:
                 f"    default:          {row['default_text']}; env {row['env_var']}; Python {row['setting']}",
                 f"    requests/urllib3: {row['requests']}",
                 f"    aiohttp:          {row['aiohttp']}",
+                f"    httpx / v2:       {row['httpx']}",
                 f"    note:             {row['note']}",
             ]
         for problem in self.constraint_problems():
@@ -428,7 +464,7 @@ class PoolConfig:
         import html
 
         esc = html.escape
-        head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "note")
+        head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note")
         parts = [
             '<table class="dashnb-poolconfig">',
             f"<caption>{esc(repr(self))}</caption>",
@@ -445,6 +481,7 @@ class PoolConfig:
                 f"<code>{esc(row['env_var'])}</code>",
                 esc(row["requests"]),
                 esc(row["aiohttp"]),
+                esc(row["httpx"]),
                 esc(row["note"]),
             )
             parts.append("<tr>" + "".join(f"<td{_CELL}>{c}</td>" for c in cells) + "</tr>")

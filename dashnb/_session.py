@@ -13,6 +13,10 @@ that object in place: new calls get new pools, the old requests pool is closed (
 flight finish, and their connections close when released), the old aiohttp sessions are closed on
 their own loops once their requests are released.
 
+``.httpx`` (an ``httpx.Client``) and ``.httpx_async`` (an ``httpx.AsyncClient``, one per loop like
+``.aiohttp``) serve the dashscope 2.x ``Client`` / ``AsyncClient`` and the openai SDK, from the same
+config and counted in the same stats.
+
 ``.aiohttp`` is per event loop (aiohttp sessions cannot move between loops): the first use on a
 loop creates one, a loop that closed gets a fresh one next time. Each is closed on its loop when
 the session is closed, when ``asyncio.run()`` (or ``dashnb.run``'s loop) shuts down - through
@@ -50,6 +54,67 @@ _OUTSIDE_LOOP = (
 )
 
 
+_OUTSIDE_LOOP_HTTPX = (
+    "NotebookSession.httpx_async needs a running event loop (an httpx.AsyncClient's connections belong "
+    "to one loop). Use it inside a coroutine: `dashscope.AsyncClient(base_url=..., http_client=s.httpx_async)` "
+    "in a notebook cell (top-level await works there), or s.httpx from sync code."
+)
+
+
+class _HttpxAsync:
+    """An httpx.AsyncClient in the shape the aiohttp close machinery below expects."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.client.is_closed)
+
+    @property
+    def connector(self) -> None:  # nothing to detach: httpx binds no loop until a request is made
+        return None
+
+    async def wait_idle(self) -> None:
+        await _httpx_wait_idle(self.client, asyncio.sleep)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _httpx_wait_idle(client: Any, sleep: Any) -> None:
+    # httpcore has no "idle" signal; poll the pool's public list of connections (bounded).
+    from ._translate_httpx import busy_connections
+
+    for _ in range(6000):
+        if not busy_connections(client):
+            return
+        await sleep(0.05)
+
+
+def _close_httpx_when_idle(client: Any) -> None:
+    """Close a replaced sync httpx client once its requests in flight are done (closing the pool
+    now would break them), in a daemon thread when any are."""
+    from ._translate_httpx import busy_connections
+
+    if not busy_connections(client):
+        client.close()
+        return
+
+    def wait_then_close() -> None:
+        import time
+
+        for _ in range(6000):
+            if not busy_connections(client):
+                break
+            time.sleep(0.05)
+        client.close()
+
+    threading.Thread(target=wait_then_close, name="dashnb-httpx-close", daemon=True).start()
+
+
 class _AioEntry:
     __slots__ = ("session", "guard")
 
@@ -84,7 +149,10 @@ def _start_guard(aio: Any) -> Any:
 async def _retire(entry: _AioEntry, drain: bool) -> None:
     try:
         if drain:
-            await _translate.wait_idle(entry.session)
+            if isinstance(entry.session, _HttpxAsync):
+                await entry.session.wait_idle()
+            else:
+                await _translate.wait_idle(entry.session)
         await entry.session.close()
     finally:
         with contextlib.suppress(Exception):
@@ -152,6 +220,8 @@ class NotebookSession:
         self._observer = _observe.Observer()
         self._requests: Any = None
         self._aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
+        self._httpx: Any = None
+        self._httpx_aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
         self._closed = False
         self._generation = 1
 
@@ -203,12 +273,41 @@ class NotebookSession:
                 log.debug("session %r: built aiohttp session for loop %#x", self.name, id(loop))
             return entry.session
 
+    @property
+    def httpx(self):
+        """The httpx.Client for sync calls: ``dashscope.Client(http_client=s.httpx)``,
+        ``openai.OpenAI(base_url=..., http_client=s.httpx)``."""
+        with self._lock:
+            self._check_open()
+            if self._httpx is None:
+                self._httpx = _translate.build_httpx_client(self._config, self._endpoint, self._observer)
+                log.debug("session %r: built httpx client for %r", self.name, self._config)
+            return self._httpx
+
+    @property
+    def httpx_async(self):
+        """The httpx.AsyncClient for the running loop: ``dashscope.AsyncClient(http_client=s.httpx_async)``,
+        ``openai.AsyncOpenAI(base_url=..., http_client=s.httpx_async)``. One per loop, as ``.aiohttp``."""
+        loop = _running_loop()
+        if loop is None:
+            raise RuntimeError(_OUTSIDE_LOOP_HTTPX)
+        with self._lock:
+            self._check_open()
+            self._prune()
+            entry = self._httpx_aio.get(loop)
+            if entry is None or entry.session.closed:
+                holder = _HttpxAsync(_translate.build_httpx_async_client(self._config, self._endpoint, self._observer))
+                entry = self._httpx_aio[loop] = _AioEntry(holder, _start_guard(holder))
+                log.debug("session %r: built httpx async client for loop %#x", self.name, id(loop))
+            return entry.session.client
+
     def _prune(self) -> None:
-        for loop, entry in list(self._aio.items()):
-            if loop.is_closed() or entry.session.closed:
-                del self._aio[loop]
-                if not entry.session.closed:
-                    _detach(entry)
+        for per_loop in (self._aio, self._httpx_aio):
+            for loop, entry in list(per_loop.items()):
+                if loop.is_closed() or entry.session.closed:
+                    del per_loop[loop]
+                    if not entry.session.closed:
+                        _detach(entry)
 
     # -- changing and ending -------------------------------------------------------------------
     def configure(self, config: Any = None, *, endpoint: Any = None) -> NotebookSession:
@@ -220,14 +319,20 @@ class NotebookSession:
             if new_config == self._config and (new_endpoint is self._endpoint or new_endpoint == self._endpoint):
                 return self
             old_requests, old_aio = self._requests, self._aio
+            old_httpx, old_httpx_aio = self._httpx, self._httpx_aio
             self._config, self._endpoint = new_config, new_endpoint
             self._requests, self._aio = None, {}
+            self._httpx, self._httpx_aio = None, {}
             self._generation += 1
         log.debug("session %r reconfigured to %r", self.name, new_config)
         if old_requests is not None:
             # Safe with requests in flight: urllib3 closes a connection returned to a closed pool.
             old_requests.close()
         for loop, entry in old_aio.items():
+            _close_aio(loop, entry, drain=True)
+        if old_httpx is not None:
+            _close_httpx_when_idle(old_httpx)
+        for loop, entry in old_httpx_aio.items():
             _close_aio(loop, entry, drain=True)
         return self
 
@@ -239,9 +344,13 @@ class NotebookSession:
             self._closed = True
             requests_session, aio = self._requests, self._aio
             self._requests, self._aio = None, {}
+            httpx_client, httpx_aio = self._httpx, self._httpx_aio
+            self._httpx, self._httpx_aio = None, {}
         if requests_session is not None:
             requests_session.close()
-        for loop, entry in aio.items():
+        if httpx_client is not None:
+            httpx_client.close()
+        for loop, entry in (*aio.items(), *httpx_aio.items()):
             _close_aio(loop, entry, drain=False, wait=_wait)
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.name) is self:
@@ -260,16 +369,17 @@ class NotebookSession:
         # Close this loop's aiohttp session here, awaited, so it is done when the block ends.
         loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._aio.pop(loop, None)
-        if entry is not None:
-            await _retire(entry, drain=False)
+            entries = [self._aio.pop(loop, None), self._httpx_aio.pop(loop, None)]
+        for entry in entries:
+            if entry is not None:
+                await _retire(entry, drain=False)
         self.close()
 
     # -- looking at it -------------------------------------------------------------------------
     def stats(self) -> dict:
         """Counters since the session was created (across reconfigurations): connections_opened,
         connections_reused, connections_closed, connections_open, requests, in_flight, queued,
-        errors, and the same under "sync" (requests) and "async" (aiohttp)."""
+        errors, and the same under "sync" (requests, httpx.Client) and "async" (aiohttp, httpx.AsyncClient)."""
         return self._observer.snapshot().as_dict()
 
     def _label(self) -> str:
@@ -287,7 +397,7 @@ class NotebookSession:
     def _repr_html_(self) -> str:
         esc = html.escape
         snap = self._observer.snapshot()
-        rows = [("", "total", "sync (requests)", "async (aiohttp)")]
+        rows = [("", "total", "sync (requests, httpx)", "async (aiohttp, httpx)")]
         for field in (
             "requests",
             "connections_opened",

@@ -1,4 +1,4 @@
-"""Turn a PoolConfig and an endpoint into requests / aiohttp objects: the only place that does.
+"""Turn a PoolConfig and an endpoint into requests / aiohttp / httpx objects: the only place that does.
 
     >>> from dashnb._config import PoolConfig
     >>> from dashnb._translate import build_requests_session, merge_requests_timeout
@@ -39,7 +39,8 @@ if no idle one is free (checked against real OkHttp 3.x by tests/test_okhttp_cro
   call, so "the caller's value wins" would make the config's timeouts dead knobs for every SDK
   call; "tighter wins" keeps the Java settings in force while ``request_timeout=`` can still
   shorten a call. To lengthen one, raise the config's value.
-- ``write_timeout``: neither library has one; it is not emulated.
+- ``write_timeout``: neither library has one; it is not emulated. (httpx has one: see
+  ``dashnb._translate_httpx``, which maps every setting to ``httpx.Limits`` / ``httpx.Timeout``.)
 
 aiohttp quirk: for non-stream calls the SDK passes ``ClientTimeout(total=request_timeout)``, which
 *replaces* the session's ``ClientTimeout`` (so ``sock_connect`` / ``sock_read`` would silently be
@@ -73,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
+    import httpx
     import requests
 
     from . import _observe
@@ -80,6 +82,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "build_aiohttp_session",
+    "build_httpx_async_client",
+    "build_httpx_client",
     "build_requests_session",
     "java_idle_timeout",
     "merge_requests_timeout",
@@ -152,6 +156,23 @@ def build_aiohttp_session(
     from . import _translate_aiohttp
 
     return _translate_aiohttp.build_aiohttp_session(config, endpoint, observer)
+
+
+def build_httpx_client(config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None) -> httpx.Client:
+    """An httpx.Client pooled as ``config`` says, trusting ``endpoint``'s CA, whose streams keep
+    their connection after ``data: [DONE]``."""
+    from . import _translate_httpx
+
+    return _translate_httpx.build_httpx_client(config, endpoint, observer)
+
+
+def build_httpx_async_client(
+    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+) -> httpx.AsyncClient:
+    """The async twin of ``build_httpx_client`` (one event loop; the caller closes it there)."""
+    from . import _translate_httpx
+
+    return _translate_httpx.build_httpx_async_client(config, endpoint, observer)
 
 
 async def wait_idle(session: aiohttp.ClientSession) -> None:

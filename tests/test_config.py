@@ -713,10 +713,10 @@ def _parse_html(config: PoolConfig) -> _TableParser:
 def test_repr_html_table_has_the_promised_columns_and_every_setting():
     parser = _parse_html(PoolConfig())
     header, *body = parser.rows
-    assert header == ["Java name", "value", "env var", "requests / urllib3", "aiohttp", "note"]
+    assert header == ["Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note"]
     assert [row[0].split("\n")[0] for row in body] == list(JAVA_NAMES.values())
     assert [row[2] for row in body] == list(ENV_VARS.values())
-    assert all(len(row) == 6 for row in body)
+    assert all(len(row) == 7 for row in body)
 
 
 def test_repr_html_shares_rows_with_plain_data():
@@ -724,14 +724,15 @@ def test_repr_html_shares_rows_with_plain_data():
     body = _parse_html(config).rows[1:]
     for cells, row in zip(body, config.rows(), strict=True):
         assert cells[1].split("\n")[0] == row["value_text"]
-        assert (cells[3], cells[4], cells[5]) == (row["requests"], row["aiohttp"], row["note"])
+        assert (cells[3], cells[4], cells[5], cells[6]) == (row["requests"], row["aiohttp"], row["httpx"], row["note"])
 
 
 def test_repr_html_write_timeout_has_no_equivalent_note():
     body = {row[0].split("\n")[0]: row for row in _parse_html(PoolConfig()).rows[1:]}
     write = body["writeTimeout"]
     assert write[3] == "no equivalent" and write[4] == "no equivalent"
-    assert "does not emulate" in write[5]
+    assert "does not emulate" in write[6]
+    assert write[5].startswith("Timeout(write=")
 
 
 def test_repr_html_escapes_text():

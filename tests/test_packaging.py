@@ -34,7 +34,17 @@ PYPI_TO_CONDA = {
 # Conda entries that are not Python distributions of the project.
 CONDA_ONLY = {"python", "pip"}
 
-HEAVY_MODULES = ("dashscope", "matplotlib", "ipywidgets", "aiohttp", "requests")
+HEAVY_MODULES = (
+    "dashscope",
+    "matplotlib",
+    "ipywidgets",
+    "aiohttp",
+    "requests",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "openai",
+)
 IMPORT_BUDGET_S = 0.150
 IMPORT_RUNS = 7
 
