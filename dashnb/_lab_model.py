@@ -542,13 +542,13 @@ class LabModel(HasTraits):
         """Every call of the latest measurement, one row each (times in ms)."""
         return calls_csv(self._exported()[0])
 
-    def to_png(self, *, dpi: int = 100) -> bytes:
+    def to_png(self, *, dpi: int = 100, figsize: tuple[float, float] = (10, 3.6)) -> bytes:
         """The plot the panel shows, as a PNG (needs matplotlib)."""
         from ._plot import lab_figure_png
 
         result, settings = self._exported()
         return lab_figure_png(
-            result, settings, scale=self.scale, pinned=self.pinned, y_axis=self.y_axis, dpi=dpi
+            result, settings, scale=self.scale, pinned=self.pinned, y_axis=self.y_axis, dpi=dpi, figsize=figsize
         )
 
     @property

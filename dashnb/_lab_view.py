@@ -60,8 +60,11 @@ PRESENTER_CSS = """
 .dashnb-lab-presenter .dashnb-lab-table table { font-size: 16px; }
 </style>
 """
-PRESENTER_DPI = 150  # a 10-inch figure: 1500 px, sharp up to a 1920 px wide window
-LAB_DPI = 80
+# The picture's size in inches sets the size of its text relative to the plot; its dpi, the
+# pixels. Presenter: fewer inches (larger text once scaled to the window), 1520 px wide, sharp up
+# to a 1920 px window. Lab: the 800 px picture the notebook always had.
+PRESENTER_FIGURE = {"figsize": (8.0, 3.4), "dpi": 190}
+LAB_FIGURE = {"figsize": (10.0, 3.6), "dpi": 80}
 
 Y_AXIS_LABELS = (("keep scale", "keep"), ("lock", "lock"), ("fit each run", "fit"))
 
@@ -190,12 +193,16 @@ class LatencyLab(w.VBox):
             "fit": button("fit y-axis", "fit the axes to this run now", m.fit_y_axis),
             "reset": button("reset to defaults", "every setting back to its default", m.reset),
         }
+        # Download links carry their data, so they are built only when asked for: a committed
+        # notebook (or a widget message per redraw) need not hold three copies of each run.
+        self.save = w.ToggleButton(description="save…", tooltip="links to download this run as JSON, CSV, PNG")
+        self.save.observe(self._show_exports, names="value")
         self.status = w.HTML()
         self.scenario_note = w.HTML()
         self.exports = w.HTML()
         self.plot = w.Output(layout=w.Layout(min_height="290px" if not presenter else "240px"))
         self.table = w.HTML()
-        actions = w.HBox([*self.buttons.values()], layout=w.Layout(flex_flow="row wrap"))
+        actions = w.HBox([*self.buttons.values(), self.save], layout=w.Layout(flex_flow="row wrap"))
         children = self._presenter_layout(actions) if presenter else self._lab_layout(actions)
         super().__init__(children, layout=w.Layout(border="1px solid #ddd", padding="6px"))
         self.add_class("dashnb-lab")
@@ -206,6 +213,7 @@ class LatencyLab(w.VBox):
         self.plot.add_class("dashnb-lab-plot")
         self.table.add_class("dashnb-lab-table")
         self.exports.add_class("dashnb-lab-exports")
+        self.save.add_class("dashnb-lab-save")
         for name, b in self.buttons.items():
             b.add_class(f"dashnb-lab-{name}")
         m.observe(self._show_status, names=["status", "error", "measuring"])
@@ -354,7 +362,7 @@ class LatencyLab(w.VBox):
         if key == self._drawn:
             return
         self._drawn = key
-        png = self._png = m.to_png(dpi=PRESENTER_DPI if self.presenter else LAB_DPI)
+        png = self._png = m.to_png(**(PRESENTER_FIGURE if self.presenter else LAB_FIGURE))
         # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
         # see the same outputs and nothing lands in whatever cell happens to be running.
         self.plot.outputs = (
@@ -371,7 +379,13 @@ class LatencyLab(w.VBox):
         self.table.value = html_table(m.summary, caption=caption, notes=m.notes()).replace(
             "<td style='text-align:right'>-</td>", "<td style='text-align:right'>—</td>"
         )
-        self.exports.value = self._export_links(png)
+        self._show_exports()
+
+    def _show_exports(self, _change=None) -> None:
+        if self.save.value and self.model.result is not None and self._png is not None:
+            self.exports.value = self._export_links(self._png)
+        else:
+            self.exports.value = ""
 
     def _export_links(self, png: bytes) -> str:
         # Links carrying the data themselves: a download needs no file on the server, works the
@@ -399,6 +413,7 @@ class LatencyLab(w.VBox):
         m.unobserve(self._show_status, names=["status", "error", "measuring"])
         m.unobserve(self._show_result, names=["result", "scale", "pinned", "y_axis"])
         m.unobserve(self._show_scenario, names="scenario")
+        self.save.unobserve(self._show_exports, names="value")
         for link in self._links:
             link.unlink()
         self._links = []

@@ -128,6 +128,7 @@ def lab_figure(
     scale: PlotScale | None = None,
     pinned: Comparison | None = None,
     y_axis: str = "keep",
+    figsize: tuple[float, float] = (10, 3.6),
 ) -> Figure:
     """Latency of every call per mode (dots; a bar at the p50) and connections opened per mode.
 
@@ -137,9 +138,11 @@ def lab_figure(
     """
     from ._lab_settings import PlotScale, mode_color
 
-    fig = Figure(figsize=(10, 3.6))
-    # Fixed margins: the constrained layout engine costs about as much as drawing the plot.
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.84, wspace=0.3)
+    fig = Figure(figsize=figsize)
+    # Fixed margins, in inches (room for tick labels whatever the size): the constrained layout
+    # engine costs about as much as drawing the plot.
+    width, height = figsize
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.2 / width, bottom=0.72 / height, top=1 - 0.58 / height, wspace=0.3)
     ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
     shown = [m for m in result if not m.skipped]
     names = [m.mode for m in shown]
@@ -246,8 +249,9 @@ def lab_figure_png(
     scale: PlotScale | None = None,
     pinned: Comparison | None = None,
     y_axis: str = "keep",
+    figsize: tuple[float, float] = (10, 3.6),
 ) -> bytes:
-    fig = lab_figure(result, settings, scale=scale, pinned=pinned, y_axis=y_axis)
+    fig = lab_figure(result, settings, scale=scale, pinned=pinned, y_axis=y_axis, figsize=figsize)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
