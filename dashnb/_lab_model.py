@@ -26,8 +26,16 @@ change costs the time of the slowest mode: at the defaults (5 calls per mode, rt
 ``dashnb.compare`` does): slower, but fairer near rtt 0, where side by side competes for CPU.
 
 The pool settings are the Java SDK's (``PoolConfig`` fields, validated by ``PoolConfig``);
-``scenario`` picks an assumed network from ``dashnb.SCENARIOS`` (it sets ``rtt_ms`` and
-``ttfb_ms``; changing either by hand makes it "custom" again).
+``scenario`` picks a named starting point from ``LAB_SCENARIOS`` (slow network, TLS 1.2, pool
+too small, long server time, then the assumed networks of ``dashnb.SCENARIOS``): the defaults
+with the scenario's values on top; changing any of those by hand makes it "custom" again.
+``reset()`` brings every setting back to its default.
+
+What the panel shows is decided here too, so it is tested here: ``scale`` (the plot's axes,
+kept between runs unless ``y_axis`` says "fit", see ``Y_AXIS_CHOICES``), ``pin()`` (a run kept
+for before/after), ``summary`` and ``notes()`` (percentiles only where the sample supports
+them, ``MIN_SAMPLES``), and the export of the latest run (``to_json``, ``to_csv``, ``to_png``,
+``save``).
 """
 
 from __future__ import annotations

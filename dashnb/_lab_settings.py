@@ -281,7 +281,7 @@ MIN_SAMPLES = MappingProxyType({"p90_ms": 10, "p99_ms": 100})
 def supported(summary: ModeSummary) -> ModeSummary:
     """``summary`` with the percentiles its sample cannot support set to None."""
     good = summary.calls - summary.errors
-    drop = {name: None for name, need in MIN_SAMPLES.items() if good < need}
+    drop: dict[str, Any] = {name: None for name, need in MIN_SAMPLES.items() if good < need}
     return dataclasses.replace(summary, **drop) if drop else summary
 
 
@@ -410,7 +410,9 @@ def export_dict(result: Comparison, settings: LabSettings, pinned: Comparison | 
     data["lab"] = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "config"}
     data["lab"]["modes"] = list(settings.modes)
     data["lab"]["config"] = {name: getattr(settings.config, name) for name in POOL_FIELDS}
-    data["percentiles"] = {name[:3]: f"reported with at least {need} successful calls" for name, need in MIN_SAMPLES.items()}
+    data["percentiles"] = {
+        name[:3]: f"reported with at least {need} successful calls" for name, need in MIN_SAMPLES.items()
+    }
     if pinned is not None:
         data["pinned"] = {s.mode: supported(s).to_dict() for s in pinned.summary}
     return data

@@ -63,8 +63,8 @@ PRESENTER_CSS = """
 # The picture's size in inches sets the size of its text relative to the plot; its dpi, the
 # pixels. Presenter: fewer inches (larger text once scaled to the window), 1520 px wide, sharp up
 # to a 1920 px window. Lab: the 800 px picture the notebook always had.
-PRESENTER_FIGURE = {"figsize": (8.0, 3.4), "dpi": 190}
-LAB_FIGURE = {"figsize": (10.0, 3.6), "dpi": 80}
+PRESENTER_FIGURE: dict[str, Any] = {"figsize": (8.0, 3.4), "dpi": 190}
+LAB_FIGURE: dict[str, Any] = {"figsize": (10.0, 3.6), "dpi": 80}
 
 Y_AXIS_LABELS = (("keep scale", "keep"), ("lock", "lock"), ("fit each run", "fit"))
 
@@ -281,7 +281,9 @@ class LatencyLab(w.VBox):
                 w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(4, 150px)")),
             ]
         )
-        tools = w.HBox([k["y_axis"], actions, self.exports], layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        tools = w.HBox(
+            [k["y_axis"], actions, self.exports], layout=w.Layout(flex_flow="row wrap", align_items="center")
+        )
         return [columns, modes, tools, self.status, self.plot, self.table]
 
     def _presenter_layout(self, actions: w.Widget) -> list[w.Widget]:
@@ -454,8 +456,9 @@ def lab(
     or connection_pool_size, maximum_async_requests, maximum_async_requests_per_host,
     connect_timeout, read_timeout, connection_idle_timeout), concurrency, calls, modes,
     side_by_side. ``presenter=True``: large type, controls in tabs beside a plot that scales
-    with the window (what ``make workshop`` shows). The first measurement starts at once in the background when an event loop is
-    running (a notebook); ``await lab.model.wait()`` gives its result.
+    with the window (what ``make workshop`` shows). The first measurement starts at once in the
+    background when an event loop is running (a notebook); ``await lab.model.wait()`` gives its
+    result.
 
     One panel per ``name`` is live: calling ``lab()`` again (re-running the cell) closes the
     previous panel of that name first - its measurement is cancelled, its emulators and worker

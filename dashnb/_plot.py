@@ -142,7 +142,9 @@ def lab_figure(
     # Fixed margins, in inches (room for tick labels whatever the size): the constrained layout
     # engine costs about as much as drawing the plot.
     width, height = figsize
-    fig.subplots_adjust(left=0.7 / width, right=1 - 0.2 / width, bottom=0.72 / height, top=1 - 0.58 / height, wspace=0.3)
+    fig.subplots_adjust(
+        left=0.7 / width, right=1 - 0.2 / width, bottom=0.72 / height, top=1 - 0.58 / height, wspace=0.3
+    )
     ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
     shown = [m for m in result if not m.skipped]
     names = [m.mode for m in shown]
@@ -154,9 +156,7 @@ def lab_figure(
         ghost = before.get(m.mode)
         if ghost is not None and ghost.summary.p50_ms is not None:
             # The pinned run: an outline where its bar was, hollow dots where its calls were.
-            ax_lat.bar(
-                x, ghost.summary.p50_ms, width=0.72, fill=False, edgecolor=color, linestyle="--", linewidth=1.4
-            )
+            ax_lat.bar(x, ghost.summary.p50_ms, width=0.72, fill=False, edgecolor=color, linestyle="--", linewidth=1.4)
             old = [c.total * 1e3 for c in ghost.calls if c.ok]
             ax_lat.scatter(
                 _spread(x, len(old)), [min(v, top) for v in old], s=14, facecolors="none", edgecolors=color, alpha=0.6

@@ -595,7 +595,10 @@ def test_the_timeout_sliders_reach_every_value_the_notebook_suggests():
             control = k[name]
             for value in wanted:
                 if hasattr(control, "step"):
-                    assert control.min <= value <= control.max and (value - control.min) % control.step == 0, (name, value)
+                    assert control.min <= value <= control.max and (value - control.min) % control.step == 0, (
+                        name,
+                        value,
+                    )
                 else:
                     assert value in [v for _, v in control.options], (name, value)
     finally:

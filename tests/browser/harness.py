@@ -337,7 +337,9 @@ def new_context(browser, *, width: int = 1280, height: int = 900):
     request the pages made that was meant to leave loopback (aborted or not)."""
     context = browser.new_context(viewport={"width": width, "height": height})
     outside: list[str] = []
-    context.on("request", lambda request: None if request.url.startswith(LOOPBACK_PREFIXES) else outside.append(request.url))
+    context.on(
+        "request", lambda request: None if request.url.startswith(LOOPBACK_PREFIXES) else outside.append(request.url)
+    )
     context.dashnb_outside = outside
     context.route("https://**/*", lambda route: route.abort())
     return context
