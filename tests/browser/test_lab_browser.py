@@ -195,9 +195,11 @@ def test_presenter_mode_fits_both_sizes_and_stays_offline(browser, start_voila):
                 # It still works as a lab: a slider step redraws, a pinned run is compared with.
                 before = harness.image_src(page, selector=PLOT_IMAGE)
                 harness.scope(page).locator(".dashnb-lab-pin").click()
-                _step(page, before)
+                # Pinning redraws at once (ghost marks behind the bars), without measuring.
+                pinned = harness.wait_image_settled(page, selector=PLOT_IMAGE, previous=before)
+                _step(page, pinned)
                 page.wait_for_function(
-                    "sel => document.querySelector(sel).innerText.includes('Since the pinned run')",
+                    "sel => document.querySelector(sel).innerText.includes('Since the pinned run (rtt 40 ms')",
                     arg=TABLE,
                     timeout=10_000,
                 )
