@@ -482,7 +482,8 @@ class LabModel(HasTraits):
         if self.result is None:
             return []
         note = percentile_note(self.result.summary)
-        return [*self.result.notes(), *([note] if note else []), *self.problems, *self.pin_changes()]
+        # Most telling first: what the run shows, what the settings break, what changed.
+        return [*self.result.notes(), *self.problems, *self.pin_changes(), *([note] if note else [])]
 
     # -- the plot's axes -------------------------------------------------------------------
 

@@ -294,10 +294,10 @@ def percentile_note(summaries: Sequence[ModeSummary]) -> str | None:
     missing = [name[:3] for name, need in MIN_SAMPLES.items() if fewest < need]
     if not missing:
         return None
-    needs = " and ".join(f"{name[:3]} at least {need}" for name, need in MIN_SAMPLES.items() if name[:3] in missing)
+    needs = ", ".join(f"{name[:3]} at least {need}" for name, need in MIN_SAMPLES.items() if name[:3] in missing)
     return (
-        f"{' and '.join(missing)} shown as — : a percentile needs enough successful calls per mode "
-        f"({needs}; this run had {fewest}). Raise 'calls per mode' to see them."
+        f"{' and '.join(missing)} shown as —: too few successful calls per mode ({needs}; this run "
+        f"had {fewest}). Raise 'calls per mode' to see them."
     )
 
 
