@@ -402,8 +402,10 @@ class LabModel(HasTraits):
         self.error = ""
         self.problems = settings.problems
         self.measured = settings
-        self.scale = next_scale(self.scale, self.y_axis, result, self.pinned)
-        self.result = result
+        # Together: a view redrawing on either sees the new result on its new scale.
+        with self.hold_trait_notifications():
+            self.scale = next_scale(self.scale, self.y_axis, result, self.pinned)
+            self.result = result
         self.measurements += 1
         self.status = done_text(result, duration)
         return result

@@ -662,3 +662,20 @@ def test_the_claim_cells_of_04_never_read_the_panel():
     assert len(claims) >= 3
     for src in claims:
         assert not re.search(r"\blab\.", src), src
+
+
+def test_one_redraw_per_measurement_even_when_the_scale_moves():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0, name="test-redraws")
+        drawn = []
+        view.plot.observe(lambda ch: drawn.append(view.model.scale), names="outputs")
+        try:
+            await view.model.wait()
+            view.controls["rtt_ms"].value = 120  # the axis must grow: scale and result both change
+            await view.model.wait()
+            return drawn, view.model.scale
+        finally:
+            view.close()
+
+    drawn, final = run(scenario())
+    assert len(drawn) == 2 and drawn[-1] == final and drawn[0] != final
