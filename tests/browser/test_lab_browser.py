@@ -132,7 +132,8 @@ _BOXES_JS = """
   const panel = document.querySelector('.dashnb-lab-presenter');
   const pick = sel => [...panel.querySelectorAll(sel)].filter(e => e.offsetParent !== null);
   const controls = pick('.dashnb-lab-side .widget-slider, .dashnb-lab-side .widget-dropdown, '
-    + '.dashnb-lab-side .widget-toggle-buttons, .dashnb-lab-side .jupyter-button, .dashnb-lab-side .lm-TabBar');
+    + '.dashnb-lab-side .widget-toggle-buttons, .dashnb-lab-side .jupyter-button, .dashnb-lab-side .lm-TabBar, '
+    + '.dashnb-lab-side .widget-checkbox');
   const box = e => { const r = e.getBoundingClientRect();
     return {what: e.className.split(' ').slice(0, 3).join('.') + ' ' + e.innerText.slice(0, 30),
             left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width}; };
@@ -204,6 +205,9 @@ def test_presenter_mode_fits_both_sizes_and_stays_offline(browser, start_voila):
                     timeout=10_000,
                 )
                 _assert_on_screen(page, size)
+                for tab in ("Pool (Java)", "Modes"):  # the other tabs fit as well
+                    harness.scope(page).locator(".lm-TabBar-tab").get_by_text(tab, exact=True).click()
+                    assert len(_assert_on_screen(page, size)["controls"]) >= 8
             assert _left_loopback(context, sockets) == [], "requests left the machine"
         finally:
             context.close()
