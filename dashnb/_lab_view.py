@@ -11,8 +11,10 @@ Controls are linked to the model's traits, a status line, a plot (an ``Output`` 
 through its model, so nbval strict mode and every front end see the same thing) and a summary
 table; buttons to pin a run, fit the axis, reset, and "save…" links (JSON, CSV, PNG). With
 ``presenter=True`` (``make workshop``) the same widgets sit in a projector layout: large type,
-controls in tabs beside a plot that scales with the window. Imported on first use of ``dashnb.lab`` / ``dashnb.LatencyLab``, so it may import
-ipywidgets at the top; the model (``dashnb._lab_model``) needs no widgets.
+controls in tabs beside a plot that scales with the window.
+
+Imported on first use of ``dashnb.lab`` / ``dashnb.LatencyLab``, so it may import ipywidgets at
+the top; the model (``dashnb._lab_model``) needs no widgets.
 """
 
 from __future__ import annotations
