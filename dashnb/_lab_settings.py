@@ -13,6 +13,7 @@ the lab adds the emulated network and server time, and the load.
 
 from __future__ import annotations
 
+import colorsys
 import csv
 import dataclasses
 import io
@@ -152,20 +153,19 @@ MODE_COLORS = {
     "sdk_threads": "#17becf",
     "sdk_async": "#bcbd22",
 }
-# For modes added to the registry later: handed out in registry order, so a new mode's colour
-# depends on the code, never on what is ticked.
-_SPARE_COLORS = (
-    "#393b79",
-    "#637939",
-    "#8c6d31",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
-    "#e6550d",
-    "#31a354",
-    "#756bb1",
-    "#636363",
-)
+# Modes added to the registry later get colours handed out in registry order, so a mode's colour
+# depends on the code, never on what is ticked: hues a golden angle apart (each new one lands in
+# the widest gap left), three lightnesses in turn, never the pure red of failed calls.
+_GOLDEN = 0.618033988749895
+
+
+def _spare_color(i: int) -> str:
+    hue = (0.08 + i * _GOLDEN) % 1.0
+    if hue < 0.03 or hue > 0.97:  # red is for failures
+        hue = (hue + 0.06) % 1.0
+    lightness = (0.5, 0.34, 0.64)[i % 3]
+    r, g, b = colorsys.hls_to_rgb(hue, lightness, 0.62)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def mode_color(name: str) -> str:
@@ -174,9 +174,9 @@ def mode_color(name: str) -> str:
         return MODE_COLORS[name]
     later = [m for m in MODES if m not in MODE_COLORS]
     if name in later:
-        return _SPARE_COLORS[later.index(name) % len(_SPARE_COLORS)]
+        return _spare_color(later.index(name))
     # Not a registered mode (a result loaded from elsewhere): stable across runs and processes.
-    return _SPARE_COLORS[zlib.crc32(name.encode()) % len(_SPARE_COLORS)]
+    return _spare_color(len(later) + zlib.crc32(name.encode()) % 64)
 
 
 # -- lab scenarios: named starting points, built on dashnb.SCENARIOS where they are networks ------

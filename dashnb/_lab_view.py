@@ -62,6 +62,9 @@ PRESENTER_CSS = """
   width: 100%; height: auto; max-height: calc(100vh - 90px); object-fit: contain; object-position: left top;
 }
 .dashnb-lab-presenter .dashnb-lab-table table { font-size: 16px; }
+.dashnb-lab-presenter .dashnb-lab-modes { --jp-widgets-inline-height: 24px; }
+.dashnb-lab-presenter .dashnb-lab-modes .widget-label-basic,
+.dashnb-lab-presenter .dashnb-lab-modes label { font-size: 14px; }
 </style>
 """
 # The picture's size in inches sets the size of its text relative to the plot; its dpi, the
@@ -178,7 +181,7 @@ class LatencyLab(w.VBox):
                 description=name,
                 indent=False,
                 tooltip=MODES[name],
-                layout=w.Layout(width="140px" if not presenter else "220px"),
+                layout=w.Layout(width="auto"),
             )
             for name in MODES
         }
@@ -282,7 +285,11 @@ class LatencyLab(w.VBox):
         modes = w.HBox(
             [
                 w.HTML("<b>Modes</b>&nbsp;"),
-                w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(4, 150px)")),
+                # As many columns as fit: the registry may hold a few modes or dozens.
+                w.GridBox(
+                    list(self.mode_boxes.values()),
+                    layout=w.Layout(grid_template_columns="repeat(auto-fill, minmax(215px, 1fr))", width="100%"),
+                ),
             ]
         )
         tools = w.HBox(
@@ -299,11 +306,13 @@ class LatencyLab(w.VBox):
         for name in POOL_FIELDS:
             k[name].layout = narrow
             k[name].style.description_width = "260px"
+        modes = w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(2, 240px)"))
+        modes.add_class("dashnb-lab-modes")  # smaller type: two dozen long mode names fit the tab
         tabs = w.Tab(
             [
                 w.VBox([k["rtt_ms"], k["ttfb_ms"], k["tls"], k["calls"], k["concurrency"], k["side_by_side"]]),
                 w.VBox([k[name] for name in POOL_FIELDS]),
-                w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(2, 230px)")),
+                modes,
             ],
             titles=["Network, load", "Pool (Java)", "Modes"],
         )

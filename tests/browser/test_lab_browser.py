@@ -208,6 +208,7 @@ def test_presenter_mode_fits_both_sizes_and_stays_offline(browser, start_voila):
                 for tab in ("Pool (Java)", "Modes"):  # the other tabs fit as well
                     harness.scope(page).locator(".lm-TabBar-tab").get_by_text(tab, exact=True).click()
                     assert len(_assert_on_screen(page, size)["controls"]) >= 8
+                    harness.screenshot(page, f"{name}-{tab.split()[0].lower()}-tab", full_page=False)
             assert _left_loopback(context, sockets) == [], "requests left the machine"
         finally:
             context.close()
