@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
+# Presenter mode: the lab's panel alone, large type, offline (the dashnb-presenter template in
+# share/jupyter drops Voila's font CDN links and the notebook's prose).
 workshop: $(STAMP)
-	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04_latency_lab.ipynb
+	JUPYTER_PATH=$(CURDIR)/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 
 # Lint, format and types: quick, so `make test` runs them first.
 LINTED := dashnb tests benchmarks notebooks/conftest.py

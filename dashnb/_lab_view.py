@@ -9,8 +9,12 @@
 
 Controls are linked to the model's traits, a status line, a plot (an ``Output`` widget filled
 through its model, so nbval strict mode and every front end see the same thing) and a summary
-table. Imported on first use of ``dashnb.lab`` / ``dashnb.LatencyLab``, so it may import
-ipywidgets at the top; the model (``dashnb._lab_model``) needs no widgets.
+table; buttons to pin a run, fit the axis, reset, and "save…" links (JSON, CSV, PNG). With
+``presenter=True`` (``make workshop``) the same widgets sit in a projector layout: large type,
+controls in tabs beside a plot that scales with the window.
+
+Imported on first use of ``dashnb.lab`` / ``dashnb.LatencyLab``, so it may import ipywidgets at
+the top; the model (``dashnb._lab_model``) needs no widgets.
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from typing import Any
 import ipywidgets as w
 
 from ._lab_model import LabModel
+from ._lab_settings import LAB_SCENARIOS, POOL_FIELDS, timeout_stops
 from ._modes import MODES
-from ._plot import lab_figure_png
-from ._scenarios import SCENARIOS
 from ._stats import html_table
 
 __all__ = ["LatencyLab", "lab"]
@@ -35,29 +38,101 @@ slider_layout = w.Layout(width="370px")
 java = {"description_width": "215px"}
 java_layout = w.Layout(width="450px")
 
+# Presenter mode: large type for a projector, and a plot as wide as the window allows (its PNG is
+# drawn at a higher resolution and scaled by the browser). Scoped to the panel's own class, so
+# nothing else on the page changes. The widgets' sizes are CSS variables computed at :root, so
+# they are set here, not derived.
+PRESENTER_CSS = """
+<style>
+.dashnb-lab-presenter {
+  --jp-widgets-font-size: 17px;
+  --jp-widgets-inline-height: 34px;
+  --jp-widgets-slider-handle-size: 20px;
+  --jp-widgets-horizontal-tab-height: 34px;
+  --jp-widgets-horizontal-tab-width: 150px;
+  font-size: 17px;
+}
+.dashnb-lab-presenter .widget-html-content,
+.dashnb-lab-presenter .widget-label,
+.dashnb-lab-presenter .lm-TabBar-tabLabel,
+.dashnb-lab-presenter button { font-size: 17px; }
+.dashnb-lab-presenter .dashnb-lab-side { flex: 0 0 520px; min-width: 0; }
+.dashnb-lab-presenter .dashnb-lab-main { flex: 1 1 auto; min-width: 0; }
+.dashnb-lab-presenter .dashnb-lab-plot img {
+  width: 100%; height: auto; max-height: calc(100vh - 90px); object-fit: contain; object-position: left top;
+}
+.dashnb-lab-presenter .dashnb-lab-table table { font-size: 16px; }
+.dashnb-lab-presenter .dashnb-lab-modes { --jp-widgets-inline-height: 24px; }
+.dashnb-lab-presenter .dashnb-lab-modes .widget-label-basic,
+.dashnb-lab-presenter .dashnb-lab-modes label { font-size: 14px; }
+</style>
+"""
+# The picture's size in inches sets the size of its text relative to the plot; its dpi, the
+# pixels. Presenter: fewer inches (larger text once scaled to the window), 1520 px wide, sharp up
+# to a 1920 px window. Lab: the 800 px picture the notebook always had.
+PRESENTER_FIGURE: dict[str, Any] = {"figsize": (8.0, 3.4), "dpi": 190}
+LAB_FIGURE: dict[str, Any] = {"figsize": (10.0, 3.6), "dpi": 80}
+
+Y_AXIS_LABELS = (("keep scale", "keep"), ("lock", "lock"), ("fit each run", "fit"))
+
+
+class _StopsLink:
+    """Model trait <-> SelectionSlider over ``timeout_stops``: the slider stops at round values
+    (every one the notebooks suggest) and still shows a value set in code between them."""
+
+    def __init__(self, model: LabModel, name: str, slider: w.SelectionSlider) -> None:
+        self.model, self.name, self.slider = model, name, slider
+        self._busy = False
+        model.observe(self._from_model, names=name)
+        slider.observe(self._to_model, names="value")
+        self._from_model()
+
+    def _from_model(self, _change=None) -> None:
+        value = getattr(self.model, self.name)
+        stops = timeout_stops(value)
+        self._busy = True
+        try:
+            if tuple(v for _, v in self.slider.options) != stops:
+                self.slider.options = [(f"{v:g}", v) for v in stops]
+            self.slider.value = value
+        finally:
+            self._busy = False
+
+    def _to_model(self, change) -> None:
+        if not self._busy and change["new"] != getattr(self.model, self.name):
+            setattr(self.model, self.name, change["new"])
+
+    def unlink(self) -> None:
+        self.model.unobserve(self._from_model, names=self.name)
+        self.slider.unobserve(self._to_model, names="value")
+
 
 class LatencyLab(w.VBox):
     """The panel: controls linked to a LabModel, a status line, a plot and a table.
 
     Every control change re-measures in the background (sliders report on release or key
-    press only: ``continuous_update=False``). ``lab.model`` is the LabModel.
+    press only: ``continuous_update=False``). ``lab.model`` is the LabModel. ``presenter=True``
+    lays it out for a projector: large type, controls in tabs beside a plot as wide as the window.
     """
 
-    def __init__(self, model: LabModel | None = None, *, measure: bool = True, **settings: Any) -> None:
+    def __init__(
+        self, model: LabModel | None = None, *, measure: bool = True, presenter: bool = False, **settings: Any
+    ) -> None:
         if model is not None and settings:
             raise TypeError("pass either a LabModel or settings, not both")
         self.model = model if model is not None else LabModel(**settings)
+        self.presenter = presenter
         self._png: bytes | None = None
+        self._drawn: tuple | None = None
         m = self.model
         c = dict(continuous_update=False, style=wide, layout=slider_layout)
         # The pool column speaks Java: the names of the settings a reader tunes in the SDK.
         j = dict(continuous_update=False, style=java, layout=java_layout)
-        seconds = dict(min=-2, max=2.5, step=0.1, readout_format=".3g", **j)
         self.controls = {
             "scenario": w.Dropdown(
-                options=[("custom", "custom")] + [(s.label, name) for name, s in SCENARIOS.items()],
+                options=[("custom", "custom")] + [(s.label, name) for name, s in LAB_SCENARIOS.items()],
                 description="scenario",
-                tooltip="assumed networks from dashnb.SCENARIOS: they set the round trip and server time",
+                tooltip="named settings: four lessons, then the assumed networks of dashnb.SCENARIOS",
                 style=wide,
                 layout=slider_layout,
             ),
@@ -76,21 +151,37 @@ class LatencyLab(w.VBox):
             "maximum_async_requests_per_host": w.IntSlider(
                 min=1, max=64, description="maximumAsyncRequestsPerHost", **j
             ),
-            "connect_timeout": w.FloatLogSlider(description="connectTimeout (s)", **seconds),
-            "read_timeout": w.FloatLogSlider(description="readTimeout (s)", **seconds),
-            "connection_idle_timeout": w.FloatLogSlider(description="connectionIdleTimeout (s)", **seconds),
             "concurrency": w.IntSlider(min=1, max=32, description="concurrency", **c),
-            "calls": w.IntSlider(min=2, max=60, description="calls per mode", **c),
+            # Up to 100: the first count at which a p99 means something (MIN_SAMPLES).
+            "calls": w.IntSlider(min=2, max=100, description="calls per mode", **c),
             "side_by_side": w.Checkbox(description="modes side by side (faster)", indent=False),
+            "y_axis": w.ToggleButtons(
+                options=Y_AXIS_LABELS,
+                description="y-axis",
+                tooltip="keep: grows when a run does not fit, never shrinks; lock: never changes; "
+                "fit: every run on its own scale",
+                style={"description_width": "60px", "button_width": "110px"},
+            ),
         }
-        self._links = [w.link((m, name), (control, "value")) for name, control in self.controls.items()]
+        self._links: list[Any] = [w.link((m, name), (control, "value")) for name, control in self.controls.items()]
+        # Timeouts stop at round values, so that 0.03 s (below a 40 ms round trip) is reachable.
+        for name, label in (
+            ("connect_timeout", "connectTimeout (s)"),
+            ("read_timeout", "readTimeout (s)"),
+            ("connection_idle_timeout", "connectionIdleTimeout (s)"),
+        ):
+            stops = timeout_stops(getattr(m, name))
+            self.controls[name] = slider = w.SelectionSlider(
+                options=[(f"{v:g}", v) for v in stops], description=label, **j
+            )
+            self._links.append(_StopsLink(m, name, slider))
         self.mode_boxes = {
             name: w.Checkbox(
                 value=name in m.modes,
                 description=name,
                 indent=False,
                 tooltip=MODES[name],
-                layout=w.Layout(width="140px"),
+                layout=w.Layout(width="auto"),
             )
             for name in MODES
         }
@@ -98,9 +189,57 @@ class LatencyLab(w.VBox):
             box.observe(self._boxes_changed, names="value")
         m.observe(self._modes_changed, names="modes")
 
+        def button(label: str, tip: str, action) -> w.Button:
+            b = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
+            b.on_click(lambda _b: action())
+            return b
+
+        self.buttons = {
+            "pin": button("pin this run", "keep this run as dashed ghost marks, for before/after", self._pin),
+            "unpin": button("unpin", "remove the pinned run", m.unpin),
+            "fit": button("fit y-axis", "fit the axes to this run now", m.fit_y_axis),
+            "reset": button("reset to defaults", "every setting back to its default", m.reset),
+        }
+        # Download links carry their data, so they are built only when asked for: a committed
+        # notebook (or a widget message per redraw) need not hold three copies of each run.
+        self.save = w.ToggleButton(description="save…", tooltip="links to download this run as JSON, CSV, PNG")
+        self.save.observe(self._show_exports, names="value")
         self.status = w.HTML()
-        self.plot = w.Output(layout=w.Layout(min_height="290px"))
+        self.scenario_note = w.HTML()
+        self.exports = w.HTML()
+        self.plot = w.Output(layout=w.Layout(min_height="290px" if not presenter else "240px"))
         self.table = w.HTML()
+        actions = w.HBox([*self.buttons.values(), self.save], layout=w.Layout(flex_flow="row wrap"))
+        children = self._presenter_layout(actions) if presenter else self._lab_layout(actions)
+        super().__init__(children, layout=w.Layout(border="1px solid #ddd", padding="6px"))
+        self.add_class("dashnb-lab")
+        if presenter:
+            self.add_class("dashnb-lab-presenter")
+        # Stable hooks for the browser tests (and anyone styling the panel).
+        self.status.add_class("dashnb-lab-status")
+        self.plot.add_class("dashnb-lab-plot")
+        self.table.add_class("dashnb-lab-table")
+        self.exports.add_class("dashnb-lab-exports")
+        self.save.add_class("dashnb-lab-save")
+        for name, b in self.buttons.items():
+            b.add_class(f"dashnb-lab-{name}")
+        m.observe(self._show_status, names=["status", "error", "measuring"])
+        m.observe(self._show_result, names=["result", "scale", "pinned", "y_axis"])
+        m.observe(self._show_scenario, names="scenario")
+        self._show_status()
+        self._show_scenario()
+        if m.result is not None:
+            self._show_result()
+        m.live = True
+        if measure:
+            try:
+                m.schedule(delay=0)
+            except RuntimeError:
+                m.status = "not measured yet: no event loop is running; call `await lab.model.measure()`"
+
+    # -- layouts ---------------------------------------------------------------------------
+
+    def _lab_layout(self, actions: w.Widget) -> list[w.Widget]:
         k = self.controls
         note = w.HTML(
             "<div style='line-height:1.35'><small>The Java SDK's settings, as dashnb maps them: "
@@ -120,12 +259,14 @@ class LatencyLab(w.VBox):
                         k["rtt_ms"],
                         k["ttfb_ms"],
                         k["scenario"],
+                        self.scenario_note,
                         k["tls"],
                         w.HTML("<b>Load</b>"),
                         k["calls"],
                         k["concurrency"],
                         k["side_by_side"],
-                    ]
+                    ],
+                    layout=w.Layout(width="380px"),
                 ),
                 w.VBox(
                     [
@@ -144,29 +285,44 @@ class LatencyLab(w.VBox):
         modes = w.HBox(
             [
                 w.HTML("<b>Modes</b>&nbsp;"),
-                w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(4, 150px)")),
+                # As many columns as fit: the registry may hold a few modes or dozens.
+                w.GridBox(
+                    list(self.mode_boxes.values()),
+                    layout=w.Layout(grid_template_columns="repeat(auto-fill, minmax(215px, 1fr))", width="100%"),
+                ),
             ]
         )
-        super().__init__(
-            [columns, modes, self.status, self.plot, self.table],
-            layout=w.Layout(border="1px solid #ddd", padding="6px"),
+        tools = w.HBox(
+            [k["y_axis"], actions, self.exports], layout=w.Layout(flex_flow="row wrap", align_items="center")
         )
-        self.add_class("dashnb-lab")
-        # Stable hooks for the browser tests (and anyone styling the panel).
-        self.status.add_class("dashnb-lab-status")
-        self.plot.add_class("dashnb-lab-plot")
-        self.table.add_class("dashnb-lab-table")
-        m.observe(self._show_status, names=["status", "error", "measuring"])
-        m.observe(self._show_result, names="result")
-        self._show_status()
-        if m.result is not None:
-            self._show_result()
-        m.live = True
-        if measure:
-            try:
-                m.schedule(delay=0)
-            except RuntimeError:
-                m.status = "not measured yet: no event loop is running; call `await lab.model.measure()`"
+        return [columns, modes, tools, self.status, self.plot, self.table]
+
+    def _presenter_layout(self, actions: w.Widget) -> list[w.Widget]:
+        k = self.controls
+        narrow = w.Layout(width="490px")
+        for name in ("rtt_ms", "ttfb_ms", "tls", "calls", "concurrency", "scenario"):
+            k[name].layout = narrow
+            k[name].style.description_width = "150px"
+        for name in POOL_FIELDS:
+            k[name].layout = narrow
+            k[name].style.description_width = "260px"
+        modes = w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(2, 240px)"))
+        modes.add_class("dashnb-lab-modes")  # smaller type: two dozen long mode names fit the tab
+        tabs = w.Tab(
+            [
+                w.VBox([k["rtt_ms"], k["ttfb_ms"], k["tls"], k["calls"], k["concurrency"], k["side_by_side"]]),
+                w.VBox([k[name] for name in POOL_FIELDS]),
+                modes,
+            ],
+            titles=["Network, load", "Pool (Java)", "Modes"],
+        )
+        side = w.VBox([k["scenario"], self.scenario_note, tabs, k["y_axis"], actions, self.exports])
+        side.add_class("dashnb-lab-side")
+        main = w.VBox([self.status, self.plot, self.table])
+        main.add_class("dashnb-lab-main")
+        return [w.HTML(PRESENTER_CSS), w.HBox([side, main], layout=w.Layout(width="100%"))]
+
+    # -- rendering -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"LatencyLab({self.model.settings().label})"
@@ -189,6 +345,16 @@ class LatencyLab(w.VBox):
         for name, box in self.mode_boxes.items():
             box.value = name in change["new"]
 
+    def _pin(self) -> None:
+        try:
+            self.model.pin()
+        except RuntimeError as exc:  # nothing measured yet: say so where the reader looks
+            self.model.status = str(exc)
+
+    def _show_scenario(self, _change=None) -> None:
+        text = self.model.scenario_description
+        self.scenario_note.value = f"<small>{html.escape(text)}</small>" if text else ""
+
     def _show_status(self, _change=None) -> None:
         m = self.model
         text = html.escape(m.status)
@@ -206,7 +372,12 @@ class LatencyLab(w.VBox):
         result, settings = m.result, m.measured
         if result is None or settings is None:
             return
-        png = self._png = lab_figure_png(result, settings)
+        # A new result also moves the scale: draw once for both.
+        key = (id(result), m.scale, id(m.pinned), m.y_axis)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        png = self._png = m.to_png(**(PRESENTER_FIGURE if self.presenter else LAB_FIGURE))
         # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
         # see the same outputs and nothing lands in whatever cell happens to be running.
         self.plot.outputs = (
@@ -219,8 +390,33 @@ class LatencyLab(w.VBox):
                 "metadata": {},
             },
         )
-        notes = [*result.notes(), *m.problems]
-        self.table.value = html_table(result.summary, caption=f"<b>{html.escape(settings.label)}</b>", notes=notes)
+        caption = f"<b>{html.escape(settings.label)}</b>"
+        self.table.value = html_table(m.summary, caption=caption, notes=m.notes()).replace(
+            "<td style='text-align:right'>-</td>", "<td style='text-align:right'>—</td>"
+        )
+        self._show_exports()
+
+    def _show_exports(self, _change=None) -> None:
+        if self.save.value and self.model.result is not None and self._png is not None:
+            self.exports.value = self._export_links(self._png)
+        else:
+            self.exports.value = ""
+
+    def _export_links(self, png: bytes) -> str:
+        # Links carrying the data themselves: a download needs no file on the server, works the
+        # same in JupyterLab and Voila, and never leaves the machine.
+        m, name = self.model, html.escape(self.model.export_name)
+        links = [
+            ("JSON", "application/json", m.to_json().encode()),
+            ("CSV", "text/csv", m.to_csv().encode()),
+            ("PNG", "image/png", png),
+        ]
+        anchors = " · ".join(
+            f"<a download='{name}.{label.lower()}' href='data:{mime};base64,"
+            f"{base64.b64encode(data).decode('ascii')}' class='dashnb-lab-save-{label.lower()}'>{label}</a>"
+            for label, mime, data in links
+        )
+        return f"<span>save: {anchors}</span>"
 
     def close(self, *, close_model: bool = True) -> None:
         """Close the panel and its controls; also its model (cancelling its measurement,
@@ -230,7 +426,9 @@ class LatencyLab(w.VBox):
         m = self.model
         m.unobserve(self._modes_changed, names="modes")
         m.unobserve(self._show_status, names=["status", "error", "measuring"])
-        m.unobserve(self._show_result, names="result")
+        m.unobserve(self._show_result, names=["result", "scale", "pinned", "y_axis"])
+        m.unobserve(self._show_scenario, names="scenario")
+        self.save.unobserve(self._show_exports, names="value")
         for link in self._links:
             link.unlink()
         self._links = []
@@ -256,15 +454,24 @@ _LABS: dict[str, LatencyLab] = {}
 _LABS_LOCK = threading.Lock()
 
 
-def lab(model: LabModel | None = None, *, measure: bool = True, name: str = "default", **settings: Any):
+def lab(
+    model: LabModel | None = None,
+    *,
+    measure: bool = True,
+    name: str = "default",
+    presenter: bool = False,
+    **settings: Any,
+):
     """The live latency lab panel (display it as a cell's last expression).
 
     Settings (all optional): rtt_ms, ttfb_ms (server time), tls ("1.3" | "1.2" | "off"),
     scenario (a name from dashnb.SCENARIOS), the pool as PoolConfig fields (config=PoolConfig(...)
     or connection_pool_size, maximum_async_requests, maximum_async_requests_per_host,
     connect_timeout, read_timeout, connection_idle_timeout), concurrency, calls, modes,
-    side_by_side. The first measurement starts at once in the background when an event loop is
-    running (a notebook); ``await lab.model.wait()`` gives its result.
+    side_by_side. ``presenter=True``: large type, controls in tabs beside a plot that scales
+    with the window (what ``make workshop`` shows). The first measurement starts at once in the
+    background when an event loop is running (a notebook); ``await lab.model.wait()`` gives its
+    result.
 
     One panel per ``name`` is live: calling ``lab()`` again (re-running the cell) closes the
     previous panel of that name first - its measurement is cancelled, its emulators and worker
@@ -275,7 +482,7 @@ def lab(model: LabModel | None = None, *, measure: bool = True, name: str = "def
     if old is not None:
         # A model handed in again belongs to the caller: close only the old view around it.
         old.close(close_model=old.model is not model)
-    panel = LatencyLab(model, measure=measure, **settings)
+    panel = LatencyLab(model, measure=measure, presenter=presenter, **settings)
     with _LABS_LOCK:
         _LABS[name] = panel
     return panel

@@ -9,16 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
+import io
 import json
 import pathlib
+import re
 import time
+import types
 
 import pytest
 import traitlets
+from matplotlib.colors import to_hex
 
 from dashnb import SCENARIOS, PoolConfig
+from dashnb import _lab_settings as lab_settings
 from dashnb._lab_model import LabModel, LabSettings
+from dashnb._lab_settings import (
+    LAB_SCENARIOS,
+    MODE_COLORS,
+    TIMEOUT_STOPS,
+    PlotScale,
+    mode_color,
+    next_scale,
+    nice_ceiling,
+    percentile_note,
+    supported,
+)
 from dashnb._lab_view import lab
+from dashnb._modes import MODES
+from dashnb._plot import lab_figure
+from dashnb._results import Comparison, Measurement
+from dashnb._stats import CallTiming, summarize
 
 
 def run(coro):
@@ -356,3 +377,305 @@ def test_lab_again_under_the_same_name_closes_the_previous_panel():
     finally:
         for p in (first, second, other, kept):
             p.close()
+
+
+# -- issue 14: scale, colours, pin, reset, scenarios, export, percentiles, sliders ------------------
+
+
+def _comparison(latencies_ms: dict[str, list[float]], connections: int = 1) -> Comparison:
+    """A Comparison from given call latencies (no I/O), for the plot and export logic."""
+    measurements = {}
+    for mode, values in latencies_ms.items():
+        calls, t = [], 0.0
+        for i, ms in enumerate(values):
+            calls.append(CallTiming(mode, i, 0, start=t, end=t + ms / 1e3, status=200))
+            t += ms / 1e3
+        summary = summarize(mode, calls, wall_s=max(t, 1e-3), client_connections=connections)
+        measurements[mode] = Measurement(mode, calls, summary)
+    return Comparison(measurements, {})
+
+
+def test_each_mode_keeps_its_colour_whichever_modes_are_ticked(monkeypatch):
+    colors = [mode_color(m) for m in MODES]
+    assert len(set(colors)) == len(colors)  # every registered mode its own colour
+    assert "#d62728" not in colors  # red marks failed calls
+
+    def drawn(modes):
+        fig = lab_figure(_comparison({m: [10.0, 12.0] for m in modes}))
+        ax = fig.get_axes()[0]
+        return {m: to_hex(c.get_facecolor()[0]) for m, c in zip(modes, ax.collections)}
+
+    alone, together = drawn(["shared"]), drawn(["per_call", "threads", "shared"])
+    assert alone["shared"] == together["shared"] == MODE_COLORS["shared"]
+    assert together["threads"] == MODE_COLORS["threads"]
+    # A mode added to the registry later gets a colour of its own, from its place in the registry.
+    later = types.MappingProxyType({**MODES, "http2": "a later mode", "pooled_v2": "another"})
+    monkeypatch.setattr(lab_settings, "MODES", later)
+    new = mode_color("http2"), mode_color("pooled_v2")
+    assert len(set(new)) == 2 and not set(new) & set(MODE_COLORS.values())
+    assert drawn(["pooled_v2"])["pooled_v2"] == new[1] == drawn(["http2", "pooled_v2"])["pooled_v2"]
+    assert mode_color("unregistered") == mode_color("unregistered")  # stable, not random
+
+
+def test_the_axis_scale_is_kept_locked_or_fitted():
+    assert [nice_ceiling(x) for x in (0, 1, 1.01, 14, 150, 151, 640, 9999)] == [1, 1, 1.5, 15, 150, 200, 750, 10_000]
+    quick, slow = _comparison({"shared": [10, 12]}), _comparison({"shared": [300, 320]}, connections=5)
+    first = next_scale(None, "keep", quick)
+    assert first == PlotScale(15, 1.5)
+    grown = next_scale(first, "keep", slow)
+    assert grown.latency_ms == 500 and grown.connections == 7.5  # 320 ms + 10% headroom, rounded up
+    assert next_scale(grown, "keep", quick) == grown  # keep: never shrinks
+    assert next_scale(first, "lock", slow) == first  # lock: never changes
+    assert next_scale(grown, "fit", quick) == first  # fit: every run on its own
+    # A pinned run counts: its calls stay on the plot.
+    assert next_scale(None, "fit", quick, slow).latency_ms == 500
+
+
+def test_locked_axis_marks_calls_above_it_instead_of_hiding_them():
+    fig = lab_figure(_comparison({"shared": [10, 500, 600]}), scale=PlotScale(100, 2), y_axis="lock")
+    ax = fig.get_axes()[0]
+    assert ax.get_ylim() == (0, 100)
+    texts = [t.get_text() for t in ax.texts]
+    assert "2 above" in texts and "axis locked" in ax.get_title()
+    fitted = lab_figure(_comparison({"shared": [10, 500, 600]})).get_axes()[0]
+    assert fitted.get_ylim()[1] >= 600 and not [t for t in fitted.texts if "above" in t.get_text()]
+
+
+def test_the_axis_keeps_its_scale_while_the_round_trip_goes_up_and_down(model):
+    m = model(rtt_ms=100, calls=2, modes=("per_call", "shared"))
+
+    async def runs():
+        scales = []
+        for rtt in (100, 10, 100):
+            m.rtt_ms = rtt
+            await m.measure()
+            scales.append(m.scale)
+        m.y_axis = "fit"  # fits the latest run (rtt 100) at once, no new measurement
+        fitted = m.scale
+        m.rtt_ms = 10
+        await m.measure()
+        return scales, fitted, m.scale
+
+    (at_100, at_10, again), fitted, fit_10 = run(runs())
+    assert at_10 == at_100 == again  # the 10 ms bars are drawn on the 100 ms scale
+    assert fitted == at_100 and fit_10.latency_ms < at_100.latency_ms / 3
+    assert m.measurements == 4
+
+
+def test_pin_a_run_then_compare_with_it(model):
+    m = model(rtt_ms=10, calls=2, modes=("per_call", "shared"))
+    with pytest.raises(RuntimeError, match="nothing measured yet"):
+        m.pin()
+
+    async def scenario():
+        await m.measure()
+        m.pin()
+        pinned = m.pinned
+        m.rtt_ms = 60
+        await m.measure()
+        return pinned
+
+    pinned = run(scenario())
+    assert m.pinned is pinned is not m.result and m.pinned_settings.rtt_ms == 10
+    notes = m.notes()
+    assert "Since the pinned run (rtt 10 ms, TLS 1.3, modes per_call/shared):" in notes
+    shared = next(n for n in notes if n.startswith("shared: p50 "))
+    before, after = (float(x) for x in re.findall(r"(\d+) -> (\d+) ms", shared)[0])
+    assert after - before > 30  # 50 ms more round trip
+    assert m.to_dict()["pinned"]["shared"]["calls"] == 2
+    with_ghosts = m.to_png()
+    m.unpin()
+    assert m.pinned is None and not m.pin_changes() and m.to_png() != with_ghosts
+
+
+def test_reset_brings_every_setting_back_in_one_measurement(model):
+    m = model(debounce_s=0.0)
+    m.scenario = "pool_too_small"
+    m.tls, m.rtt_ms, m.y_axis, m.read_timeout = "1.2", 80, "lock", 0.5
+    m.scale = PlotScale(1000, 10)
+
+    async def scenario():
+        m.live = True
+        m.reset()
+        return await m.wait()
+
+    run(scenario())
+    assert m.settings() == LabSettings() and m.scenario == "custom" and m.y_axis == "keep"
+    assert m.measurements == 1 and m.cancelled == 0
+    assert m.scale is not None and m.scale.latency_ms < 1000  # fitted to the new run, not the old scale
+
+
+def test_named_scenarios_set_what_they_name_and_reuse_the_assumed_networks():
+    for name in ("slow_network", "tls_1_2", "pool_too_small", "long_server_time", *SCENARIOS):
+        assert name in LAB_SCENARIOS
+    m = LabModel(rtt_ms=80)
+    try:
+        m.scenario = "tls_1_2"
+        assert (m.tls, m.rtt_ms) == ("1.2", LabSettings().rtt_ms)  # the defaults, then its values
+        m.scenario = "slow_network"
+        assert (m.tls, m.rtt_ms, m.ttfb_ms) == ("1.3", SCENARIOS["europe_to_singapore"].rtt_ms, 0)
+        m.scenario = "long_server_time"
+        assert m.ttfb_ms == SCENARIOS["same_region"].ttfb_ms and m.scenario_description
+        m.scenario = "pool_too_small"
+        assert m.config.maximum_async_requests == 2 < m.concurrency == 8
+        assert "threads" in m.modes and "async" in m.modes and m.settings().problems == []
+        m.concurrency = 4  # any setting it fixed, changed by hand: custom again
+        assert m.scenario == "custom" and m.scenario_description == ""
+        m.scenario = "europe_to_singapore"
+        assert (m.rtt_ms, m.ttfb_ms) == (170, 700) and m.concurrency == LabSettings().concurrency
+        m.modes = ("shared",)  # modes are not part of a network scenario
+        assert m.scenario == "europe_to_singapore"
+    finally:
+        m.close()
+
+
+def test_the_pool_too_small_scenario_shows_waiting_and_reopening(model):
+    m = model(scenario="pool_too_small")
+    result = run(m.measure())
+    assert all(s.errors == 0 for s in result.summary)
+    conns = m.connections
+    assert conns["shared"] == 1
+    assert conns["async"] <= 2  # maximumAsyncRequests 2: the other calls waited
+    assert conns["threads"] > 2  # 8 threads open what they need; only 2 are kept
+    assert any((c.queued_s or 0) > 0.01 for c in result["async"].calls)
+
+
+def test_percentiles_only_where_the_sample_supports_them():
+    nine, ten = _comparison({"a": [10.0] * 9}).summary[0], _comparison({"a": [10.0] * 10}).summary[0]
+    assert nine.p90_ms is not None  # computed from any sample ...
+    assert supported(nine).p90_ms is None and supported(nine).p50_ms == 10  # ... shown from 10 on
+    assert supported(ten).p90_ms == pytest.approx(10) and supported(ten).p99_ms is None
+    hundred = _comparison({"a": [10.0] * 100}).summary[0]
+    assert supported(hundred).p99_ms == pytest.approx(10)
+    note = percentile_note([nine])
+    assert "p90 and p99 shown as —" in note and "this run had 9" in note
+    assert percentile_note([hundred]) is None
+    assert "p99 shown as —" in percentile_note([ten]) and "p90" not in percentile_note([ten]).split(" shown")[0]
+
+
+def test_export_json_csv_png(model, tmp_path):
+    m = model(rtt_ms=0, calls=3, modes=("per_call", "shared"))
+    with pytest.raises(RuntimeError, match="nothing to export"):
+        m.to_json()
+    run(m.measure())
+    data = json.loads(m.to_json())
+    assert data["lab"]["calls"] == 3 and data["lab"]["config"]["read_timeout"] == 300
+    assert data["modes"]["shared"]["p90_ms"] is None and data["modes"]["shared"]["p50_ms"] > 0
+    assert len(data["modes"]["per_call"]["calls"]) == 3
+    rows = list(csv.DictReader(io.StringIO(m.to_csv())))
+    assert len(rows) == 6 and rows[0]["mode"] == "per_call" and float(rows[0]["total_ms"]) > 0
+    assert {r["reused"] for r in rows if r["mode"] == "per_call"} == {"False"}
+    for suffix in (".json", ".csv", ".png"):
+        written = m.save(tmp_path / f"{m.export_name}{suffix}")
+        assert written.stat().st_size > 100
+    assert (tmp_path / f"{m.export_name}.png").read_bytes().startswith(b"\x89PNG")
+    assert m.export_name == "dashnb-lab-rtt0ms-server0ms-tls1.3-3calls"
+    with pytest.raises(ValueError, match="json, .csv or .png"):
+        m.save(tmp_path / "x.txt")
+
+
+def test_the_timeout_sliders_reach_every_value_the_notebook_suggests():
+    assert {0.03, 120.0, 300.0} <= set(TIMEOUT_STOPS)
+    view = lab(measure=False, name="test-sliders")
+    try:
+        m, k = view.model, view.controls
+        k["read_timeout"].value = 0.03  # "readTimeout below the round trip (e.g. 0.03 s at 40 ms)"
+        assert m.read_timeout == 0.03
+        m.connect_timeout = 7.5  # between two stops, set in code: the slider shows it
+        assert k["connect_timeout"].value == 7.5 and k["connect_timeout"].label == "7.5"
+        m.connect_timeout = 5.0
+        assert 7.5 not in [v for _, v in k["connect_timeout"].options]
+        # The values 04 suggests and every scenario's, on the sliders' stops.
+        values = {"rtt_ms": {40, 100}, "ttfb_ms": {700}, "calls": {100}}
+        for preset in LAB_SCENARIOS.values():
+            for name, value in preset.settings().items():
+                if name != "modes":
+                    values.setdefault(name, set()).add(value)
+        for name, wanted in values.items():
+            control = k[name]
+            for value in wanted:
+                if hasattr(control, "step"):
+                    assert control.min <= value <= control.max and (value - control.min) % control.step == 0, (
+                        name,
+                        value,
+                    )
+                else:
+                    assert value in [v for _, v in control.options], (name, value)
+    finally:
+        view.close()
+
+
+def test_the_panel_buttons_and_the_save_links():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0, name="test-buttons")
+        try:
+            await view.model.wait()
+            assert view.exports.value == ""  # links only when asked for
+            view.save.value = True
+            links = view.exports.value
+            view.buttons["pin"].click()
+            assert view.model.pinned is view.model.result
+            view.controls["y_axis"].value = "lock"
+            assert view.model.y_axis == "lock"
+            view.controls["rtt_ms"].value = 20
+            await view.model.wait()
+            assert "Since the pinned run" in view.table.value and view.exports.value != links
+            assert "—" in view.table.value  # 2 calls: no p90, no p99
+            view.buttons["unpin"].click()
+            assert view.model.pinned is None
+            view.buttons["reset"].click()
+            assert view.model.rtt_ms == LabSettings().rtt_ms and view.controls["y_axis"].value == "keep"
+            await view.model.wait()
+            return links
+        finally:
+            view.close()
+
+    links = run(scenario())
+    found = dict(re.findall(r"download='([^']+)' href='data:[^;]+;base64,([^']+)'", links))
+    assert sorted(name.rsplit(".", 1)[1] for name in found) == ["csv", "json", "png"]
+    data = {name.rsplit(".", 1)[1]: base64.b64decode(b64) for name, b64 in found.items()}
+    assert json.loads(data["json"])["lab"]["rtt_ms"] == 0
+    assert data["csv"].startswith(b"mode,index,") and data["png"].startswith(b"\x89PNG")
+
+
+def test_presenter_layout_is_the_same_lab_in_large_type():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0, presenter=True, name="test-presenter")
+        try:
+            await view.model.wait()
+            return view, view._dom_classes, view._png, view.children[0].value
+        finally:
+            view.close()
+
+    view, classes, png, css = run(scenario())
+    assert "dashnb-lab-presenter" in classes and "<style>" in css and ".dashnb-lab-presenter" in css
+    width = int.from_bytes(png[16:20], "big")  # PNG IHDR: drawn for a wide window
+    assert width >= 1400
+
+
+def test_the_claim_cells_of_04_never_read_the_panel():
+    # Moving the panel's sliders must never break a claim: every cell that asserts measures a
+    # LabModel (or emulator) of its own.
+    nb = json.loads((pathlib.Path(__file__).parent.parent / "notebooks" / "04_latency_lab.ipynb").read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    claims = [src for src in code if "assert " in src]
+    assert len(claims) >= 3
+    for src in claims:
+        assert not re.search(r"\blab\.", src), src
+
+
+def test_one_redraw_per_measurement_even_when_the_scale_moves():
+    async def scenario():
+        view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0, name="test-redraws")
+        drawn = []
+        view.plot.observe(lambda ch: drawn.append(view.model.scale), names="outputs")
+        try:
+            await view.model.wait()
+            view.controls["rtt_ms"].value = 120  # the axis must grow: scale and result both change
+            await view.model.wait()
+            return drawn, view.model.scale
+        finally:
+            view.close()
+
+    drawn, final = run(scenario())
+    assert len(drawn) == 2 and drawn[-1] == final and drawn[0] != final

@@ -258,17 +258,32 @@ def lab_server(
             yield server
 
 
+# What `make workshop` runs: the project's Voila template (share/jupyter), found via JUPYTER_PATH.
+PRESENTER_TEMPLATE = "dashnb-presenter"
+PRESENTER_NOTEBOOK = NOTEBOOKS / "workshop.ipynb"
+JUPYTER_SHARE = REPO / "share" / "jupyter"
+
+
 @contextlib.contextmanager
 def voila_server(
-    notebook: Path | str, *, extra_args: Sequence[str] = (), startup_timeout: float = 90, stop_timeout: float = 20
+    notebook: Path | str,
+    *,
+    template: str | None = None,
+    extra_args: Sequence[str] = (),
+    startup_timeout: float = 90,
+    stop_timeout: float = 20,
 ) -> Iterator[Server]:
-    """Standalone Voilà serving `notebook` from a temp copy of its folder, at `server.url_for()`."""
+    """Standalone Voilà serving `notebook` from a temp copy of its folder, at `server.url_for()`.
+    `template`: a Voila template name from the project's share/jupyter (as `make workshop`)."""
     notebook = Path(notebook)
     with tempfile.TemporaryDirectory(prefix="dashnb-voila-") as tmp:
         state = Path(tmp)
         root = state / "root"
         _copy_tree(notebook.parent, root)
         env = _isolated_env(state)
+        if template is not None:
+            env["JUPYTER_PATH"] = str(JUPYTER_SHARE)
+            extra_args = [f"--template={template}", *extra_args]
         served = root / notebook.name
 
         def argv(port: int, token: str) -> list[str]:
@@ -313,10 +328,19 @@ def launch_chromium(playwright, executable: str | None = None):
     return browser
 
 
+LOOPBACK_PREFIXES = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:", "about:")
+
+
 def new_context(browser, *, width: int = 1280, height: int = 900):
     """A fresh browser context where every https request fails at once (we are offline;
-    Voilà asks a CDN for icon fonts)."""
+    Voilà's stock templates ask a CDN for icon fonts). ``context.dashnb_outside`` lists every
+    request the pages made that was meant to leave loopback (aborted or not)."""
     context = browser.new_context(viewport={"width": width, "height": height})
+    outside: list[str] = []
+    context.on(
+        "request", lambda request: None if request.url.startswith(LOOPBACK_PREFIXES) else outside.append(request.url)
+    )
+    context.dashnb_outside = outside
     context.route("https://**/*", lambda route: route.abort())
     return context
 

@@ -1,4 +1,5 @@
-"""The latency lab in a real browser: notebooks/04_latency_lab.ipynb in JupyterLab and in Voila.
+"""The latency lab in a real browser: notebooks/04_latency_lab.ipynb in JupyterLab, and presenter
+mode (`make workshop`: notebooks/workshop.ipynb in Voila with the dashnb-presenter template).
 
 Each test runs the notebook's cells (an executed notebook opened without running shows only
 the text fallback, never live widgets), checks that no widget failed, moves the round-trip
@@ -123,12 +124,97 @@ def test_lab_in_jupyterlab(page, start_lab):
     _exercise(page, "latency-lab-jupyterlab", timings)
 
 
-def test_lab_in_voila(page, start_voila):
-    voila = start_voila(harness.NOTEBOOKS / NOTEBOOK)
-    timings = {"voila_ready_s": voila.ready_s}
-    # Voila runs every cell before (or while) it shows the page.
-    timings["page_to_widgets_s"] = harness.open_voila(page, voila, selector=harness.SLIDER_HANDLE)
-    # Presenters see no code.
-    shown = page.locator("body").inner_text()
-    assert "dashnb.lab()" not in shown and "await lab.model.wait()" not in shown
-    _exercise(page, "latency-lab-voila", timings)
+PRESENTER_SIZES = ((1280, 720), (1920, 1080))
+
+# Every control of the presenter panel, by kind, and the plot: what must be on screen.
+_BOXES_JS = """
+() => {
+  const panel = document.querySelector('.dashnb-lab-presenter');
+  const pick = sel => [...panel.querySelectorAll(sel)].filter(e => e.offsetParent !== null);
+  const controls = pick('.dashnb-lab-side .widget-slider, .dashnb-lab-side .widget-dropdown, '
+    + '.dashnb-lab-side .widget-toggle-buttons, .dashnb-lab-side .jupyter-button, .dashnb-lab-side .lm-TabBar, '
+    + '.dashnb-lab-side .widget-checkbox');
+  const box = e => { const r = e.getBoundingClientRect();
+    return {what: e.className.split(' ').slice(0, 3).join('.') + ' ' + e.innerText.slice(0, 30),
+            left: r.left, top: r.top, right: r.right, bottom: r.bottom, width: r.width}; };
+  const label = panel.querySelector('.dashnb-lab-side .widget-slider .widget-label');
+  return {controls: controls.map(box), plot: box(panel.querySelector('.dashnb-lab-plot img')),
+          label_px: parseFloat(getComputedStyle(label).fontSize),
+          scroll: [window.scrollX, window.scrollY]};
+}
+"""
+
+
+def _presenter_page(browser, voila, size: tuple[int, int]):
+    context = harness.new_context(browser, width=size[0], height=size[1])
+    sockets: list[str] = []
+    page = context.new_page()
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page_to_plot = harness.open_voila(page, voila, selector=PLOT_IMAGE)
+    harness.wait_image_settled(page, selector=PLOT_IMAGE)
+    return context, page, sockets, page_to_plot
+
+
+def _assert_on_screen(page, size: tuple[int, int]) -> dict:
+    width, height = size
+    boxes = page.evaluate(_BOXES_JS)
+    assert boxes["scroll"] == [0, 0]
+    assert len(boxes["controls"]) >= 10, boxes["controls"]  # sliders, dropdowns, buttons, the tabs
+    for box in [*boxes["controls"], boxes["plot"]]:
+        inside = box["left"] >= 0 and box["top"] >= 0 and box["right"] <= width + 0.5 and box["bottom"] <= height + 0.5
+        assert inside, f"{box['what']!r} is not inside the {width}x{height} window: {box}"
+    assert boxes["label_px"] >= 16, f"controls' text is {boxes['label_px']} px: too small for a projector"
+    return boxes
+
+
+def _left_loopback(context, sockets: list[str]) -> list[str]:
+    return list(context.dashnb_outside) + [u for u in sockets if not u.startswith("ws://127.0.0.1:")]
+
+
+def test_presenter_mode_fits_both_sizes_and_stays_offline(browser, start_voila):
+    """`make workshop`: workshop.ipynb through the dashnb-presenter template. At 1280x720 the
+    controls and the plot are on screen without scrolling, at 1920x1080 the plot uses the width;
+    no prose, no frozen numbers, and no request leaves loopback."""
+    voila = start_voila(harness.PRESENTER_NOTEBOOK, template=harness.PRESENTER_TEMPLATE)
+    timings: dict = {"voila_ready_s": voila.ready_s}
+    plot_width = {}
+    for size in PRESENTER_SIZES:
+        context, page, sockets, page_to_plot = _presenter_page(browser, voila, size)
+        name = f"presenter-{size[0]}x{size[1]}"
+        try:
+            timings[f"{name}_page_to_plot_s"] = page_to_plot
+            assert _left_loopback(context, sockets) == [], "requests left the machine"
+            _assert_no_errors(page)
+            shown = page.locator("body").inner_text()
+            # No code, no notebook prose, no claim cells' frozen numbers.
+            for text in ("dashnb.lab(", "await lab", "What you will see", "make workshop", "claim holds"):
+                assert text not in shown, f"presenter mode shows {text!r}"
+            boxes = _assert_on_screen(page, size)
+            plot_width[size] = boxes["plot"]["width"]
+            harness.screenshot(page, name, full_page=False)
+            if size == PRESENTER_SIZES[0]:
+                # It still works as a lab: a slider step redraws, a pinned run is compared with.
+                before = harness.image_src(page, selector=PLOT_IMAGE)
+                harness.scope(page).locator(".dashnb-lab-pin").click()
+                # Pinning redraws at once (ghost marks behind the bars), without measuring.
+                pinned = harness.wait_image_settled(page, selector=PLOT_IMAGE, previous=before)
+                _step(page, pinned)
+                page.wait_for_function(
+                    "sel => document.querySelector(sel).innerText.includes('Since the pinned run (rtt 40 ms')",
+                    arg=TABLE,
+                    timeout=10_000,
+                )
+                _assert_on_screen(page, size)
+                for tab in ("Pool (Java)", "Modes"):  # the other tabs fit as well
+                    harness.scope(page).locator(".lm-TabBar-tab").get_by_text(tab, exact=True).click()
+                    assert len(_assert_on_screen(page, size)["controls"]) >= 8
+                    harness.screenshot(page, f"{name}-{tab.split()[0].lower()}-tab", full_page=False)
+            assert _left_loopback(context, sockets) == [], "requests left the machine"
+        finally:
+            context.close()
+    small, large = (plot_width[s] for s in PRESENTER_SIZES)
+    # The plot grows with the window: at 1920 it takes the width the side column leaves.
+    assert large > 1.5 * small, plot_width
+    assert large > 1920 - 520 - 200, plot_width
+    print(f"presenter timings: {json.dumps(timings)}; plot widths {plot_width}")
+    (harness.artifacts_dir() / "presenter-timings.json").write_text(json.dumps(timings, indent=2))
