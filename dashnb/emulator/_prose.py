@@ -119,8 +119,10 @@ def reply_words(prompt: str, n: int, variant: int = 0, choice: int = 0) -> tuple
     """The reply to a user's prompt, ``n`` word tokens long; ``variant`` (from the seed) and
     ``choice`` (of ``n`` choices) pick another wording."""
     topic = topic_of(prompt)
+    # The seed's variant rotates what follows the shaped part, so another seed reads differently.
     more = _MORE[variant % len(_MORE) :] + _MORE[: variant % len(_MORE)]
-    more = (f"A real Qwen model would say more about {topic}.", *more)
+    if not variant:
+        more = (f"A real Qwen model would say more about {topic}.", *more)
     if _GREETING.search(prompt):
         units = [
             "Hello!",

@@ -240,8 +240,9 @@ def _common(model: str, messages_raw, params: dict, result_format) -> dict:
     fmt, schema = _response_format(params.get("response_format"), messages)
     thinking, budget = _thinking(model, params.get("enable_thinking"), params.get("thinking_budget"))
     if result_format is None:
-        # The service answers tool and thinking requests in message form by default.
-        result_format = "message" if tools or thinking else "text"
+        # The service answers tool and thinking requests in message form by default, and the
+        # open-source qwen3 models always default to it.
+        result_format = "message" if tools or thinking or CATALOGUE[model].thinks_by_default else "text"
     if result_format not in ("text", "message"):
         raise _bad("result_format must be 'text' or 'message'.")
     if result_format == "text" and (tools or thinking):
