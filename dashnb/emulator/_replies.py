@@ -85,6 +85,8 @@ class Reply:
 
     @property
     def output_tokens(self) -> int:
+        if not self.tool_calls:
+            return len(self.tokens) + len(self.reasoning)
         return len(self.tokens) + len(self.reasoning) + sum(len(c.pieces) for c in self.tool_calls)
 
     def usage(self, produced: int | None = None) -> dict:
@@ -154,8 +156,8 @@ def _messages(raw) -> tuple[tuple, tuple]:
                 raise _bad("Each message needs a `role` and a `content`.")
             content = ""
         out.append((str(m["role"]), _content_text(content)))
-    results = []
-    for m, (role, text) in zip(reversed(raw), reversed(out)):
+    results: list = []
+    for m, (role, text) in zip(reversed(raw), reversed(out)) if out[-1][0] == "tool" else ():
         if role != "tool":
             break
         results.append((m.get("name") or names.get(m.get("tool_call_id")) or "", text))
@@ -229,9 +231,29 @@ def _thinking(model: str, enable, budget) -> tuple[bool, int | None]:
     return bool(thinking), budget
 
 
+# The parameters `_common` reads; a request with none of them (most) takes the short way.
+_OPTIONAL = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "enable_thinking",
+        "thinking_budget",
+        "stop",
+        "n",
+        "seed",
+    }
+)
+
+
 def _common(model: str, messages_raw, params: dict, result_format) -> dict:
     """What both protocols ask the same way, as GenerationRequest fields."""
     messages, results = _messages(messages_raw)
+    if result_format in (None, "text", "message") and not CATALOGUE[model].thinks_by_default:
+        if _OPTIONAL.isdisjoint(params):
+            rf = result_format or "text"
+            return {"model": model, "messages": messages, "tool_results": results, "result_format": rf}
     try:
         tools = parse_tools(params.get("tools"))
         choice = parse_tool_choice(params.get("tool_choice"), tools)
@@ -352,7 +374,9 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
     choice = request.tool_choice
     if request.tool_results and choice == "auto":
         choice = "none"  # tool results are in: answer with them rather than call again
-    calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, _digest(request, index).hex())
+    calls = ()
+    if request.tools and choice != "none":  # the digest costs more than the rest of a plain reply
+        calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, _digest(request, index).hex())
     if calls:
         return Reply((), input_tokens, reasoning, calls, "tool_calls", index)
 
@@ -426,6 +450,11 @@ def native_body(request: GenerationRequest, reply, request_id: str) -> dict:
         output = _native_output(request, replies[0].text, replies[0].finish_reason)
     else:
         calls = [[_call_json(k, c, c.arguments, first=True) for k, c in enumerate(r.tool_calls)] for r in replies]
+        if len(replies) == 1 and not calls[0] and not replies[0].reasoning:  # the common case, quickly
+            r = replies[0]
+            msg = {"role": "assistant", "content": r.text}
+            output = {"choices": [{"finish_reason": r.finish_reason, "message": msg}]}
+            return {"output": output, "usage": r.usage(), "request_id": request_id}
         output = {
             "choices": [
                 _native_choice(request, r, _message(r, r.text, r.reasoning_text, cs), r.finish_reason, len(replies))
