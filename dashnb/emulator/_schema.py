@@ -127,10 +127,11 @@ def _value(schema, root: dict, hints: _Hints, name: str, depth: int):
 
 
 def _pick_enum(options: list, hints: _Hints):
-    wanted = {s.lower() for s in hints.strings}
-    for option in options:
-        if isinstance(option, str) and option.lower() in wanted:
-            return option
+    for i, hint in enumerate(hints.strings):
+        for option in options:
+            if isinstance(option, str) and option.lower() == hint.lower():
+                del hints.strings[i]  # used: the next free-text field gets the next hint
+                return option
     return options[0]
 
 
