@@ -32,7 +32,12 @@ SCHEMAS = [
         "properties": {
             "outer": {
                 "type": "object",
-                "properties": {"inner": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}},
+                "properties": {
+                    "inner": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+                    }
+                },
                 "required": ["inner"],
             }
         },
@@ -51,7 +56,12 @@ SCHEMAS = [
         "required": ["pet", "maybe", "wrapped"],
     },
     # recursion stops
-    {"$defs": {"Node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}}, "$ref": "#/$defs/Node"},
+    {
+        "$defs": {
+            "Node": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}
+        },
+        "$ref": "#/$defs/Node",
+    },
     {"type": "object", "minProperties": 2},
 ]
 

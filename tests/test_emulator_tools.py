@@ -56,7 +56,10 @@ BOOK = {
                 "when": {"type": "string", "format": "date-time"},
                 "options": {
                     "type": "object",
-                    "properties": {"window": {"type": "boolean"}, "tags": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "window": {"type": "boolean"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
                     "required": ["window"],
                 },
             },
@@ -227,7 +230,9 @@ def test_dashscope_tool_call_and_result(sdk, session):
         {"role": "assistant", "tool_calls": msg.tool_calls},  # native: no content key at all
         {"role": "tool", "name": "get_current_weather", "content": "Sunny, 24 degrees."},
     ]
-    after = Generation.call(model="qwen3.7-plus", messages=history, tools=TOOLS, result_format="message", session=session)
+    after = Generation.call(
+        model="qwen3.7-plus", messages=history, tools=TOOLS, result_format="message", session=session
+    )
     text = native_message(after).content
     assert "Sunny, 24 degrees." in text and after.output.choices[0].finish_reason == "stop"
 
@@ -279,9 +284,7 @@ def test_native_raw_stream_frames_tool_calls_by_index(emu, session):
     assert calls[0]["function"]["name"] == "get_current_weather" and calls[0]["id"].startswith("call_")
     assert all("name" not in c["function"] and c["index"] == 0 for c in calls[1:])
     check_args("get_current_weather", "".join(c["function"]["arguments"] for c in calls))
-    assert [e["output"]["choices"][0]["finish_reason"] for e in events] == ["null"] * (len(events) - 1) + [
-        "tool_calls"
-    ]
+    assert [e["output"]["choices"][0]["finish_reason"] for e in events] == ["null"] * (len(events) - 1) + ["tool_calls"]
 
 
 def test_text_format_with_tools_is_refused(sdk, session):
@@ -468,9 +471,7 @@ def test_openai_length_stop_n_and_seed(emu, oai):
         assert text == choice.message.content
 
     seeded = [
-        oai.chat.completions.create(model="qwen-plus", messages=messages, seed=s)
-        .choices[0]
-        .message.content
+        oai.chat.completions.create(model="qwen-plus", messages=messages, seed=s).choices[0].message.content
         for s in (7, 7, 8)
     ]
     assert seeded[0] == seeded[1] != seeded[2]
@@ -480,8 +481,12 @@ def test_openai_length_stop_n_and_seed(emu, oai):
 
 
 def test_dashscope_stop_and_n(sdk, session):
-    full = native_message(Generation.call(model="qwen-plus", messages=ASK_WEATHER, result_format="message", session=session))
-    cut = Generation.call(model="qwen-plus", messages=ASK_WEATHER, result_format="message", stop="emulator", session=session)
+    full = native_message(
+        Generation.call(model="qwen-plus", messages=ASK_WEATHER, result_format="message", session=session)
+    )
+    cut = Generation.call(
+        model="qwen-plus", messages=ASK_WEATHER, result_format="message", stop="emulator", session=session
+    )
     assert native_message(cut).content == full.content[: full.content.index("emulator")].rstrip()
 
     two = Generation.call(model="qwen-plus", messages=ASK_WEATHER, result_format="message", n=2, session=session)
@@ -542,6 +547,7 @@ def test_native_request_id_header_matches_the_body(emu, session):
 
 def test_replies_answer_the_prompts_shape(emu, oai):
     emu.configure(reply_tokens=60)
+
     def ask(prompt, **kw):
         rsp = oai.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": prompt}], **kw)
         return rsp.choices[0].message.content

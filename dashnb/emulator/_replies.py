@@ -91,7 +91,7 @@ class Reply:
 
     def usage(self, produced: int | None = None) -> dict:
         out = self.output_tokens if produced is None else produced
-        usage = {"input_tokens": self.input_tokens, "output_tokens": out, "total_tokens": self.input_tokens + out}
+        usage: dict = {"input_tokens": self.input_tokens, "output_tokens": out, "total_tokens": self.input_tokens + out}
         if self.reasoning:
             usage["output_tokens_details"] = {"reasoning_tokens": min(out, len(self.reasoning))}
         return usage
@@ -206,7 +206,9 @@ def _response_format(value, messages) -> tuple[str, dict | None]:
         return "text", None
     if kind == "json_object":
         if not any("json" in text.lower() for _, text in messages):
-            raise _bad("'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.")
+            raise _bad(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'."
+            )
         return "json_object", None
     if kind == "json_schema":
         spec = value.get("json_schema")
@@ -374,7 +376,7 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
     choice = request.tool_choice
     if request.tool_results and choice == "auto":
         choice = "none"  # tool results are in: answer with them rather than call again
-    calls = ()
+    calls: tuple[ToolCall, ...] = ()
     if request.tools and choice != "none":  # the digest costs more than the rest of a plain reply
         calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, _digest(request, index).hex())
     if calls:
@@ -422,7 +424,7 @@ def _message(reply: Reply, content: str, reasoning: str | None, calls: list | No
 
 
 def _native_choice(request: GenerationRequest, reply: Reply, msg: dict, finish: str, n: int) -> dict:
-    choice = {"finish_reason": finish, "message": msg}
+    choice: dict = {"finish_reason": finish, "message": msg}
     if n > 1:
         choice["index"] = reply.index
     return choice
@@ -436,7 +438,11 @@ def _native_usage(replies) -> dict:
     if len(replies) == 1:
         return replies[0].usage()
     out = sum(r.output_tokens for r in replies)
-    return {"input_tokens": replies[0].input_tokens, "output_tokens": out, "total_tokens": replies[0].input_tokens + out}
+    return {
+        "input_tokens": replies[0].input_tokens,
+        "output_tokens": out,
+        "total_tokens": replies[0].input_tokens + out,
+    }
 
 
 def _replies(reply) -> tuple[Reply, ...]:
@@ -480,25 +486,29 @@ def _interleave(replies):
 def native_events(request: GenerationRequest, reply, request_id: str):
     """The SSE events of a streamed native reply, one per token (the SDK's exact framing)."""
     replies = _replies(reply)
-    sofar = {r.index: {"content": "", "reasoning": "", "calls": {}} for r in replies}
+    # What each choice has said so far, for the full (not incremental) output form.
+    content = {r.index: "" for r in replies}
+    thought = {r.index: "" for r in replies}
+    arguments: dict[int, dict[int, str]] = {r.index: {} for r in replies}
     for event_id, (r, i, (think, word, k, piece)) in enumerate(_interleave(replies), start=1):
-        acc = sofar[r.index]
-        acc["reasoning"] += think or ""
-        acc["content"] += word or ""
+        thought[r.index] += think or ""
+        content[r.index] += word or ""
         finish = r.finish_reason if i == max(r.output_tokens, 1) else "null"
+        payload: dict
         if request.result_format == "text":
-            text = word if request.incremental_output else acc["content"]
+            text = word if request.incremental_output else content[r.index]
             payload = {"output": _native_output(request, text or "", finish)}
         else:
+            calls: list | None = None
             if k is not None:
-                first = k not in acc["calls"]
-                acc["calls"][k] = acc["calls"].get(k, "") + piece
+                first = k not in arguments[r.index]
+                arguments[r.index][k] = arguments[r.index].get(k, "") + piece
+                calls = [_call_json(k, r.tool_calls[k], piece, first=first)]
             if request.incremental_output:
-                calls = None if k is None else [_call_json(k, r.tool_calls[k], piece, first=first)]
                 msg = _message(r, word or "", think, calls)
             else:
-                calls = [_call_json(j, r.tool_calls[j], a, first=True) for j, a in acc["calls"].items()]
-                msg = _message(r, acc["content"], acc["reasoning"], calls)
+                calls = [_call_json(j, r.tool_calls[j], a, first=True) for j, a in arguments[r.index].items()]
+                msg = _message(r, content[r.index], thought[r.index], calls)
             payload = {"output": {"choices": [_native_choice(request, r, msg, finish, len(replies))]}}
         payload["usage"] = r.usage(produced=i)
         payload["request_id"] = request_id
@@ -543,7 +553,7 @@ def compatible_body(request: GenerationRequest, reply, request_id: str) -> dict:
 def _openai_usage(reply) -> dict:
     replies = _replies(reply)
     out = sum(r.output_tokens for r in replies)
-    usage = {
+    usage: dict = {
         "prompt_tokens": replies[0].input_tokens,
         "completion_tokens": out,
         "total_tokens": replies[0].input_tokens + out,
@@ -575,7 +585,7 @@ def compatible_chunks(request: GenerationRequest, reply, request_id: str, includ
         first = {"role": "assistant", "content": None, "reasoning_content": ""} if r.reasoning else None
         yield chunk(r.index, first or {"role": "assistant", "content": ""}, None)
     started: set = set()
-    for r, i, (think, word, k, piece) in _interleave(replies):
+    for r, _, (think, word, k, piece) in _interleave(replies):
         if think is not None:
             delta: dict = {"content": None, "reasoning_content": think}
         elif word is not None:

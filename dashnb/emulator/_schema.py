@@ -136,7 +136,7 @@ def _pick_enum(options: list, hints: _Hints):
 
 
 def _object(schema: dict, root: dict, hints: _Hints, depth: int) -> dict:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    props: dict = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
     required = [r for r in schema.get("required", []) if isinstance(r, str)]
     out = {}
     # Every listed property: more useful to the caller than the bare minimum, and still valid.
@@ -155,7 +155,7 @@ def _array(schema: dict, root: dict, hints: _Hints, name: str, depth: int) -> li
     count = max(low, 1)
     if high is not None:
         count = min(count, high)
-    prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+    prefix: list = schema["prefixItems"] if isinstance(schema.get("prefixItems"), list) else []
     items = schema.get("items", {})
     out = [_value(p, root, hints, name, depth + 1) for p in prefix[:count]]
     for i in range(len(out), count):
@@ -186,8 +186,8 @@ def _string(schema: dict, hints: _Hints, name: str) -> str:
                 value = next((h for h in hints.strings if re.search(pattern, h)), value)
         except re.error:
             pass
-    low = schema.get("minLength") if isinstance(schema.get("minLength"), int) else 0
-    high = schema.get("maxLength") if isinstance(schema.get("maxLength"), int) else None
+    low: int = schema["minLength"] if isinstance(schema.get("minLength"), int) else 0
+    high: int | None = schema["maxLength"] if isinstance(schema.get("maxLength"), int) else None
     if len(value) < low:
         value = value + "x" * (low - len(value))
     if high is not None:
@@ -216,7 +216,7 @@ def _number(schema: dict, hints: _Hints, *, integer: bool):
     hinted = hints.number(ok)
     if hinted is not None:
         return int(hinted) if integer else hinted
-    candidates = [1]
+    candidates: list[float] = [1]
     for bound, nudge in ((low, 0), (xlow, 1), (high, 0), (xhigh, -1)):
         if isinstance(bound, (int, float)) and not isinstance(bound, bool):
             start = math.ceil(bound) if nudge >= 0 else math.floor(bound)

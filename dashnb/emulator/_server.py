@@ -349,9 +349,7 @@ class DashScopeApp:
             if opts.connection_close:
                 whole.force_close()
             return whole
-        resp = web.StreamResponse(
-            status=200, headers={"Content-Type": content_type, "x-request-id": request[_RID]}
-        )
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "x-request-id": request[_RID]})
         resp.content_length = len(data)
         if opts.connection_close:
             resp.force_close()

@@ -68,7 +68,7 @@ def parse_tools(raw) -> tuple[Tool, ...]:
             params = {}
         if not isinstance(params, dict):
             raise ToolError(f"Tool {name!r}: parameters must be a JSON Schema object.")
-        desc = fn.get("description") if isinstance(fn.get("description"), str) else ""
+        desc: str = fn["description"] if isinstance(fn.get("description"), str) else ""
         tools.append(Tool(name=name, description=desc, parameters=params))
     if len({t.name for t in tools}) != len(tools):
         raise ToolError("Tool function names must be unique.")
@@ -76,7 +76,7 @@ def parse_tools(raw) -> tuple[Tool, ...]:
 
 
 def parse_tool_choice(raw, tools: tuple[Tool, ...]) -> str:
-    """"auto", "none", "required", or the name of the one function to call."""
+    """ "auto", "none", "required", or the name of the one function to call."""
     if raw is None:
         return "auto"
     if raw in ("auto", "none", "required"):
@@ -171,7 +171,9 @@ def plan_calls(tools: tuple[Tool, ...], choice: str, parallel: bool, prompt: str
         else:
             calls.append((tool, hints))
     return tuple(
-        ToolCall(id=_call_id(seed, i), name=tool.name, arguments=json.dumps(instance(_object(tool), h), ensure_ascii=False))
+        ToolCall(
+            id=_call_id(seed, i), name=tool.name, arguments=json.dumps(instance(_object(tool), h), ensure_ascii=False)
+        )
         for i, (tool, h) in enumerate(calls)
     )
 
@@ -188,6 +190,7 @@ def _string_slots(schema) -> int:
     if not isinstance(props, dict):
         return 0
     return sum(
-        1 for p in props.values() if isinstance(p, dict) and p.get("type") == "string" and "enum" not in p
-        and "format" not in p
+        1
+        for p in props.values()
+        if isinstance(p, dict) and p.get("type") == "string" and "enum" not in p and "format" not in p
     )
