@@ -51,19 +51,32 @@ _MORE = (
 
 _GREETING = re.compile(r"^\s*(say\s+)?(hi|hello|hey|good (morning|afternoon|evening)|greetings|你好|您好)\b", re.I)
 _LIST = re.compile(r"\b(list|name|enumerate|bullet|steps|tips|ideas|ways|reasons|examples|points)\b|列出", re.I)
-_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
-_COUNT = re.compile(r"\b(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten)\b", re.I)
+_NUMBERS = {
+    "one": 1,
+    "a single": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
+_COUNT = re.compile(r"\b(\d{1,2}|one|a single|two|three|four|five|six|seven|eight|nine|ten)\b", re.I)
 _YES_NO = re.compile(r"^\s*(is|are|am|can|could|do|does|did|should|would|will|has|have|was|were|may|must)\b", re.I)
 _WH = re.compile(r"^\s*(how|what|why|when|where|which|who|whom|whose)\b", re.I)
 _LEAD = re.compile(
     r"^\s*((how|what|why|when|where|which|who|whom|whose)\s+)?"
     r"((is|are|am|can|could|do|does|did|should|would|will|has|have|was|were|may|must)\s+)?"
     r"((please|list|name|give me|tell me( about)?|explain|describe|write|summari[sz]e)\s+)?"
-    r"((\d{1,2}|two|three|four|five|six|seven|eight|nine|ten)\s+)?"
+    r"((\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)\s+)?"
     r"((tips|ideas|ways|reasons|examples|points|steps|things)\s+)?"
     r"((for|about|on|of|to)\s+)?",
     re.I,
 )
+_DANGLING = frozenset("a an the of to for and or in on at with by from as is are".split())
 _END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
 
 
@@ -111,6 +124,8 @@ def topic_of(prompt: str, words: int = 4) -> str:
     rest = _LEAD.sub("", line, count=1)
     rest = re.sub(r"[?!.。？！,;:]+$", "", rest).strip()
     parts = rest.split()[:words]
+    while parts and parts[-1].lower() in _DANGLING:  # "cost of opening a" reads better without the "a"
+        parts.pop()
     return " ".join(parts) if parts else "your prompt"
 
 
@@ -136,7 +151,11 @@ def reply_words(prompt: str, n: int, variant: int = 0, choice: int = 0) -> tuple
             word = m.group(1).lower()
             count = int(word) if word.isdigit() else _NUMBERS[word]
         count = max(1, min(count, 10))
-        units = [f"Here are {count} emulated points about {topic}."]
+        units = [
+            f"Here are {count} emulated points about {topic}."
+            if count > 1
+            else f"Here is one emulated point about {topic}."
+        ]
         ordinals = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth", "Tenth")
         units += [f"\n{i}. {ordinals[i - 1]} point about {topic}." for i in range(1, count + 1)]
     elif _YES_NO.search(prompt):
