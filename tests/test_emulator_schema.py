@@ -27,6 +27,7 @@ SCHEMAS = [
     {"type": "array", "items": {"type": "integer"}, "minItems": 2, "uniqueItems": True},
     {"type": "array", "prefixItems": [{"type": "integer"}, {"const": "z"}], "minItems": 2},
     {"const": 42},
+    {"type": "object", "properties": {"unit": {"type": "string", "default": "celsius"}}},
     {
         "type": "object",
         "properties": {
@@ -71,6 +72,12 @@ def test_instances_validate(schema):
     value = instance(schema)
     jsonschema.validate(value, schema)
     assert instance(schema) == value  # deterministic
+
+
+def test_a_default_is_used():
+    assert instance({"type": "object", "properties": {"unit": {"type": "string", "default": "kelvin"}}}) == {
+        "unit": "kelvin"
+    }
 
 
 def test_hints_fill_strings_numbers_and_enums_in_order():

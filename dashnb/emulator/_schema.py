@@ -80,6 +80,8 @@ def _value(schema, root: dict, hints: _Hints, name: str, depth: int):
     schema = _resolve(schema, root)
     if "const" in schema:
         return schema["const"]
+    if schema.get("default") is not None and not isinstance(schema["default"], (dict, list)):
+        return schema["default"]  # what the tool's author expects when nothing else is said
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return _pick_enum(schema["enum"], hints)
     for key in ("anyOf", "oneOf"):
