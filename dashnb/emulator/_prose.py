@@ -184,8 +184,9 @@ def reply_words(prompt: str, n: int, variant: int = 0, choice: int = 0) -> tuple
 def reasoning_words(prompt: str, n: int) -> tuple[str, ...]:
     """What a thinking model "thinks" first: a placeholder that says what it read."""
     units = [
+        "Emulated reasoning, a placeholder.",
         f"The user wrote {_sentence(_quote(prompt))}",
-        "I am the dashnb emulator, so this reasoning is a placeholder.",
+        "I am the dashnb emulator, not a model that thinks.",
         f"The prompt is about {topic_of(prompt)}.",
         "I will answer in the shape the prompt asks for.",
     ]
