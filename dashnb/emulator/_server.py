@@ -212,12 +212,16 @@ class DashScopeApp:
             return await self._generate(request, compatible=True)
         if method == "GET" and (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
             return self._models(request, path[len(MODELS_PATH) + 1 :])
-        rid, compatible = request[_RID], path.startswith(COMPATIBLE_PREFIX)
-        error = R.compatible_error if compatible else (lambda status, *args: R.native_error(*args))
-        if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH):
-            return self._json(405, error(405, "MethodNotAllowed", f"{method} is not allowed on {path}.", rid))
         # Compatible mode answers in OpenAI's error shape, as the service does.
-        return self._json(404, error(404, "NotFound", f"No such API: {method} {path}.", rid))
+        compatible = path.startswith(COMPATIBLE_PREFIX)
+        if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH):
+            return self._error(compatible, 405, "MethodNotAllowed", f"{method} is not allowed on {path}.", request)
+        return self._error(compatible, 404, "NotFound", f"No such API: {method} {path}.", request)
+
+    def _error(self, compatible: bool, status: int, code: str, message: str, request):
+        if compatible:
+            return self._json(status, R.compatible_error(status, code, message, request[_RID]))
+        return self._json(status, R.native_error(code, message, request[_RID]))
 
     def _stats(self, link):
         peer = link.peer[0] if link is not None and link.peer else None
