@@ -77,6 +77,7 @@ _LEAD = re.compile(
     re.I,
 )
 _DANGLING = frozenset("a an the of to for and or in on at with by from as is are".split())
+_CONJUNCTION = re.compile(r"^\s*(and|but|so|then|also|ok|okay|now)\b[\s,]*", re.I)
 _END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
 
 
@@ -121,6 +122,7 @@ def _quote(text: str, words: int = 8) -> str:
 def topic_of(prompt: str, words: int = 4) -> str:
     """The few words a prompt is about: its question word, verb and count stripped."""
     line = prompt.strip().splitlines()[0] if prompt.strip() else ""
+    line = re.split(r"(?<=[?!.。？！])\s", line, maxsplit=1)[0]  # the first sentence says what it is about
     rest = _LEAD.sub("", line, count=1)
     rest = re.sub(r"[?!.。？！,;:]+$", "", rest).strip()
     parts = rest.split()[:words]
@@ -133,7 +135,9 @@ def topic_of(prompt: str, words: int = 4) -> str:
 def reply_words(prompt: str, n: int, variant: int = 0, choice: int = 0) -> tuple[str, ...]:
     """The reply to a user's prompt, ``n`` word tokens long; ``variant`` (from the seed) and
     ``choice`` (of ``n`` choices) pick another wording."""
-    topic = topic_of(prompt)
+    # "And why ...?" is still a question: look past a leading conjunction.
+    head = _CONJUNCTION.sub("", prompt, count=1)
+    topic = topic_of(head)
     # The seed's variant rotates what follows the shaped part, so another seed reads differently.
     more = _MORE[variant % len(_MORE) :] + _MORE[: variant % len(_MORE)]
     if not variant:
@@ -158,12 +162,12 @@ def reply_words(prompt: str, n: int, variant: int = 0, choice: int = 0) -> tuple
         ]
         ordinals = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth", "Tenth")
         units += [f"\n{i}. {ordinals[i - 1]} point about {topic}." for i in range(1, count + 1)]
-    elif _YES_NO.search(prompt):
+    elif _YES_NO.search(head):
         units = [
             f"You asked: {_sentence(_quote(prompt))}",
             "The dashnb emulator cannot judge that, so it says neither yes nor no.",
         ]
-    elif _WH.search(prompt) or prompt.rstrip().endswith(("?", "？")):
+    elif _WH.search(head) or "?" in prompt or "？" in prompt:
         units = [
             f"You asked: {_sentence(_quote(prompt))}",
             "This is the dashnb emulator, so here is a placeholder answer.",
