@@ -224,11 +224,28 @@ def test_compose_length_follows_reply_tokens(reply_tokens):
 
 
 @pytest.mark.parametrize("max_tokens,expected", [(1, 1), (5, 5), (16, 16), (17, 16), (1000, 16)])
-def test_compose_max_tokens_caps_and_keeps_the_start(max_tokens, expected):
+def test_compose_max_tokens_caps_at_a_sentence_boundary(max_tokens, expected):
     full = R.compose(native(), reply_tokens=16)
     capped = R.compose(native(max_tokens=max_tokens), reply_tokens=16)
     assert capped.output_tokens == expected
-    assert capped.tokens == full.tokens[:expected]
+    # The cut reply still ends a sentence; the service would say "length" when it had more to say.
+    assert re.search(r"[.!?][\"'”]*$", capped.text), capped.text
+    assert capped.finish_reason == ("length" if max_tokens < 16 else "stop")
+    if max_tokens >= 16:
+        assert capped.tokens == full.tokens
+
+
+def test_compose_cut_keeps_the_whole_sentences_that_fit():
+    full = R.compose(native(), reply_tokens=40)
+    capped = R.compose(native(max_tokens=25), reply_tokens=40)
+    sentences = re.findall(r".+?[.!?][\"'”]*(?=\s|$)", full.text)
+    kept, used = [], 0
+    for sentence in sentences:
+        if used + len(sentence.split()) > 25:
+            break
+        kept.append(sentence.strip())
+        used += len(sentence.split())
+    assert kept and capped.text.startswith(" ".join(kept))
 
 
 def test_compose_depends_on_the_conversation_not_on_the_format():

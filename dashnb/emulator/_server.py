@@ -18,6 +18,7 @@ import uuid
 
 from aiohttp import web
 
+from . import _catalogue
 from . import _replies as R
 
 log = logging.getLogger(__name__)
@@ -25,12 +26,16 @@ log = logging.getLogger(__name__)
 NATIVE_PATH = "/api/v1/services/aigc/text-generation/generation"
 COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
 MODELS_PATH = "/compatible-mode/v1/models"
+COMPATIBLE_PREFIX = "/compatible-mode/"
 STATS_PATH = "/_emulator/stats"
 
 #: The largest request body the emulator reads; a bigger one gets 413 naming this limit.
 MAX_BODY_BYTES = 1 << 20
 #: JSON nested deeper than this is refused with 400: no DashScope request needs more than a few levels.
 MAX_JSON_DEPTH = 64
+
+# Where a request keeps its id (aiohttp 3.13+ wants a typed key; older versions take the string).
+_RID = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "request_id"
 
 _SSE = "text/event-stream;charset=UTF-8"
 _JSON = "application/json"
@@ -170,6 +175,7 @@ class DashScopeApp:
             # Looking at the counters must not change them: not a request of the lesson.
             return self._stats(link)
         self.counters.requests += 1
+        request[_RID] = _rid()  # one id per request: the body's request_id and the x-request-id header
         if link is not None:
             link.requests += 1
             link.busy += 1
@@ -184,13 +190,17 @@ class DashScopeApp:
             response = self._json(
                 500,
                 R.native_error(
-                    "InternalError", "The emulator failed on this request (a bug in dashnb's emulator).", _rid()
+                    "InternalError",
+                    "The emulator failed on this request (a bug in dashnb's emulator).",
+                    request[_RID],
                 ),
             )
         finally:
             if link is not None:
                 link.busy -= 1
                 link.last_activity = self.loop.time()
+        if not response.prepared:
+            response.headers.setdefault("x-request-id", request[_RID])
         self.counters.statuses[str(response.status)] += 1
         return response
 
@@ -200,11 +210,18 @@ class DashScopeApp:
             return await self._generate(request, compatible=False)
         if path == COMPATIBLE_PATH and method == "POST":
             return await self._generate(request, compatible=True)
-        if path == MODELS_PATH and method == "GET":
-            return self._models(request)
+        if method == "GET" and (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
+            return self._models(request, path[len(MODELS_PATH) + 1 :])
+        # Compatible mode answers in OpenAI's error shape, as the service does.
+        compatible = path.startswith(COMPATIBLE_PREFIX)
         if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH):
-            return self._json(405, R.native_error("MethodNotAllowed", f"{method} is not allowed on {path}.", _rid()))
-        return self._json(404, R.native_error("NotFound", f"No such API: {method} {path}.", _rid()))
+            return self._error(compatible, 405, "MethodNotAllowed", f"{method} is not allowed on {path}.", request)
+        return self._error(compatible, 404, "NotFound", f"No such API: {method} {path}.", request)
+
+    def _error(self, compatible: bool, status: int, code: str, message: str, request):
+        if compatible:
+            return self._json(status, R.compatible_error(status, code, message, request[_RID]))
+        return self._json(status, R.native_error(code, message, request[_RID]))
 
     def _stats(self, link):
         peer = link.peer[0] if link is not None and link.peer else None
@@ -212,11 +229,17 @@ class DashScopeApp:
             return self._json(403, R.native_error("Forbidden", "Emulator stats answer loopback clients only.", _rid()))
         return self._json(200, self.counters.snapshot(self.relay.links.values()))
 
-    def _models(self, request):
+    def _models(self, request, model: str):
+        rid = request[_RID]
         if not self._authorized(request):
-            return self._json(401, R.compatible_error(401, "InvalidApiKey", "Incorrect API key provided.", _rid()))
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "emulator"} for m in sorted(R.KNOWN_MODELS)]
-        return self._json(200, {"object": "list", "data": data})
+            return self._json(401, R.compatible_error(401, "InvalidApiKey", "Incorrect API key provided.", rid))
+        if not model:
+            data = [_catalogue.model_card(m) for m in sorted(_catalogue.CATALOGUE)]
+            return self._json(200, {"object": "list", "data": data})
+        if model not in _catalogue.CATALOGUE:  # also "a/b": ids have no slash
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            return self._json(404, R.compatible_error(404, "model_not_found", message, rid))
+        return self._json(200, _catalogue.model_card(model))
 
     # -- generation -----------------------------------------------------------------------
 
@@ -240,7 +263,7 @@ class DashScopeApp:
 
     async def _generate(self, request, *, compatible: bool):
         opts = self.options()
-        rid = _rid()
+        rid = request[_RID]
         sse = not compatible and request.headers.get("X-DashScope-SSE", "").lower() == "enable"
 
         def fail(status, code, message, headers=None):
@@ -288,6 +311,7 @@ class DashScopeApp:
                 req, stream, include_usage = R.parse_compatible(body)
             else:
                 req, stream, include_usage = R.parse_native(body), sse, False
+            R.check_mode(req, stream)
         except (RecursionError, _TooDeep):  # the json scanner recurses once per level
             return fail(
                 400,
@@ -299,7 +323,7 @@ class DashScopeApp:
         except R.RequestError as exc:
             return fail(exc.status, exc.code, exc.message)
 
-        reply = R.compose(req, reply_tokens=opts.reply_tokens)
+        reply = R.compose_choices(req, reply_tokens=opts.reply_tokens)
         server_ms = opts.ttfb_ms
         if opts.ttfb_jitter_ms:
             if self._ttfb_rng is None:
@@ -329,7 +353,7 @@ class DashScopeApp:
             if opts.connection_close:
                 whole.force_close()
             return whole
-        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "x-request-id": request[_RID]})
         resp.content_length = len(data)
         if opts.connection_close:
             resp.force_close()
@@ -349,7 +373,8 @@ class DashScopeApp:
         content_type = "text/event-stream; charset=utf-8" if compatible else _SSE
         if opts.malformed == "wrong_content_type":
             content_type = "text/plain; charset=utf-8"
-        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "x-request-id": request[_RID]}
+        resp = web.StreamResponse(status=200, headers=headers)
         if opts.connection_close:
             resp.force_close()
         await resp.prepare(request)
