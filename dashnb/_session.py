@@ -376,11 +376,12 @@ class NotebookSession:
         self.close()
 
     # -- looking at it -------------------------------------------------------------------------
-    def stats(self) -> dict:
-        """Counters since the session was created (across reconfigurations): connections_opened,
-        connections_reused, connections_closed, connections_open, requests, in_flight, queued,
-        errors, and the same under "sync" (requests, httpx.Client) and "async" (aiohttp, httpx.AsyncClient)."""
-        return self._observer.snapshot().as_dict()
+    def stats(self) -> _observe.StatsResult:
+        """Counters since the session was created (across reconfigurations): a dict of
+        connections_opened, connections_reused, connections_closed, connections_open, requests,
+        in_flight, queued, errors, and the same under "sync" (requests, httpx.Client) and "async"
+        (aiohttp, httpx.AsyncClient); it shows itself as one line (or a small table in a notebook)."""
+        return _observe.StatsResult(self._observer.snapshot())
 
     def _label(self) -> str:
         return str(getattr(self._endpoint, "label", type(self._endpoint).__name__))
