@@ -54,32 +54,40 @@ def _serve_setup(emu: Any) -> str:
     """What to paste to point each client at this emulator, for the shell that runs the client."""
     lines = [
         "In the shell that runs your program:",
-        f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}   # the dashscope SDK, module API and dashscope.Client",
+        f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}",
         f"  export DASHSCOPE_API_KEY={emu.api_key}",
         f"  export OPENAI_BASE_URL={emu.compatible_base_url}",
         f"  export OPENAI_API_KEY={emu.api_key}",
     ]
     if emu.scheme == "https":
         lines += [
-            f"  export REQUESTS_CA_BUNDLE={emu.ca_path}   # requests: Generation.call",
-            f"  export SSL_CERT_FILE={emu.ca_path}   # httpx: dashscope.Client and the openai SDK (this shell only)",
+            f"  export REQUESTS_CA_BUNDLE={emu.ca_path}",
+            f"  export SSL_CERT_FILE={emu.ca_path}",
+            "(requests, so Generation.call, trusts REQUESTS_CA_BUNDLE; httpx, so dashscope.Client and the openai",
+            "SDK, trusts SSL_CERT_FILE, in place of the system's CAs: set it in this shell only)",
         ]
-    lines += [
-        "Then:",
-        '  dashscope, sync:   Generation.call(model="qwen-plus", prompt="hi")',
-        '  dashscope v2:      dashscope.Client().chat.completions.create(model="qwen-plus", messages=[...])',
-        '  openai:            openai.OpenAI().chat.completions.create(model="qwen-plus", messages=[...])',
-    ]
+    messages = '[{"role": "user", "content": "hi"}]'
+    snippets = {
+        "dashscope SDK, sync (Generation.call):": (
+            "from dashscope import Generation",
+            'print(Generation.call(model="qwen-plus", prompt="hi").output.text)',
+        ),
+        "dashscope SDK v2 (dashscope.Client):": (
+            "import dashscope",
+            f'reply = dashscope.Client().chat.completions.create(model="qwen-plus", messages={messages})',
+            "print(reply.choices[0].message.content)",
+        ),
+        "openai SDK:": (
+            "import openai",
+            f'reply = openai.OpenAI().chat.completions.create(model="qwen-plus", messages={messages})',
+            "print(reply.choices[0].message.content)",
+        ),
+    }
     if emu.scheme == "https":
-        lines += [
-            "  dashscope, async:  AioGeneration.call's own session trusts certifi's CAs only and ignores the",
-            "                     variables above; pass a dashnb session, which reads them:",
-        ]
-    else:
-        lines += ["  dashscope, async:  pass a session (a dashnb session reads the variables above):"]
-    lines += [
-        f"    {line}"
-        for line in (
+        snippets[
+            "dashscope SDK, async (AioGeneration.call): its own session trusts certifi's CAs only and ignores "
+            "the variables above, so pass a dashnb session, which reads them:"
+        ] = (
             "import dashnb",
             "from dashscope import AioGeneration",
             "",
@@ -90,7 +98,16 @@ def _serve_setup(emu: Any) -> str:
             "",
             "dashnb.run(main())",
         )
-    ]
+    else:  # plain HTTP: nothing to trust, so the SDK's own session will do
+        snippets["dashscope SDK, async (AioGeneration.call):"] = (
+            "import asyncio",
+            "from dashscope import AioGeneration",
+            'print(asyncio.run(AioGeneration.call(model="qwen-plus", prompt="hi")).output.text)',
+        )
+    lines.append("Then, in Python:")
+    for title, code in snippets.items():
+        lines.append(f"  {title}")
+        lines += [f"    {line}".rstrip() for line in code]
     return "\n".join(lines)
 
 

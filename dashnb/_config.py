@@ -24,6 +24,7 @@ imports only the standard library.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import sys
@@ -177,6 +178,49 @@ def _suggest(key: str) -> str | None:
         by_squashed[squash(camel)] = camel
     close = difflib.get_close_matches(squash(key), list(by_squashed), n=1, cutoff=0.6)
     return by_squashed[close[0]] if close else None
+
+
+def _closest_field(key: str) -> str | None:
+    """The PoolConfig field a mistyped keyword most likely meant (``pool_size`` ->
+    ``connection_pool_size``, ``connectTimeout`` -> ``connect_timeout``), or None."""
+    import difflib  # only needed on the error path
+
+    if key in JAVA_NAMES:
+        return key
+    # A shortened name ("pool_size", "idle_timeout") is too far from the whole one for
+    # get_close_matches (or closer to another: idle_timeout ~ write_timeout); the one field
+    # that ends with it is what was meant.
+    ends = [name for name in JAVA_NAMES if name.endswith("_" + key.lower())]
+    if len(ends) == 1:
+        return ends[0]
+    camel = _suggest(key)
+    if camel is not None:
+        return {c: s for s, c in JAVA_NAMES.items()}[camel]
+    close = difflib.get_close_matches(key.lower(), list(JAVA_NAMES), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown_keyword_error(where: str, key: str, value: Any, *, own: tuple[str, ...] = ()) -> TypeError:
+    """A TypeError for ``where(key=value)`` that says what was meant: one of ``own`` (the
+    callable's own keywords) or a PoolConfig setting, spelled as the call should be."""
+    import difflib
+
+    close_own = difflib.get_close_matches(key, own, n=1, cutoff=0.75)
+    if close_own:
+        return TypeError(f"{where}() got an unexpected keyword argument {key!r}; did you mean {close_own[0]}=?")
+    field = _closest_field(key)
+    if field is None:
+        valid = ", ".join((*own, *JAVA_NAMES))
+        return TypeError(f"{where}() got an unexpected keyword argument {key!r}; valid keywords: {valid}")
+    if where == "PoolConfig":
+        return TypeError(
+            f"PoolConfig() got an unexpected keyword argument {key!r}; did you mean {field}= "
+            f"(Java {JAVA_NAMES[field]})? PoolConfig({field}={value!r})"
+        )
+    return TypeError(
+        f"{where}() got an unexpected keyword argument {key!r}: pool settings go in a PoolConfig; "
+        f"did you mean {where}(dashnb.PoolConfig({field}={value!r}))?"
+    )
 
 
 # Inline, so every front end gets it: JupyterLab right-aligns table cells by default, and unbounded
@@ -489,5 +533,26 @@ class PoolConfig:
         parts += [f"<p><strong>Warning:</strong> {esc(p)}</p>" for p in self.constraint_problems()]
         return "\n".join(parts)
 
+
+_generated_init = PoolConfig.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_with_hints(self: PoolConfig, *args: Any, **kwargs: Any) -> None:
+    # The dataclass's own __init__ would say only "unexpected keyword argument" or "takes 1
+    # positional argument": say which setting was meant.
+    if args:
+        raise TypeError(
+            f"PoolConfig() takes settings by name, got {len(args)} positional "
+            f"argument{'s' if len(args) > 1 else ''}; for example PoolConfig(connection_pool_size=8)"
+        )
+    for key, value in kwargs.items():
+        if key not in _INIT_KEYWORDS:
+            raise unknown_keyword_error("PoolConfig", key, value)
+    _generated_init(self, **kwargs)
+
+
+_INIT_KEYWORDS = frozenset(f.name for f in dataclasses.fields(PoolConfig))
+PoolConfig.__init__ = _init_with_hints  # type: ignore[method-assign]
 
 DEFAULT_POOL_CONFIG = PoolConfig()
