@@ -223,9 +223,26 @@ def unknown_keyword_error(where: str, key: str, value: Any, *, own: tuple[str, .
     )
 
 
-# Inline, so every front end gets it: JupyterLab right-aligns table cells by default, and unbounded
-# note cells would make the table wider than a 1280 px screen.
-_CELL = ' style="text-align:left; vertical-align:top; max-width:22em"'
+# Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
+# takes the output area's width and no more (fixed layout, percentage columns from _table_open),
+# and long words such as environment variable names wrap, so it fits a 1280 px screen however many
+# library columns it has.
+_CELL = ' style="text-align:left; vertical-align:top; overflow-wrap:anywhere; padding:0.3em 0.4em"'
+
+
+def _table_open(head: tuple[str, ...]) -> str:
+    """The opening tag and column widths of the settings table: the three short columns (name,
+    value, env var) fixed, the rest sharing what is left, the note half as wide again as each
+    library column."""
+    fixed = (14.0, 11.0, 15.0)
+    libraries = len(head) - len(fixed) - 1
+    share = (100.0 - sum(fixed)) / (libraries + 1.5)
+    widths = [*fixed, *([share] * libraries), 1.5 * share]
+    cols = "".join(f'<col style="width:{w:.1f}%">' for w in widths)
+    return (
+        '<table class="dashnb-poolconfig" style="table-layout:fixed; width:100%; max-width:100%; '
+        f'font-size:0.92em; margin-left:0"><colgroup>{cols}</colgroup>'
+    )
 
 # What each setting is called elsewhere (requests/urllib3, aiohttp, httpx and the dashscope v2
 # client, note); shared by rows(), describe() and _repr_html_().
@@ -510,7 +527,7 @@ class PoolConfig:
         esc = html.escape
         head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note")
         parts = [
-            '<table class="dashnb-poolconfig">',
+            _table_open(head),
             f"<caption>{esc(repr(self))}</caption>",
             "<thead><tr>" + "".join(f"<th{_CELL}>{esc(h)}</th>" for h in head) + "</tr></thead>",
             "<tbody>",

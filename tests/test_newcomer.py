@@ -417,3 +417,69 @@ def test_the_loop_error_example_works_when_followed_literally(emu, tmp_path):
     )
     done = _python(code, _fresh_env(), tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("200 "), done.stderr[-2000:]
+
+
+# ---- a quiet, quick first run -------------------------------------------------------------------
+
+
+def _make(tmp_path: Path, target: str, *args: str) -> str:
+    """Run a Makefile target with .venv/bin replaced by stubs that print what they were given."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("python", "voila"):
+        stub = bin_dir / tool
+        stub.write_text(
+            '#!/bin/sh\necho "DASHNB_OFFLINE=$DASHNB_OFFLINE JUPYTER_CONFIG_PATH=$JUPYTER_CONFIG_PATH ARGS=$*"\n'
+        )
+        stub.chmod(0o755)
+    stamp = tmp_path / "stamp"
+    stamp.touch()  # newer than pyproject.toml: nothing to install
+    env = {k: v for k, v in os.environ.items() if k not in ("DASHNB_OFFLINE", "MAKEFLAGS")}
+    done = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), target, f"BIN={bin_dir}", f"STAMP={stamp}", *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_lab_and_workshop_pass_the_offline_switch_and_lab_settings(tmp_path):
+    out = _make(tmp_path, "lab", "OFFLINE=1")
+    assert "DASHNB_OFFLINE=1 " in out and f"JUPYTER_CONFIG_PATH={ROOT}/etc/jupyter " in out
+    assert out.rstrip().splitlines()[-1].startswith("DASHNB_OFFLINE=1")  # Lab's output (the URL) comes last
+    assert "--log-level=WARN" in out
+    assert "DASHNB_OFFLINE= " in _make(tmp_path, "lab")  # without OFFLINE, the key decides
+    assert "DASHNB_OFFLINE=1 " in _make(tmp_path, "workshop")
+
+
+def test_install_is_one_line_per_phase_not_pip_quiet_nor_pip_verbose():
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8")
+    install = recipe[recipe.index("$(STAMP): pyproject.toml") : recipe.index("\nlab:")]
+    assert "--quiet" not in install and " -q " not in install
+    assert install.count('echo "dashnb: [') == 3 and "$(INSTALL_LOG)" in install
+
+
+def test_the_projects_lab_never_asks_about_jupyter_news(tmp_path):
+    # JupyterLab's own settings machinery, reading the folder `make lab` points JUPYTER_CONFIG_PATH at.
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from jupyterlab_server.settings_utils import _get_overrides
+        overrides, error = _get_overrides(sys.argv[1])
+        print(json.dumps(overrides.get("@jupyterlab/apputils-extension:notification")))
+        """
+    )
+    env = _fresh_env(JUPYTER_CONFIG_PATH=str(ROOT / "etc" / "jupyter"), JUPYTER_CONFIG_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"fetchNews": "false", "checkForUpdates": False}
+    schema = json.loads(
+        (Path(sys.prefix) / "share/jupyter/lab/schemas/@jupyterlab/apputils-extension/notification.json").read_text()
+    )
+    assert {"const": "false", "title": "Never"} in schema["properties"]["fetchNews"]["oneOf"]
