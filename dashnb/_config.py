@@ -244,6 +244,7 @@ def _table_open(head: tuple[str, ...]) -> str:
         f'font-size:0.92em; margin-left:0"><colgroup>{cols}</colgroup>'
     )
 
+
 # What each setting is called elsewhere (requests/urllib3, aiohttp, httpx and the dashscope v2
 # client, note); shared by rows(), describe() and _repr_html_().
 _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from ._endpoint import (
+    _OFF_VALUES,
     API_KEY_ENV,
     BASE_URL_ENV,
     CA_BUNDLE_ENV,
     COMPATIBLE_BASE_URL_ENV,
     OFFLINE_ENV,
-    _OFF_VALUES,
     _split_base_url,
 )
 
@@ -78,8 +78,7 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
                 target, ok = f"nowhere: {exc}", False
         lines.append(f"calls go to:   the real DashScope service, {target} (each call costs tokens)")
         lines.append(
-            f"  because:     {API_KEY_ENV} is set and {OFFLINE_ENV} is not; "
-            f"{OFFLINE_ENV}=1 keeps calls on this machine"
+            f"  because:     {API_KEY_ENV} is set and {OFFLINE_ENV} is not; {OFFLINE_ENV}=1 keeps calls on this machine"
         )
         lines.append(
             f"  base URL:    {'from ' + BASE_URL_ENV if base else 'region intl (Singapore), the default'}"
@@ -104,7 +103,9 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         lines.append(f"  real service: certifi's public CAs, {certifi.where()} (no {'/'.join(CA_BUNDLE_ENV)} set)")
     else:
         exists = os.path.exists(bundle)
-        lines.append(f"  real service: {bundle} (from {source})" + ("" if exists else ": MISSING, every call will fail"))
+        lines.append(
+            f"  real service: {bundle} (from {source})" + ("" if exists else ": MISSING, every call will fail")
+        )
         ok = ok and exists
         lines.append(
             "  note:        the SDK's own async session (AioGeneration.call without session=) ignores it "
@@ -116,8 +117,10 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
     if not proxies:
         lines.append("proxy:         none (no HTTPS_PROXY / ALL_PROXY set): straight to the service")
     else:
-        shown = ", ".join(f"{var}={_mask(v) if 'proxy' in var.lower() and 'no_' not in var.lower() else v}"
-                          for var, v in proxies.items())
+        shown = ", ".join(
+            f"{var}={_mask(v) if 'proxy' in var.lower() and 'no_' not in var.lower() else v}"
+            for var, v in proxies.items()
+        )
         lines.append(f"proxy:         {shown}")
         lines.append("  used by:     real-service sessions (requests, aiohttp with trust_env); never for the emulator")
 

@@ -79,7 +79,7 @@ def test_every_readme_python_block_runs_as_pasted(tmp_path):
         for code in blocks
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for code, p, (out, err) in zip(blocks, procs, outs):
+    for code, p, (_, err) in zip(blocks, procs, outs):
         assert p.returncode == 0, f"README block failed:\n{code}\n{err[-2000:]}"
     first_look = next(out for code, (out, _) in zip(blocks, outs) if "Generation.call" in code)
     # What the block's comments promise, checked against what it printed.
@@ -261,12 +261,9 @@ def test_serve_prints_a_working_setup_for_every_client(tmp_path):
             "import asyncio\nfrom dashscope import AioGeneration\n"
             'asyncio.run(AioGeneration.call(model="qwen-plus", prompt="hi"))'
         )
-        runs = {t: subprocess.Popen([sys.executable, "-c", c], env=env, cwd=tmp_path, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE) for t, c in snippets.items()}  # fmt: skip
-        runs["plain async"] = subprocess.Popen(
-            [sys.executable, "-c", plain_async], env=env, cwd=tmp_path, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        pipes = {"env": env, "cwd": tmp_path, "text": True, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        runs = {t: subprocess.Popen([sys.executable, "-c", c], **pipes) for t, c in snippets.items()}
+        runs["plain async"] = subprocess.Popen([sys.executable, "-c", plain_async], **pipes)
         results = {t: (p.communicate(timeout=120), p.returncode) for t, p in runs.items()}
         for title in snippets:
             (out, err), rc = results[title]
@@ -483,3 +480,12 @@ def test_the_projects_lab_never_asks_about_jupyter_news(tmp_path):
         (Path(sys.prefix) / "share/jupyter/lab/schemas/@jupyterlab/apputils-extension/notification.json").read_text()
     )
     assert {"const": "false", "title": "Never"} in schema["properties"]["fetchNews"]["oneOf"]
+
+
+def test_the_licence_is_an_spdx_string_with_a_backend_that_takes_it():
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    # A licence table makes setuptools >= 77 print a deprecation box on every install; the SPDX
+    # string needs setuptools 77 or newer as the build backend (PEP 639).
+    assert meta["project"]["license"] == "Apache-2.0" and meta["project"]["license-files"] == ["LICENSE"]
+    assert meta["build-system"]["requires"] == ["setuptools>=77"]
