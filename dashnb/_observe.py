@@ -243,7 +243,7 @@ class StatsResult(dict):
             "errors": "errors",
         }
         cell = ' style="text-align:right"'
-        head = "<tr><th></th><th>total</th><th>sync (requests)</th><th>async (aiohttp)</th></tr>"
+        head = "<tr><th></th><th>total</th><th>sync (requests, httpx)</th><th>async (aiohttp, httpx)</th></tr>"
         rows = "".join(
             f'<tr><th style="text-align:left">{labels[k]}</th><td{cell}>{self[k]}</td>'
             f"<td{cell}>{self['sync'][k]}</td><td{cell}>{self['async'][k]}</td></tr>"
