@@ -181,7 +181,9 @@ class MissingApiKeyError(RuntimeError):
 
 
 class DashScope:
-    """The real DashScope service: a region ("intl" = Singapore, "cn" = Beijing) or any base URL.
+    """The real DashScope service: a region ("intl" = Singapore, "cn" = Beijing; the city or the
+    Alibaba Cloud region id works too: "singapore", "ap-southeast-1", "beijing", "cn-beijing") or
+    any base URL.
 
     ``base_url`` replaces the region's URL (an API gateway, a workspace endpoint such as
     ``https://<workspace>.ap-southeast-1.maas.aliyuncs.com/api/v1``); it is the native API base,
