@@ -489,3 +489,33 @@ def test_the_licence_is_an_spdx_string_with_a_backend_that_takes_it():
     # string needs setuptools 77 or newer as the build backend (PEP 639).
     assert meta["project"]["license"] == "Apache-2.0" and meta["project"]["license-files"] == ["LICENSE"]
     assert meta["build-system"]["requires"] == ["setuptools>=77"]
+
+
+@pytest.mark.parametrize("pip_fails", [False, True])
+def test_install_prints_its_phases_and_on_failure_pips_last_lines(tmp_path, pip_fails):
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    stub = venv / "bin" / "python"
+    stub.write_text(
+        "#!/bin/sh\n"
+        'echo "Collecting something (pip output, for the log only)"\n'
+        f'case "$*" in *"-e "*) {"echo ERROR: no matching distribution; exit 1" if pip_fails else "exit 0"};; esac\n'
+    )
+    stub.chmod(0o755)
+    stamp = tmp_path / "stamp"
+    done = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}", f"STAMP={stamp}"],
+        env={k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert "dashnb: [2/3] updating pip" in out and "dashnb: [3/3] installing" in out
+    assert "Collecting something" not in done.stdout or pip_fails  # pip's own lines only when it failed
+    if pip_fails:
+        assert done.returncode != 0 and "ERROR: no matching distribution" in out and not stamp.exists()
+    else:
+        assert done.returncode == 0 and "dashnb: installed" in out and stamp.exists()
+        assert (venv / "install.log").read_text().count("Collecting something") == 2
