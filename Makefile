@@ -38,11 +38,10 @@ lab: $(STAMP)
 	@echo "dashnb: starting JupyterLab$(if $(OFFLINE), offline (DASHNB_OFFLINE=$(OFFLINE)),); open the http://127.0.0.1 URL below (Ctrl-C stops it)"
 	@$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks --log-level=WARN $(ROOT_FLAG)
 
-# A room has no key to spend: the workshop never calls the real service.
-workshop: export DASHNB_OFFLINE := 1
-
 # Presenter mode: the lab's panel alone, large type, offline (the dashnb-presenter template in
-# share/jupyter drops Voila's font CDN links and the notebook's prose).
+# share/jupyter drops Voila's font CDN links and the notebook's prose). A room has no key to
+# spend: DASHNB_OFFLINE keeps every call on this machine, key or no key.
+workshop: export DASHNB_OFFLINE := 1
 workshop: $(STAMP)
 	JUPYTER_PATH=$(CURDIR)/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 
