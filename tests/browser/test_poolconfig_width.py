@@ -60,3 +60,23 @@ def test_poolconfig_table_fits_a_1280px_screen(browser, variant):
             assert got["overflowing"] == [], (width, got)
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_poolconfig_table_fits_in_jupyterlab_at_1280px(page, start_lab):
+    """Notebook 03's stored PoolConfig table, as JupyterLab shows it in a 1280 px window."""
+    lab = start_lab()
+    harness.open_notebook(page, lab, "03_java_pool_parameters.ipynb")
+    tables = page.locator("table.dashnb-poolconfig")
+    tables.first.wait_for(state="attached", timeout=30_000)
+    tables.first.scroll_into_view_if_needed()
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll("table.dashnb-poolconfig")].map(t => {
+             const area = t.closest(".jp-OutputArea-output") || t.parentElement;
+             return {right: t.getBoundingClientRect().right, width: t.getBoundingClientRect().width,
+                     area: area.getBoundingClientRect().width, window: window.innerWidth};
+           })"""
+    )
+    assert boxes, "no PoolConfig table in notebook 03's stored outputs"
+    for box in boxes:
+        assert box["window"] == 1280 and box["right"] <= 1280 and box["width"] <= box["area"] + 0.5, box
