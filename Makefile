@@ -13,18 +13,35 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cf
 
 install: $(STAMP)
 
+# One line per phase instead of pip's few hundred; pip's own output goes to .venv/install.log,
+# and its last lines are shown if it fails.
+INSTALL_LOG := $(VENV)/install.log
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dashnb needs Python 3.10 or newer; set PYTHON=python3.x")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lab]'
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "dashnb: [1/3] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "dashnb: [2/3] updating pip (log: $(INSTALL_LOG))"
+	@$(BIN)/python -m pip install --upgrade pip > $(INSTALL_LOG) 2>&1 || { tail -n 30 $(INSTALL_LOG); exit 1; }
+	@echo "dashnb: [3/3] installing dashnb, the SDKs, JupyterLab and the test tools (1-2 minutes the first time)"
+	@$(BIN)/python -m pip install --progress-bar off -e '.[test,lab]' >> $(INSTALL_LOG) 2>&1 || { tail -n 30 $(INSTALL_LOG); exit 1; }
+	@touch $(STAMP)
+	@echo "dashnb: installed into $(VENV)"
 
+# The project's lab: no "get notified about Jupyter news?" popup (etc/jupyter/labconfig holds
+# JupyterLab setting defaults), warnings only, so the URL to open is the last thing printed.
+# `make lab OFFLINE=1` keeps every call on the embedded emulator even with DASHSCOPE_API_KEY set.
+lab: export JUPYTER_CONFIG_PATH := $(CURDIR)/etc/jupyter
+ifdef OFFLINE
+lab: export DASHNB_OFFLINE := $(OFFLINE)
+endif
 lab: $(STAMP)
-	$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	@echo "dashnb: starting JupyterLab$(if $(OFFLINE), offline (DASHNB_OFFLINE=$(OFFLINE)),); open the http://127.0.0.1 URL below (Ctrl-C stops it)"
+	@$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks --log-level=WARN $(ROOT_FLAG)
 
 # Presenter mode: the lab's panel alone, large type, offline (the dashnb-presenter template in
-# share/jupyter drops Voila's font CDN links and the notebook's prose).
+# share/jupyter drops Voila's font CDN links and the notebook's prose). A room has no key to
+# spend: DASHNB_OFFLINE keeps every call on this machine, key or no key.
+workshop: export DASHNB_OFFLINE := 1
 workshop: $(STAMP)
 	JUPYTER_PATH=$(CURDIR)/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 

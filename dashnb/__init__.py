@@ -52,6 +52,7 @@ __all__ = [
     "run",
     "session",
     "use_endpoint",
+    "where_calls_go",
 ]
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
@@ -85,6 +86,7 @@ _LAZY = {
     "run": "._run",
     "session": "._session",
     "use_endpoint": "._endpoint",
+    "where_calls_go": "._endpoint",
 }
 
 # IPython's hooks for `%load_ext dashnb` (it looks them up with hasattr): resolved here, not

@@ -1,13 +1,17 @@
-"""Command line: `python -m dashnb serve` runs the emulator; `python -m dashnb bench` measures reuse.
+"""Command line: `python -m dashnb serve` runs the emulator; `bench` measures reuse; `doctor` says where calls go.
 
 $ python -m dashnb serve --rtt-ms 40
 $ python -m dashnb bench --rtt-ms 40 --calls 50
 $ python -m dashnb bench --scenario europe_to_singapore     # assumed rtt and server time
+$ python -m dashnb doctor                                   # where calls go, what is trusted, which proxy
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import re
 import sys
 from typing import Any
 
@@ -25,7 +29,86 @@ def _serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless --public)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     p.add_argument("--public", action="store_true", help="allow a non-loopback --host (prints a warning)")
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=_serve, parser=p)
+
+
+def _as_flags(message: str) -> str:
+    """The emulator's messages name its Python options (``rtt_ms``, ``public=True``); on the
+    command line the user typed flags, so name those."""
+    message = message.replace("public=True (CLI: --public)", "--public")
+    return re.sub(r"emulator option (\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {where}: the port is in use; pick another --port, or leave it out for a free one"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied (ports below 1024 need privileges); pick another --port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: this machine has no such address; check --host"
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _serve_setup(emu: Any) -> str:
+    """What to paste to point each client at this emulator, for the shell that runs the client."""
+    lines = [
+        "In the shell that runs your program:",
+        f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}",
+        f"  export DASHSCOPE_API_KEY={emu.api_key}",
+        f"  export OPENAI_BASE_URL={emu.compatible_base_url}",
+        f"  export OPENAI_API_KEY={emu.api_key}",
+    ]
+    if emu.scheme == "https":
+        lines += [
+            f"  export REQUESTS_CA_BUNDLE={emu.ca_path}",
+            f"  export SSL_CERT_FILE={emu.ca_path}",
+            "(requests, so Generation.call, trusts REQUESTS_CA_BUNDLE; httpx, so dashscope.Client and the openai",
+            "SDK, trusts SSL_CERT_FILE, in place of the system's CAs: set it in this shell only)",
+        ]
+    messages = '[{"role": "user", "content": "hi"}]'
+    snippets = {
+        "dashscope SDK, sync (Generation.call):": (
+            "from dashscope import Generation",
+            'print(Generation.call(model="qwen-plus", prompt="hi").output.text)',
+        ),
+        "dashscope SDK v2 (dashscope.Client):": (
+            "import dashscope",
+            f'reply = dashscope.Client().chat.completions.create(model="qwen-plus", messages={messages})',
+            "print(reply.choices[0].message.content)",
+        ),
+        "openai SDK:": (
+            "import openai",
+            f'reply = openai.OpenAI().chat.completions.create(model="qwen-plus", messages={messages})',
+            "print(reply.choices[0].message.content)",
+        ),
+    }
+    if emu.scheme == "https":
+        snippets[
+            "dashscope SDK, async (AioGeneration.call): its own session trusts certifi's CAs only and ignores "
+            "the variables above, so pass a dashnb session, which reads them:"
+        ] = (
+            "import dashnb",
+            "from dashscope import AioGeneration",
+            "",
+            "async def main():",
+            "    s = dashnb.session()  # DASHSCOPE_API_KEY and DASHSCOPE_HTTP_BASE_URL: this emulator",
+            '    r = await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)',
+            "    print(r.output.text)",
+            "",
+            "dashnb.run(main())",
+        )
+    else:  # plain HTTP: nothing to trust, so the SDK's own session will do
+        snippets["dashscope SDK, async (AioGeneration.call):"] = (
+            "import asyncio",
+            "from dashscope import AioGeneration",
+            'print(asyncio.run(AioGeneration.call(model="qwen-plus", prompt="hi")).output.text)',
+        )
+    lines.append("Then, in Python:")
+    for title, code in snippets.items():
+        lines.append(f"  {title}")
+        lines += [f"    {line}".rstrip() for line in code]
+    return "\n".join(lines)
 
 
 def _serve(args) -> int:
@@ -51,27 +134,28 @@ def _serve(args) -> int:
             warnings.simplefilter("always")
             emu = emulator.start(**options)
     except ValueError as exc:
-        print(f"dashnb serve: {exc}", file=sys.stderr)
+        print(f"dashnb serve: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the bind failed: one line, not the server thread's traceback
+        print(f"dashnb serve: {_listen_error(exc, args.host, args.port)}", file=sys.stderr)
+        return 1
     for w in caught:
-        print(f"WARNING: {w.message}", file=sys.stderr)
-    print(f"DashScope emulator: {emu.label}")
-    print(f"  native base URL:      {emu.base_url}")
-    print(f"  compatible base URL:  {emu.compatible_base_url}")
-    print(f"  CA certificate:       {emu.ca_path}")
-    print(f"  test API key:         {emu.api_key}")
-    print("Point the dashscope SDK at it (in the shell that runs your program):")
-    print(f"  export DASHSCOPE_HTTP_BASE_URL={emu.base_url}")
-    print(f"  export DASHSCOPE_API_KEY={emu.api_key}")
-    if emu.scheme == "https":
-        print(f"  export REQUESTS_CA_BUNDLE={emu.ca_path}   # so requests trusts the emulator's CA")
-    print("Serving until Ctrl-C.", flush=True)
+        print(f"WARNING: {_as_flags(str(w.message))}", file=sys.stderr)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # Set both handlers explicitly: a program started in the background by a non-interactive
+    # shell inherits SIGINT as *ignored*, and Python then installs no KeyboardInterrupt handler,
+    # so without this `kill -INT` (and a test's Ctrl-C) would not stop it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
     try:
+        print(f"DashScope emulator: {emu.label}")
+        print(f"  native base URL:      {emu.base_url}")
+        print(f"  compatible base URL:  {emu.compatible_base_url}")
+        print(f"  CA certificate:       {emu.ca_path}")
+        print(f"  test API key:         {emu.api_key}")
+        print(_serve_setup(emu))
+        print("Serving until Ctrl-C (SIGINT) or SIGTERM.", flush=True)
         done.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         emu.stop()
     print("stopped.")
@@ -138,17 +222,52 @@ def _bench_parser(sub: Any) -> None:
     p.add_argument("--region", choices=("intl", "cn"), default="intl", help="region for --real (default intl)")
     p.add_argument("--model", default="qwen-plus", help="model name (default qwen-plus)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_bench)
+    p.set_defaults(func=_bench, parser=p)
+
+
+def _json_path_problem(path: str) -> str | None:
+    """Why ``--json path`` could not be written, found before the benchmark runs (not after)."""
+    if path == "-":
+        return None
+    if os.path.isdir(path):
+        return f"--json {path}: is a directory; name a file"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"--json {path}: the directory {parent} does not exist"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"--json {path}: not writable"
+    return None
+
+
+def _legend(modes: list[str], concurrency: int) -> str:
+    from ._modes import MODES
+
+    width = max(len(m) for m in modes)
+    lines = ["modes:"]
+    for m in modes:
+        lines.append(f"  {m.ljust(width)}  {MODES[m].replace(' N ', f' {concurrency} ')}")
+    return "\n".join(lines)
 
 
 def _bench(args: Any) -> int:
     from ._measure import compare
-    from ._modes import DEFAULT_MODES
+    from ._modes import DEFAULT_MODES, mode_class
 
     modes = [m for group in args.modes for m in group] if args.modes else list(DEFAULT_MODES)
     if args.calls < 1 or args.concurrency < 1:
         print("dashnb bench: --calls and --concurrency must be >= 1", file=sys.stderr)
         return 2
+    if args.json and (problem := _json_path_problem(args.json)):
+        print(f"dashnb bench: {problem}", file=sys.stderr)
+        return 2
+    concurrent = [m for m in modes if mode_class(m).concurrent]
+    if concurrent and args.calls <= args.concurrency:
+        print(
+            f"dashnb bench: warning: --calls {args.calls} is not more than --concurrency {args.concurrency}: "
+            f"{', '.join(concurrent)} start every call at once, each on a connection of its own, so nothing "
+            f"is reused; pass --calls {2 * args.concurrency} or more to compare reuse",
+            file=sys.stderr,
+        )
     emu = None
     endpoint: Any
     if args.real:
@@ -161,8 +280,11 @@ def _bench(args: Any) -> int:
                 file=sys.stderr,
             )
             return 2
-        from ._endpoint import DashScope
+        from ._endpoint import OFFLINE_ENV, DashScope, offline
 
+        if offline():
+            print(f"dashnb bench --real: {OFFLINE_ENV} is set, which keeps every call on this machine", file=sys.stderr)
+            return 2
         endpoint = DashScope(args.region)
         if not endpoint.has_api_key:
             print("dashnb bench --real: set DASHSCOPE_API_KEY (each call costs tokens)", file=sys.stderr)
@@ -178,7 +300,7 @@ def _bench(args: Any) -> int:
             # Private: nothing else in this process may use or reconfigure it during the run.
             emu = endpoint = emulator.start(rtt_ms=rtt, tls=args.tls, ttfb_ms=ttfb, shared=False)
         except ValueError as exc:
-            print(f"dashnb bench: {exc}", file=sys.stderr)
+            print(f"dashnb bench: {_as_flags(str(exc))}", file=sys.stderr)
             return 2
         if sc is not None:
             print(f"dashnb bench: scenario {sc}", file=sys.stderr)
@@ -209,6 +331,7 @@ def _bench(args: Any) -> int:
     if args.scenario:
         result.settings["scenario"] = args.scenario
     print(result)
+    print(_legend(modes, args.concurrency))
     if emu is not None and {"per_call", "shared"} <= set(modes) and result.ratio("per_call", "shared") is not None:
         print(_model_line(result))
     if args.json:
@@ -216,8 +339,13 @@ def _bench(args: Any) -> int:
         if args.json == "-":
             print(text)
         else:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            try:
+                with open(args.json, "w", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+            except OSError as exc:  # checked before the run, yet it can still fail: keep the results
+                print(f"dashnb bench: cannot write {args.json} ({exc.strerror}); the JSON follows", file=sys.stderr)
+                print(text)
+                return 1
             print(f"wrote {args.json}", file=sys.stderr)
     return 1 if any(s.calls and s.errors == s.calls for s in result.summary) else 0
 
@@ -230,12 +358,40 @@ def _model_line(result: Any) -> str:
     return f"model (dashnb.predict_reuse): {p}; measured per_call/shared p50 {result.ratio('per_call', 'shared'):.2f}x"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashnb", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _doctor_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="say where calls go, what is trusted and which proxy is used (never prints a key)",
+        description="Where dashnb's calls go (and why), the CA bundle sessions trust and where it comes "
+        "from, the proxy the real service would be reached through, and the versions in use. "
+        "Reads the environment only: no call is made.",
+    )
+    p.set_defaults(func=_doctor, parser=p)
+
+
+def _doctor(args: Any) -> int:
+    from ._doctor import report
+
+    text, ok = report()
+    print(text)
+    return 0 if ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m dashnb", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _bench_parser(sub)
-    args = parser.parse_args(argv)
+    _doctor_parser(sub)
+    return top
+
+
+def main(argv=None) -> int:
+    # parse_known_args, so that an unknown flag is reported with the usage of the command it was
+    # given to (`serve --foo` shows serve's flags), not the top-level usage.
+    args, unknown = parser().parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args.func(args)
 
 

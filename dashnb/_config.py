@@ -24,6 +24,7 @@ imports only the standard library.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import sys
@@ -179,9 +180,70 @@ def _suggest(key: str) -> str | None:
     return by_squashed[close[0]] if close else None
 
 
-# Inline, so every front end gets it: JupyterLab right-aligns table cells by default, and unbounded
-# note cells would make the table wider than a 1280 px screen.
-_CELL = ' style="text-align:left; vertical-align:top; max-width:22em"'
+def _closest_field(key: str) -> str | None:
+    """The PoolConfig field a mistyped keyword most likely meant (``pool_size`` ->
+    ``connection_pool_size``, ``connectTimeout`` -> ``connect_timeout``), or None."""
+    import difflib  # only needed on the error path
+
+    if key in JAVA_NAMES:
+        return key
+    # A shortened name ("pool_size", "idle_timeout") is too far from the whole one for
+    # get_close_matches (or closer to another: idle_timeout ~ write_timeout); the one field
+    # that ends with it is what was meant.
+    ends = [name for name in JAVA_NAMES if name.endswith("_" + key.lower())]
+    if len(ends) == 1:
+        return ends[0]
+    camel = _suggest(key)
+    if camel is not None:
+        return {c: s for s, c in JAVA_NAMES.items()}[camel]
+    close = difflib.get_close_matches(key.lower(), list(JAVA_NAMES), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def unknown_keyword_error(where: str, key: str, value: Any, *, own: tuple[str, ...] = ()) -> TypeError:
+    """A TypeError for ``where(key=value)`` that says what was meant: one of ``own`` (the
+    callable's own keywords) or a PoolConfig setting, spelled as the call should be."""
+    import difflib
+
+    close_own = difflib.get_close_matches(key, own, n=1, cutoff=0.75)
+    if close_own:
+        return TypeError(f"{where}() got an unexpected keyword argument {key!r}; did you mean {close_own[0]}=?")
+    field = _closest_field(key)
+    if field is None:
+        valid = ", ".join((*own, *JAVA_NAMES))
+        return TypeError(f"{where}() got an unexpected keyword argument {key!r}; valid keywords: {valid}")
+    if where == "PoolConfig":
+        return TypeError(
+            f"PoolConfig() got an unexpected keyword argument {key!r}; did you mean {field}= "
+            f"(Java {JAVA_NAMES[field]})? PoolConfig({field}={value!r})"
+        )
+    return TypeError(
+        f"{where}() got an unexpected keyword argument {key!r}: pool settings go in a PoolConfig; "
+        f"did you mean {where}(dashnb.PoolConfig({field}={value!r}))?"
+    )
+
+
+# Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
+# takes the output area's width and no more (fixed layout, percentage columns from _table_open),
+# and long words such as environment variable names wrap, so it fits a 1280 px screen however many
+# library columns it has.
+_CELL = ' style="text-align:left; vertical-align:top; overflow-wrap:anywhere; padding:0.3em 0.4em"'
+
+
+def _table_open(head: tuple[str, ...]) -> str:
+    """The opening tag and column widths of the settings table: the three short columns (name,
+    value, env var) fixed, the rest sharing what is left, the note half as wide again as each
+    library column."""
+    fixed = (14.0, 11.0, 15.0)
+    libraries = len(head) - len(fixed) - 1
+    share = (100.0 - sum(fixed)) / (libraries + 1.5)
+    widths = [*fixed, *([share] * libraries), 1.5 * share]
+    cols = "".join(f'<col style="width:{w:.1f}%">' for w in widths)
+    return (
+        '<table class="dashnb-poolconfig" style="table-layout:fixed; width:100%; max-width:100%; '
+        f'font-size:0.92em; margin-left:0"><colgroup>{cols}</colgroup>'
+    )
+
 
 # What each setting is called elsewhere (requests/urllib3, aiohttp, httpx and the dashscope v2
 # client, note); shared by rows(), describe() and _repr_html_().
@@ -466,7 +528,7 @@ class PoolConfig:
         esc = html.escape
         head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note")
         parts = [
-            '<table class="dashnb-poolconfig">',
+            _table_open(head),
             f"<caption>{esc(repr(self))}</caption>",
             "<thead><tr>" + "".join(f"<th{_CELL}>{esc(h)}</th>" for h in head) + "</tr></thead>",
             "<tbody>",
@@ -489,5 +551,26 @@ class PoolConfig:
         parts += [f"<p><strong>Warning:</strong> {esc(p)}</p>" for p in self.constraint_problems()]
         return "\n".join(parts)
 
+
+_generated_init = PoolConfig.__init__
+
+
+@functools.wraps(_generated_init)
+def _init_with_hints(self: PoolConfig, *args: Any, **kwargs: Any) -> None:
+    # The dataclass's own __init__ would say only "unexpected keyword argument" or "takes 1
+    # positional argument": say which setting was meant.
+    if args:
+        raise TypeError(
+            f"PoolConfig() takes settings by name, got {len(args)} positional "
+            f"argument{'s' if len(args) > 1 else ''}; for example PoolConfig(connection_pool_size=8)"
+        )
+    for key, value in kwargs.items():
+        if key not in _INIT_KEYWORDS:
+            raise unknown_keyword_error("PoolConfig", key, value)
+    _generated_init(self, **kwargs)
+
+
+_INIT_KEYWORDS = frozenset(f.name for f in dataclasses.fields(PoolConfig))
+PoolConfig.__init__ = _init_with_hints  # type: ignore[method-assign]
 
 DEFAULT_POOL_CONFIG = PoolConfig()

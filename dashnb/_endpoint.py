@@ -13,6 +13,10 @@ An endpoint is anything with the attributes of ``Endpoint`` (``label``, ``base_u
 optionally ``trust_env``); the emulator handle returned by ``dashnb.emulator.start()`` is one
 too (duck typed).
 
+The offline switch: ``DASHNB_OFFLINE=1`` makes ``endpoint()`` return the emulator even when
+``DASHSCOPE_API_KEY`` is set (a presenter's laptop, a train): no call then leaves the machine.
+``where_calls_go(ep, calls=N)`` is the sentence a notebook's first cell prints about it.
+
 Trust and proxies: sessions for the real service (``DashScope``, ``trust_env = True``) read
 the environment as requests does: ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` and
 ``~/.netrc``, and the CA bundle from ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or
@@ -28,11 +32,24 @@ import os
 import ssl
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["DashScope", "Endpoint", "MissingApiKeyError", "apply_to_sdk", "endpoint", "use_endpoint"]
+__all__ = [
+    "DashScope",
+    "Endpoint",
+    "MissingApiKeyError",
+    "apply_to_sdk",
+    "endpoint",
+    "offline",
+    "use_endpoint",
+    "where_calls_go",
+]
 
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "DASHSCOPE_API_KEY"
+# dashnb's own switch: set, calls go to the embedded emulator whatever else the environment says.
+OFFLINE_ENV = "DASHNB_OFFLINE"
+# Values that leave the switch off; anything else turns it on (a typo errs on the side of offline).
+_OFF_VALUES = ("", "0", "false", "no", "off")
 # What the dashscope SDK reads at import for its module-level base URLs (dashscope/common/env.py).
 BASE_URL_ENV = "DASHSCOPE_HTTP_BASE_URL"
 COMPATIBLE_BASE_URL_ENV = "DASHSCOPE_COMPATIBLE_BASE_URL"
@@ -44,6 +61,50 @@ _REGIONS = {
     "intl": ("https://dashscope-intl.aliyuncs.com", "DashScope intl (Singapore)"),
     "cn": ("https://dashscope.aliyuncs.com", "DashScope cn (Beijing)"),
 }
+# Other names people use for the same two regions: cities, and the Alibaba Cloud region ids the
+# dashscope SDK uses (DASHSCOPE_API_REGION; dashscope/common/env.py).
+_REGION_ALIASES = {
+    "singapore": "intl",
+    "ap-southeast-1": "intl",
+    "international": "intl",
+    "beijing": "cn",
+    "cn-beijing": "cn",
+    "china": "cn",
+}
+# Regions the SDK reaches only through a Model Studio workspace host (its MAAS_REGIONS), with
+# the city each Alibaba Cloud region id stands for.
+_WORKSPACE_REGIONS = {
+    "us-east-1": "Virginia",
+    "eu-central-1": "Frankfurt",
+    "ap-northeast-1": "Tokyo",
+    "cn-hongkong": "Hong Kong",
+}
+
+
+def _region_code(region: Any) -> str:
+    """'intl' or 'cn' for a region code, city or Alibaba Cloud region id; else a ValueError
+    that says which code is which city."""
+    if isinstance(region, str):
+        key = region.strip().lower()
+        if key in _REGIONS:
+            return key
+        if key in _REGION_ALIASES:
+            return _REGION_ALIASES[key]
+        if key in _WORKSPACE_REGIONS:
+            raise ValueError(
+                f"region {region!r} ({_WORKSPACE_REGIONS[key]}) is served through a Model Studio workspace "
+                f"host: pass DashScope(base_url='https://<workspace-id>.{key}.maas.aliyuncs.com/api/v1')"
+            )
+    raise ValueError(
+        f"region must be 'intl' (Singapore; also 'singapore', 'ap-southeast-1') or 'cn' (Beijing; also "
+        f"'beijing', 'cn-beijing'), got {region!r}; other regions (Virginia us-east-1, Frankfurt eu-central-1, "
+        "Tokyo ap-northeast-1, Hong Kong cn-hongkong) take a workspace base_url=..."
+    )
+
+
+def offline() -> bool:
+    """Whether ``DASHNB_OFFLINE`` is on: ``endpoint()`` then returns the emulator, key or no key."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in _OFF_VALUES
 
 
 @runtime_checkable
@@ -120,7 +181,9 @@ class MissingApiKeyError(RuntimeError):
 
 
 class DashScope:
-    """The real DashScope service: a region ("intl" = Singapore, "cn" = Beijing) or any base URL.
+    """The real DashScope service: a region ("intl" = Singapore, "cn" = Beijing; the city or the
+    Alibaba Cloud region id works too: "singapore", "ap-southeast-1", "beijing", "cn-beijing") or
+    any base URL.
 
     ``base_url`` replaces the region's URL (an API gateway, a workspace endpoint such as
     ``https://<workspace>.ap-southeast-1.maas.aliyuncs.com/api/v1``); it is the native API base,
@@ -149,8 +212,7 @@ class DashScope:
         base_url: str | None = None,
         compatible_base_url: str | None = None,
     ) -> None:
-        if region not in _REGIONS:
-            raise ValueError(f"region must be one of {sorted(_REGIONS)}, got {region!r}")
+        region = _region_code(region)
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string (or None to read DASHSCOPE_API_KEY)")
         self.region = region
@@ -235,12 +297,13 @@ class DashScope:
 
 def endpoint(*, region: str = "intl") -> Any:
     """The default endpoint: DashScope when ``DASHSCOPE_API_KEY`` is set, else the emulator
-    (``dashnb.emulator.start()``, started once and shared in this process).
+    (``dashnb.emulator.start()``, started once and shared in this process). ``DASHNB_OFFLINE=1``
+    forces the emulator even with a key.
 
     Like the dashscope SDK, it honours ``DASHSCOPE_HTTP_BASE_URL`` (and
     ``DASHSCOPE_COMPATIBLE_BASE_URL``) for the real service; an empty value counts as unset.
     """
-    if os.environ.get(API_KEY_ENV, "").strip():
+    if os.environ.get(API_KEY_ENV, "").strip() and not offline():
         urls = {}
         for var, arg in ((BASE_URL_ENV, "base_url"), (COMPATIBLE_BASE_URL_ENV, "compatible_base_url")):
             value = os.environ.get(var, "").strip()
@@ -251,6 +314,37 @@ def endpoint(*, region: str = "intl") -> Any:
     from . import emulator
 
     return emulator.default()
+
+
+def _why() -> str:
+    """Why endpoint() chose what it chose, in the environment's own words."""
+    if offline():
+        return f"{OFFLINE_ENV} is set" + (f", so {API_KEY_ENV} is not used" if os.environ.get(API_KEY_ENV) else "")
+    if os.environ.get(API_KEY_ENV, "").strip():
+        return f"{API_KEY_ENV} is set; {OFFLINE_ENV}=1 would keep calls on this machine"
+    return f"no {API_KEY_ENV} is set"
+
+
+def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
+    """One or two lines for a notebook's first cell: where calls go, why, and (on the real
+    service, where each call costs tokens) how many calls the notebook will make there.
+
+        >>> import dashnb
+        >>> print(where_calls_go(dashnb.DashScope("cn", api_key="sk-example"), calls=17))
+        calls go to: DashScope cn (Beijing) https://dashscope.aliyuncs.com/api/v1
+        this notebook makes 17 model calls there, each billed in tokens; DASHNB_OFFLINE=1 keeps them on this machine
+    """
+    if ep is None:
+        ep = endpoint()
+    if getattr(ep, "is_emulator", False):
+        return f"calls go to: the local {ep.label}, no tokens spent ({_why()})"
+    text = f"calls go to: {ep.label} {ep.base_url}"
+    if calls is not None:
+        text += (
+            f"\nthis notebook makes {calls} model calls there, each billed in tokens; "
+            f"{OFFLINE_ENV}=1 keeps them on this machine"
+        )
+    return text
 
 
 def replacement(ep: Any) -> Any:

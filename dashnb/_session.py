@@ -47,11 +47,17 @@ if "_REGISTRY" not in globals():
     # Close tasks scheduled on running loops: a task only weakly referenced could be collected.
     _PENDING: set = set()
 
-_OUTSIDE_LOOP = (
-    "NotebookSession.aiohttp needs a running event loop (aiohttp sessions belong to one loop). "
-    "Use it inside a coroutine: `await AioGeneration.call(..., session=s.aiohttp)` in a notebook "
-    "cell (top-level await works there), or wrap the coroutine with dashnb.run(coro) from sync code."
-)
+_OUTSIDE_LOOP = """\
+NotebookSession.aiohttp needs a running event loop (an aiohttp session belongs to one loop), and \
+none is running here. In a notebook cell, await the call directly (top-level await works there):
+    r = await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
+In a script or other sync code, read s.aiohttp inside a coroutine and run that coroutine:
+    async def main():
+        return await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
+
+    r = dashnb.run(main())
+(dashnb.run(AioGeneration.call(..., session=s.aiohttp)) fails the same way: the argument \
+s.aiohttp is read before any loop runs.)"""
 
 
 _OUTSIDE_LOOP_HTTPX = (
@@ -376,11 +382,12 @@ class NotebookSession:
         self.close()
 
     # -- looking at it -------------------------------------------------------------------------
-    def stats(self) -> dict:
-        """Counters since the session was created (across reconfigurations): connections_opened,
-        connections_reused, connections_closed, connections_open, requests, in_flight, queued,
-        errors, and the same under "sync" (requests, httpx.Client) and "async" (aiohttp, httpx.AsyncClient)."""
-        return self._observer.snapshot().as_dict()
+    def stats(self) -> _observe.StatsResult:
+        """Counters since the session was created (across reconfigurations): a dict of
+        connections_opened, connections_reused, connections_closed, connections_open, requests,
+        in_flight, queued, errors, and the same under "sync" (requests, httpx.Client) and "async"
+        (aiohttp, httpx.AsyncClient); it shows itself as one line (or a small table in a notebook)."""
+        return _observe.StatsResult(self._observer.snapshot())
 
     def _label(self) -> str:
         return str(getattr(self._endpoint, "label", type(self._endpoint).__name__))
@@ -430,6 +437,13 @@ def _check_config(config: Any):
 
     if config is None:
         return PoolConfig()
+    if isinstance(config, int) and not isinstance(config, bool):
+        raise TypeError(
+            f"config must be a dashnb.PoolConfig, got the number {config}; for a pool of {config} "
+            f"connections: dashnb.session(dashnb.PoolConfig(connection_pool_size={config}))"
+        )
+    if isinstance(config, str):
+        raise TypeError(f"config must be a dashnb.PoolConfig, got the text {config!r}; did you mean name={config!r}?")
     if not isinstance(config, PoolConfig):
         raise TypeError(
             f"config must be a dashnb.PoolConfig, got {type(config).__name__}; "
@@ -444,13 +458,19 @@ def _default_endpoint():
     return endpoint()
 
 
-def session(config: Any = None, *, endpoint: Any = None, name: str = "default") -> NotebookSession:
+def session(config: Any = None, *, endpoint: Any = None, name: str = "default", **mistyped: Any) -> NotebookSession:
     """The session called ``name``: created on first use, the same object afterwards.
 
     ``config=None`` / ``endpoint=None`` keep what the session has (or use the defaults when it is
     new: ``PoolConfig()`` and ``dashnb.endpoint()``). A different config or endpoint reconfigures
-    the existing object in place.
+    the existing object in place. (``mistyped`` only catches a misplaced keyword, such as a pool
+    setting, to say what was meant.)
     """
+    if mistyped:
+        from ._config import unknown_keyword_error
+
+        key, value = next(iter(mistyped.items()))
+        raise unknown_keyword_error("dashnb.session", key, value, own=("config", "endpoint", "name"))
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None and not existing.closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 
@@ -11,6 +12,10 @@ import requests
 from _pytest.logging import caplog_records_key
 
 from dashnb import emulator as _emulator
+
+# Tests that set DASHSCOPE_API_KEY mean the real-service path; a DASHNB_OFFLINE exported in the
+# shell that runs them (a presenter's) would send those to the emulator. Tests of the switch set it.
+os.environ.pop("DASHNB_OFFLINE", None)
 
 # The shared emulator runs with no added latency so tests are quick; tests about timing
 # start their own with `emulator_factory(rtt_ms=...)`.

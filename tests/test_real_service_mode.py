@@ -59,4 +59,29 @@ def test_notebook_passes_against_a_service_like_endpoint(name, service_like, tmp
         o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for c in nb.cells for o in c.get("outputs", [])
     )
     assert service_like.api_key not in outputs
+    # The first cell says where the calls go and, there, how many it will make.
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    said = "".join(o.get("text", "") for o in first.outputs)
+    origin = service_like.base_url.rsplit("/api/v1", 1)[0]
+    assert f"calls go to: DashScope at {origin}" in said and "model calls there, each billed in tokens" in said, said
     print(f"\n{name}: real-service mode, {served} requests served, {took:.0f} s")
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_the_offline_switch_keeps_a_notebook_off_the_service_though_a_key_is_set(service_like, tmp_path):
+    service_like.reset_stats()
+    nb = execute_notebook(
+        NOTEBOOKS / "00_quickstart.ipynb",
+        tmp_path,
+        env_changes={
+            "DASHSCOPE_API_KEY": service_like.api_key,
+            "DASHSCOPE_HTTP_BASE_URL": service_like.base_url,
+            "DASHNB_OFFLINE": "1",
+        },
+        drop=("CURL_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"),
+    )
+    assert service_like.stats()["requests"] == 0
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    said = "".join(o.get("text", "") for o in first.outputs)
+    assert said.startswith("calls go to: the local emulator") and "DASHNB_OFFLINE is set" in said, said
