@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "dashnb: installed into $(VENV)"
 
-# The project's lab: no "get notified about Jupyter news?" popup (etc/jupyter/labconfig holds
+# The project's lab: no "get notified about Jupyter news?" popup (dashnb/_jupyter/etc/jupyter/labconfig holds
 # JupyterLab setting defaults), warnings only, so the URL to open is the last thing printed.
 # `make lab OFFLINE=1` keeps every call on the embedded emulator even with DASHSCOPE_API_KEY set.
-lab: export JUPYTER_CONFIG_PATH := $(CURDIR)/etc/jupyter
+lab: export JUPYTER_CONFIG_PATH := $(CURDIR)/dashnb/_jupyter/etc/jupyter
 ifdef OFFLINE
 lab: export DASHNB_OFFLINE := $(OFFLINE)
 endif
@@ -39,11 +39,11 @@ lab: $(STAMP)
 	@$(BIN)/python -m jupyterlab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks --log-level=WARN $(ROOT_FLAG)
 
 # Presenter mode: the lab's panel alone, large type, offline (the dashnb-presenter template in
-# share/jupyter drops Voila's font CDN links and the notebook's prose). A room has no key to
+# dashnb/_jupyter/share/jupyter drops Voila's font CDN links and the notebook's prose). A room has no key to
 # spend: DASHNB_OFFLINE keeps every call on this machine, key or no key.
 workshop: export DASHNB_OFFLINE := 1
 workshop: $(STAMP)
-	JUPYTER_PATH=$(CURDIR)/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
+	JUPYTER_PATH=$(CURDIR)/dashnb/_jupyter/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 
 # Lint, format and types: quick, so `make test` runs them first.
 LINTED := dashnb tests benchmarks notebooks/conftest.py

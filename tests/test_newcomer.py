@@ -446,7 +446,7 @@ def _make(tmp_path: Path, target: str, *args: str) -> str:
 
 def test_make_lab_and_workshop_pass_the_offline_switch_and_lab_settings(tmp_path):
     out = _make(tmp_path, "lab", "OFFLINE=1")
-    assert "DASHNB_OFFLINE=1 " in out and f"JUPYTER_CONFIG_PATH={ROOT}/etc/jupyter " in out
+    assert "DASHNB_OFFLINE=1 " in out and f"JUPYTER_CONFIG_PATH={ROOT}/dashnb/_jupyter/etc/jupyter " in out
     assert out.rstrip().splitlines()[-1].startswith("DASHNB_OFFLINE=1")  # Lab's output (the URL) comes last
     assert "--log-level=WARN" in out
     assert "DASHNB_OFFLINE= " in _make(tmp_path, "lab")  # without OFFLINE, the key decides
@@ -470,7 +470,9 @@ def test_the_projects_lab_never_asks_about_jupyter_news(tmp_path):
         print(json.dumps(overrides.get("@jupyterlab/apputils-extension:notification")))
         """
     )
-    env = _fresh_env(JUPYTER_CONFIG_PATH=str(ROOT / "etc" / "jupyter"), JUPYTER_CONFIG_DIR=str(tmp_path))
+    env = _fresh_env(
+        JUPYTER_CONFIG_PATH=str(ROOT / "dashnb" / "_jupyter" / "etc" / "jupyter"), JUPYTER_CONFIG_DIR=str(tmp_path)
+    )
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60
     )

@@ -258,10 +258,10 @@ def lab_server(
             yield server
 
 
-# What `make workshop` runs: the project's Voila template (share/jupyter), found via JUPYTER_PATH.
+# What `make workshop` runs: the project's Voila template (dashnb/_jupyter/share/jupyter), found via JUPYTER_PATH.
 PRESENTER_TEMPLATE = "dashnb-presenter"
 PRESENTER_NOTEBOOK = NOTEBOOKS / "workshop.ipynb"
-JUPYTER_SHARE = REPO / "share" / "jupyter"
+JUPYTER_SHARE = REPO / "dashnb" / "_jupyter" / "share" / "jupyter"
 
 
 @contextlib.contextmanager
@@ -274,7 +274,7 @@ def voila_server(
     stop_timeout: float = 20,
 ) -> Iterator[Server]:
     """Standalone Voilà serving `notebook` from a temp copy of its folder, at `server.url_for()`.
-    `template`: a Voila template name from the project's share/jupyter (as `make workshop`)."""
+    `template`: a Voila template name from the project's dashnb/_jupyter/share/jupyter (as `make workshop`)."""
     notebook = Path(notebook)
     with tempfile.TemporaryDirectory(prefix="dashnb-voila-") as tmp:
         state = Path(tmp)
