@@ -25,17 +25,10 @@ change costs the time of the slowest mode: at the defaults (5 calls per mode, rt
 0.65 s. ``side_by_side=False`` measures all modes interleaved on one emulator instead (as
 ``dashnb.compare`` does): slower, but fairer near rtt 0, where side by side competes for CPU.
 
-The pool settings are the Java SDK's (``PoolConfig`` fields, validated by ``PoolConfig``);
-``scenario`` picks a named starting point from ``LAB_SCENARIOS`` (slow network, TLS 1.2, pool
-too small, long server time, then the assumed networks of ``dashnb.SCENARIOS``): the defaults
-with the scenario's values on top; changing any of those by hand makes it "custom" again.
+The settings are traits of ``LabInputs`` (``dashnb._lab_inputs``: validated by ``PoolConfig``,
+named starting points in ``scenario``), the latest result, its plot axes, a pinned run and the
+export are ``LabResults`` (``dashnb._lab_results``); ``LabModel`` joins the two and measures.
 ``reset()`` brings every setting back to its default.
-
-What the panel shows is decided here too, so it is tested here: ``scale`` (the plot's axes,
-kept between runs unless ``y_axis`` says "fit", see ``Y_AXIS_CHOICES``), ``pin()`` (a run kept
-for before/after), ``summary`` and ``notes()`` (percentiles only where the sample supports
-them, ``MIN_SAMPLES``), and the export of the latest run (``to_json``, ``to_csv``, ``to_png``,
-``save``).
 """
 
 from __future__ import annotations
@@ -44,92 +37,49 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import itertools
-import json
 import logging
-import os
-import pathlib
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import traitlets
-from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, Unicode, observe, validate
+from traitlets import Bool, Float, Int, Unicode, observe
 
-from ._config import DEFAULT_POOL_CONFIG, PoolConfig
+from ._config import PoolConfig
+from ._lab_inputs import CUSTOM, LabInputs
+from ._lab_results import LabResults
 from ._lab_settings import (
     DEFAULT_LAB_MODES,
     LAB_SCENARIOS,
     POOL_FIELDS,
     SETTINGS,
-    Y_AXIS_CHOICES,
     LabSettings,
-    PlotScale,
-    calls_csv,
     done_text,
-    export_dict,
     lab_scenario,
     merge,
     next_scale,
-    percentile_note,
-    pool_config,
-    supported,
 )
 from ._measure import compare
-from ._modes import MODES, check_modes
+from ._modes import MODES
 from ._results import Comparison
-from ._stats import ModeSummary
-from .emulator._options import TLS_CHOICES
 
 __all__ = ["DEFAULT_LAB_MODES", "LAB_SCENARIOS", "LabModel", "LabSettings"]
 
 log = logging.getLogger(__name__)
-
-_DEFAULTS = LabSettings()
-_CUSTOM = "custom"
 
 
 class _Stopped(Exception):
     """Raised from compare()'s progress callback: a newer measurement superseded this one."""
 
 
-class LabModel(HasTraits):
+class LabModel(LabInputs, LabResults):
     """Settings, measurement and results of the latency lab; no widgets involved.
 
     Set traits (``model.rtt_ms = 80``) and ``await model.measure()``, or set ``live = True`` and
     every change schedules a debounced measurement on the running loop (``schedule()``).
     ``await model.wait()`` returns the latest ``Comparison`` once nothing is pending.
     """
-
-    rtt_ms = Float(_DEFAULTS.rtt_ms, help="emulated round trip, ms")
-    ttfb_ms = Float(_DEFAULTS.ttfb_ms, help="emulated server time before the first byte, ms")
-    tls = Enum(TLS_CHOICES, default_value=_DEFAULTS.tls, help="emulator TLS version, or off (plain HTTP)")
-    scenario = Enum(
-        (_CUSTOM, *LAB_SCENARIOS),
-        default_value=_CUSTOM,
-        help="a name from LAB_SCENARIOS (the lab's lessons and dashnb.SCENARIOS' assumed networks)",
-    )
-    # The Java SDK's settings under their PoolConfig names; PoolConfig validates them.
-    connection_pool_size = Int(DEFAULT_POOL_CONFIG.connection_pool_size, help="Java connectionPoolSize")
-    maximum_async_requests = Int(DEFAULT_POOL_CONFIG.maximum_async_requests, help="Java maximumAsyncRequests")
-    maximum_async_requests_per_host = Int(
-        DEFAULT_POOL_CONFIG.maximum_async_requests_per_host, help="Java maximumAsyncRequestsPerHost"
-    )
-    connect_timeout = Float(DEFAULT_POOL_CONFIG.connect_timeout, help="Java connectTimeout, seconds")
-    read_timeout = Float(DEFAULT_POOL_CONFIG.read_timeout, help="Java readTimeout, seconds")
-    connection_idle_timeout = Float(
-        DEFAULT_POOL_CONFIG.connection_idle_timeout, help="Java connectionIdleTimeout, seconds"
-    )
-    concurrency = Int(_DEFAULTS.concurrency, help="threads / async calls in flight (concurrent modes)")
-    calls = Int(_DEFAULTS.calls, help="measured calls per mode")
-    modes = traitlets.Tuple(default_value=_DEFAULTS.modes, help="names from dashnb.MODES")
-    side_by_side = Bool(_DEFAULTS.side_by_side, help="each mode on its own emulator, in parallel")
-
-    # How the plot looks; changing these redraws, it never re-measures.
-    y_axis = Enum(Y_AXIS_CHOICES, default_value="keep", help="keep (grow only), lock, or fit every run")
-    scale = Instance(PlotScale, allow_none=True, help="the plot's axes for the latest result")
-    pinned = Instance(Comparison, allow_none=True, help="a run kept for before/after (ghost marks)")
-    pinned_settings = Instance(LabSettings, allow_none=True, help="the settings `pinned` was measured with")
 
     live = Bool(False, help="re-measure (debounced) on every settings change")
     debounce_s = Float(0.05, help="quiet time after a change before measuring")
@@ -139,9 +89,6 @@ class LabModel(HasTraits):
     error = Unicode("", help="the last measurement's failure, '' when it succeeded")
     measuring = Bool(False)
     progress = traitlets.Tuple((0, 0), help="(calls done, calls planned) of the running measurement")
-    result = Instance(Comparison, allow_none=True)
-    measured = Instance(LabSettings, allow_none=True, help="the settings `result` was measured with")
-    problems: traitlets.List[str] = traitlets.List(help="PoolConfig constraints the measured settings break")
     duration_s = Float(None, allow_none=True, help="wall time of the last finished measurement")
     measurements = Int(0, help="finished measurements")
     cancelled = Int(0, help="measurements cancelled by a newer one")
@@ -171,99 +118,16 @@ class LabModel(HasTraits):
             if not isinstance(config, PoolConfig):
                 raise TypeError(f"config must be a dashnb.PoolConfig, got {type(config).__name__}")
             settings.update({name: getattr(config, name) for name in POOL_FIELDS})
-        if settings.get("scenario") not in (None, _CUSTOM):
+        if settings.get("scenario") not in (None, CUSTOM):
             fixed = lab_scenario(settings["scenario"]).settings()
             # Values given explicitly win over the scenario's; then it is "custom".
             settings = {**fixed, **settings}
             if any(settings[name] != value for name, value in fixed.items()):
-                settings["scenario"] = _CUSTOM
+                settings["scenario"] = CUSTOM
         super().__init__(**settings)
-
-    # -- validation ------------------------------------------------------------------------
-
-    @validate("rtt_ms", "ttfb_ms")
-    def _check_ms(self, proposal):
-        value = proposal["value"]
-        if not 0 <= value <= 10_000:
-            raise traitlets.TraitError(f"{proposal['trait'].name} must be between 0 and 10000 ms, got {value!r}")
-        return value
-
-    @validate("concurrency", "calls")
-    def _check_count(self, proposal):
-        value = proposal["value"]
-        if value < 1:
-            raise traitlets.TraitError(f"{proposal['trait'].name} must be at least 1, got {value!r}")
-        return value
-
-    @validate(*POOL_FIELDS)
-    def _check_pool(self, proposal):
-        name = proposal["trait"].name
-        try:
-            checked = pool_config(**{**self._pool_values(), name: proposal["value"]})
-        except ValueError as exc:  # PoolConfig's own message: what is wrong and what to set
-            raise traitlets.TraitError(str(exc)) from None
-        return getattr(checked, name)
-
-    @validate("modes")
-    def _check_modes(self, proposal):
-        modes = tuple(proposal["value"])
-        try:
-            return tuple(check_modes(modes)) if modes else ()
-        except ValueError as exc:
-            raise traitlets.TraitError(str(exc)) from None
-
-    # -- settings --------------------------------------------------------------------------
-
-    def _pool_values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in POOL_FIELDS}
-
-    @property
-    def config(self) -> PoolConfig:
-        """The pool settings as a PoolConfig (what the measured sessions are built from)."""
-        return pool_config(**self._pool_values())
-
-    @config.setter
-    def config(self, value: PoolConfig) -> None:
-        if not isinstance(value, PoolConfig):
-            raise traitlets.TraitError(f"config must be a dashnb.PoolConfig, got {type(value).__name__}")
-        with self.hold_trait_notifications():  # one change (one re-measurement) for all fields
-            for name in POOL_FIELDS:
-                setattr(self, name, getattr(value, name))
-
-    def settings(self) -> LabSettings:
-        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(LabSettings) if f.name != "config"}
-        return LabSettings(**plain, config=self.config)
 
     def __repr__(self) -> str:
         return f"LabModel({self.settings().label})"
-
-    @observe("scenario")
-    def _apply_scenario(self, change) -> None:
-        preset = LAB_SCENARIOS.get(change["new"])
-        if preset is not None:
-            self._set_all(preset.settings())
-
-    def _set_all(self, values: dict[str, Any]) -> None:
-        # One notification burst (one re-measurement); the pool fields go in as one PoolConfig so
-        # that no half-changed combination is validated on the way.
-        pool = {name: values.pop(name) for name in POOL_FIELDS if name in values}
-        with self.hold_trait_notifications():
-            if pool:
-                self.config = pool_config(**{**self._pool_values(), **pool})
-            for name, value in values.items():
-                setattr(self, name, value)
-
-    @observe(*SETTINGS)
-    def _leave_scenario(self, _change) -> None:
-        preset = LAB_SCENARIOS.get(self.scenario)
-        if preset is not None and any(getattr(self, k) != v for k, v in preset.settings().items()):
-            self.scenario = _CUSTOM
-
-    @property
-    def scenario_description(self) -> str:
-        """What the chosen scenario shows ('' for custom settings)."""
-        preset = LAB_SCENARIOS.get(self.scenario)
-        return preset.description if preset is not None else ""
 
     def reset(self) -> None:
         """Every setting back to its default (one re-measurement when live); the plot's axis
@@ -273,7 +137,7 @@ class LabModel(HasTraits):
         values.update({name: getattr(defaults.config, name) for name in POOL_FIELDS})
         del values["config"]
         with self.hold_trait_notifications():
-            self.scenario = _CUSTOM
+            self.scenario = CUSTOM
             self._set_all(values)
             self.y_axis = "keep"
             self.scale = None
@@ -455,132 +319,6 @@ class LabModel(HasTraits):
         """The private emulators this model started (one per group of modes measured side by side)."""
         return list(self._emulators)
 
-    # -- results, as plain data ---------------------------------------------------------------
-
-    @property
-    def latency_ms(self) -> dict[str, float | None]:
-        """p50 latency per mode of the latest result."""
-        return {s.mode: s.p50_ms for s in self.result.summary} if self.result else {}
-
-    @property
-    def connections(self) -> dict[str, int | None]:
-        """Connections the client opened per mode in the latest result."""
-        return {s.mode: s.client_connections for s in self.result.summary} if self.result else {}
-
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        """The latest summary table as dicts (ModeSummary.to_dict())."""
-        return [s.to_dict() for s in self.result.summary] if self.result else []
-
-    @property
-    def summary(self) -> list[ModeSummary]:
-        """The latest summary, with the percentiles its sample cannot support set to None
-        (see ``MIN_SAMPLES``): what the panel's table shows."""
-        return [supported(s) for s in self.result.summary] if self.result else []
-
-    def notes(self) -> list[str]:
-        """What the panel says under its table: the comparison's notes, why a percentile is
-        missing, the pool constraints the settings break, the change since the pinned run."""
-        if self.result is None:
-            return []
-        note = percentile_note(self.result.summary)
-        # Most telling first: what the run shows, what the settings break, what changed.
-        return [*self.result.notes(), *self.problems, *self.pin_changes(), *([note] if note else [])]
-
-    # -- the plot's axes -------------------------------------------------------------------
-
-    @observe("y_axis")
-    def _y_axis_changed(self, change) -> None:
-        if change["new"] == "fit" and self.result is not None:
-            self.fit_y_axis()
-
-    def fit_y_axis(self) -> None:
-        """Fit the plot's axes to the latest result (and the pinned run) now."""
-        self.scale = PlotScale.fit(self.result, self.pinned) if self.result is not None else None
-
-    # -- before / after ----------------------------------------------------------------------
-
-    def pin(self) -> None:
-        """Keep the latest result as "before": the plot shows it as ghost marks and the notes
-        say how each mode changed since, until ``unpin()`` or the next ``pin()``."""
-        if self.result is None or self.measured is None:
-            raise RuntimeError("nothing measured yet: there is no run to pin")
-        with self.hold_trait_notifications():
-            self.pinned_settings = self.measured
-            self.pinned = self.result
-
-    def unpin(self) -> None:
-        with self.hold_trait_notifications():
-            self.pinned = None
-            self.pinned_settings = None
-
-    def pin_changes(self) -> list[str]:
-        """One line per mode in both the pinned and the latest run: p50 and connections, then
-        and now."""
-        if self.pinned is None or self.result is None or self.pinned_settings is None:
-            return []
-        before = {s.mode: s for s in self.pinned.summary}
-        lines = []
-        for now in self.result.summary:
-            then = before.get(now.mode)
-            if then is None or then.p50_ms is None or now.p50_ms is None:
-                continue
-            lines.append(
-                f"{now.mode}: p50 {then.p50_ms:.0f} -> {now.p50_ms:.0f} ms, connections "
-                f"{_count(then.client_connections)} -> {_count(now.client_connections)}"
-            )
-        if lines:
-            lines.insert(0, f"Since the pinned run ({self.pinned_settings.label}):")
-        return lines
-
-    # -- export ------------------------------------------------------------------------------
-
-    def _exported(self) -> tuple[Comparison, LabSettings]:
-        if self.result is None or self.measured is None:
-            raise RuntimeError("nothing measured yet: there is nothing to export")
-        return self.result, self.measured
-
-    def to_dict(self) -> dict[str, Any]:
-        """The latest measurement as plain data (settings, figures, every call, the pinned
-        run's figures); percentiles only where the sample supports them."""
-        result, settings = self._exported()
-        return export_dict(result, settings, self.pinned)
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=str)
-
-    def to_csv(self) -> str:
-        """Every call of the latest measurement, one row each (times in ms)."""
-        return calls_csv(self._exported()[0])
-
-    def to_png(self, *, dpi: int = 100, figsize: tuple[float, float] = (10, 3.6)) -> bytes:
-        """The plot the panel shows, as a PNG (needs matplotlib)."""
-        from ._plot import lab_figure_png
-
-        result, settings = self._exported()
-        return lab_figure_png(
-            result, settings, scale=self.scale, pinned=self.pinned, y_axis=self.y_axis, dpi=dpi, figsize=figsize
-        )
-
-    @property
-    def export_name(self) -> str:
-        """A file name (no suffix) that says what was measured."""
-        _result, s = self._exported()
-        tls = "plain" if s.tls == "off" else f"tls{s.tls}"
-        return f"dashnb-lab-rtt{s.rtt_ms:g}ms-server{s.ttfb_ms:g}ms-{tls}-{s.calls}calls"
-
-    def save(self, path: str | os.PathLike) -> pathlib.Path:
-        """Write the latest measurement to ``path``: .json, .csv or .png by its suffix."""
-        target = pathlib.Path(path)
-        writers = {".json": self.to_json, ".csv": self.to_csv}
-        if target.suffix == ".png":
-            target.write_bytes(self.to_png())
-        elif target.suffix in writers:
-            target.write_text(writers[target.suffix](), encoding="utf-8")
-        else:
-            raise ValueError(f"save() writes .json, .csv or .png, not {target.suffix or 'no suffix'!r}")
-        return target
-
     # -- lifetime --------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -601,10 +339,6 @@ class LabModel(HasTraits):
         self._pool.shutdown(wait=True, cancel_futures=True)
         for emu in self._emulators:
             emu.stop()
-
-
-def _count(x: int | None) -> str:
-    return "?" if x is None else str(x)
 
 
 def _check(stop: threading.Event) -> None:

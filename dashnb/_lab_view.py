@@ -11,7 +11,7 @@ Controls are linked to the model's traits, a status line, a plot (an ``Output`` 
 through its model, so nbval strict mode and every front end see the same thing) and a summary
 table; buttons to pin a run, fit the axis, reset, and "save…" links (JSON, CSV, PNG). With
 ``presenter=True`` (``make workshop``) the same widgets sit in a projector layout: large type,
-controls in tabs beside a plot that scales with the window.
+controls in tabs beside a plot that scales with the window (both layouts: ``dashnb._lab_layout``).
 
 Imported on first use of ``dashnb.lab`` / ``dashnb.LatencyLab``, so it may import ipywidgets at
 the top; the model (``dashnb._lab_model``) needs no widgets.
@@ -26,8 +26,9 @@ from typing import Any
 
 import ipywidgets as w
 
+from ._lab_layout import LAB_FIGURE, PRESENTER_FIGURE, lab_layout, presenter_layout
 from ._lab_model import LabModel
-from ._lab_settings import LAB_SCENARIOS, POOL_FIELDS, timeout_stops
+from ._lab_settings import LAB_SCENARIOS, timeout_stops
 from ._modes import MODES
 from ._stats import html_table
 
@@ -37,41 +38,6 @@ wide = {"description_width": "130px"}
 slider_layout = w.Layout(width="370px")
 java = {"description_width": "215px"}
 java_layout = w.Layout(width="450px")
-
-# Presenter mode: large type for a projector, and a plot as wide as the window allows (its PNG is
-# drawn at a higher resolution and scaled by the browser). Scoped to the panel's own class, so
-# nothing else on the page changes. The widgets' sizes are CSS variables computed at :root, so
-# they are set here, not derived.
-PRESENTER_CSS = """
-<style>
-.dashnb-lab-presenter {
-  --jp-widgets-font-size: 17px;
-  --jp-widgets-inline-height: 34px;
-  --jp-widgets-slider-handle-size: 20px;
-  --jp-widgets-horizontal-tab-height: 34px;
-  --jp-widgets-horizontal-tab-width: 150px;
-  font-size: 17px;
-}
-.dashnb-lab-presenter .widget-html-content,
-.dashnb-lab-presenter .widget-label,
-.dashnb-lab-presenter .lm-TabBar-tabLabel,
-.dashnb-lab-presenter button { font-size: 17px; }
-.dashnb-lab-presenter .dashnb-lab-side { flex: 0 0 520px; min-width: 0; }
-.dashnb-lab-presenter .dashnb-lab-main { flex: 1 1 auto; min-width: 0; }
-.dashnb-lab-presenter .dashnb-lab-plot img {
-  width: 100%; height: auto; max-height: calc(100vh - 90px); object-fit: contain; object-position: left top;
-}
-.dashnb-lab-presenter .dashnb-lab-table table { font-size: 16px; }
-.dashnb-lab-presenter .dashnb-lab-modes { --jp-widgets-inline-height: 24px; }
-.dashnb-lab-presenter .dashnb-lab-modes .widget-label-basic,
-.dashnb-lab-presenter .dashnb-lab-modes label { font-size: 14px; }
-</style>
-"""
-# The picture's size in inches sets the size of its text relative to the plot; its dpi, the
-# pixels. Presenter: fewer inches (larger text once scaled to the window), 1520 px wide, sharp up
-# to a 1920 px window. Lab: the 800 px picture the notebook always had.
-PRESENTER_FIGURE: dict[str, Any] = {"figsize": (8.0, 3.4), "dpi": 190}
-LAB_FIGURE: dict[str, Any] = {"figsize": (10.0, 3.6), "dpi": 80}
 
 Y_AXIS_LABELS = (("keep scale", "keep"), ("lock", "lock"), ("fit each run", "fit"))
 
@@ -210,7 +176,7 @@ class LatencyLab(w.VBox):
         self.plot = w.Output(layout=w.Layout(min_height="290px" if not presenter else "240px"))
         self.table = w.HTML()
         actions = w.HBox([*self.buttons.values(), self.save], layout=w.Layout(flex_flow="row wrap"))
-        children = self._presenter_layout(actions) if presenter else self._lab_layout(actions)
+        children = presenter_layout(self, actions) if presenter else lab_layout(self, actions)
         super().__init__(children, layout=w.Layout(border="1px solid #ddd", padding="6px"))
         self.add_class("dashnb-lab")
         if presenter:
@@ -236,91 +202,6 @@ class LatencyLab(w.VBox):
                 m.schedule(delay=0)
             except RuntimeError:
                 m.status = "not measured yet: no event loop is running; call `await lab.model.measure()`"
-
-    # -- layouts ---------------------------------------------------------------------------
-
-    def _lab_layout(self, actions: w.Widget) -> list[w.Widget]:
-        k = self.controls
-        note = w.HTML(
-            "<div style='line-height:1.35'><small>The Java SDK's settings, as dashnb maps them: "
-            "<b>maximumAsyncRequests</b> is aiohttp's <code>limit</code> (connections open at once; "
-            "more calls wait), <b>maximumAsyncRequestsPerHost</b> its <code>limit_per_host</code>, "
-            "<b>connectionPoolSize</b> the idle connections kept for reuse (requests' "
-            "<code>pool_maxsize</code>, OkHttp's maxIdleConnections): a burst may open more, and the "
-            "extra ones are closed once idle. requests has no cap on open connections: its threads "
-            "are the cap. Server time: before the first byte (the calls are not streamed).</small></div>",
-            layout=w.Layout(width="450px"),
-        )
-        columns = w.HBox(
-            [
-                w.VBox(
-                    [
-                        w.HTML("<b>Network and server</b>"),
-                        k["rtt_ms"],
-                        k["ttfb_ms"],
-                        k["scenario"],
-                        self.scenario_note,
-                        k["tls"],
-                        w.HTML("<b>Load</b>"),
-                        k["calls"],
-                        k["concurrency"],
-                        k["side_by_side"],
-                    ],
-                    layout=w.Layout(width="380px"),
-                ),
-                w.VBox(
-                    [
-                        w.HTML("<b>Pool</b>"),
-                        k["connection_pool_size"],
-                        k["maximum_async_requests"],
-                        k["maximum_async_requests_per_host"],
-                        k["connect_timeout"],
-                        k["read_timeout"],
-                        k["connection_idle_timeout"],
-                        note,
-                    ]
-                ),
-            ]
-        )
-        modes = w.HBox(
-            [
-                w.HTML("<b>Modes</b>&nbsp;"),
-                # As many columns as fit: the registry may hold a few modes or dozens.
-                w.GridBox(
-                    list(self.mode_boxes.values()),
-                    layout=w.Layout(grid_template_columns="repeat(auto-fill, minmax(215px, 1fr))", width="100%"),
-                ),
-            ]
-        )
-        tools = w.HBox(
-            [k["y_axis"], actions, self.exports], layout=w.Layout(flex_flow="row wrap", align_items="center")
-        )
-        return [columns, modes, tools, self.status, self.plot, self.table]
-
-    def _presenter_layout(self, actions: w.Widget) -> list[w.Widget]:
-        k = self.controls
-        narrow = w.Layout(width="490px")
-        for name in ("rtt_ms", "ttfb_ms", "tls", "calls", "concurrency", "scenario"):
-            k[name].layout = narrow
-            k[name].style.description_width = "150px"
-        for name in POOL_FIELDS:
-            k[name].layout = narrow
-            k[name].style.description_width = "260px"
-        modes = w.GridBox(list(self.mode_boxes.values()), layout=w.Layout(grid_template_columns="repeat(2, 240px)"))
-        modes.add_class("dashnb-lab-modes")  # smaller type: two dozen long mode names fit the tab
-        tabs = w.Tab(
-            [
-                w.VBox([k["rtt_ms"], k["ttfb_ms"], k["tls"], k["calls"], k["concurrency"], k["side_by_side"]]),
-                w.VBox([k[name] for name in POOL_FIELDS]),
-                modes,
-            ],
-            titles=["Network, load", "Pool (Java)", "Modes"],
-        )
-        side = w.VBox([k["scenario"], self.scenario_note, tabs, k["y_axis"], actions, self.exports])
-        side.add_class("dashnb-lab-side")
-        main = w.VBox([self.status, self.plot, self.table])
-        main.add_class("dashnb-lab-main")
-        return [w.HTML(PRESENTER_CSS), w.HBox([side, main], layout=w.Layout(width="100%"))]
 
     # -- rendering -------------------------------------------------------------------------
 

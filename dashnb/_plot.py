@@ -20,8 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._lab_model import LabSettings
-    from ._lab_settings import PlotScale
+    from ._lab_settings import LabSettings, PlotScale
     from ._results import Comparison, Measurement
 
 __all__ = ["lab_figure", "lab_figure_png", "plot_measurements"]
