@@ -104,13 +104,15 @@ def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, mo
         time.sleep(0.01)
     emu.reset_stats()
 
+    # Imported before the environment changes: it reads DASHSCOPE_* once, at import, and what it
+    # read then is what the settings go back to after the test.
+    import dashscope
+
     for name, value in _environment(emu).items():
         monkeypatch.setenv(name, value)
     # A workspace or region set for the real service would make dashscope.Client build its own URLs.
     for name in ("DASHSCOPE_WORKSPACE", "DASHSCOPE_WORKSPACE_ID", "DASHSCOPE_REGION", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
-    import dashscope
-
     monkeypatch.setattr(dashscope, "api_key", emu.api_key)
     monkeypatch.setattr(dashscope, "base_http_api_url", emu.base_url)
     monkeypatch.setattr(dashscope, "base_compatible_api_url", emu.compatible_base_url)
