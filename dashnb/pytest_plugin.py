@@ -51,6 +51,7 @@ import pytest
 
 __all__ = ["dashscope_emulator", "dashscope_emulator_options", "dashscope_emulator_server"]
 
+
 @pytest.fixture(scope="session")
 def dashscope_emulator_options() -> dict:
     """Options for the session's emulator (``dashnb.emulator.start`` keywords); override to change."""
@@ -119,4 +120,3 @@ def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, mo
     yield emu
     _close_sdk_pools()
     gc.collect()  # clients the test dropped close their connections now, not in a later test
-

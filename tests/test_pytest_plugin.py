@@ -74,7 +74,8 @@ def test_fixture_resets_the_emulator_and_restores_the_environment(inner, monkeyp
         def test_3_environment_restored():
             import dashscope
             assert os.environ["DASHSCOPE_API_KEY"] == dashscope.api_key == "sk-outer-key"
-            assert (os.environ["REQUESTS_CA_BUNDLE"], os.environ["SSL_CERT_FILE"]) == ("/outer/ca.pem", "/outer/ssl.pem")
+            assert os.environ["REQUESTS_CA_BUNDLE"] == "/outer/ca.pem"
+            assert os.environ["SSL_CERT_FILE"] == "/outer/ssl.pem"
             assert os.environ.get("OPENAI_BASE_URL") is None
             assert "127.0.0.1" not in dashscope.base_http_api_url
         """

@@ -171,7 +171,9 @@ async def native(app, request):
     if seconds:
         await asyncio.sleep(seconds)  # server time, as the profile says
     if sse:
-        return await app._stream(request, _events(req, reply, images, got.rid, finish), got.opts, False, model=req.model)
+        return await app._stream(
+            request, _events(req, reply, images, got.rid, finish), got.opts, False, model=req.model
+        )
     payload = {"output": _output(reply.text, finish), "usage": _usage(reply, images), "request_id": got.rid}
     return await app._body(request, payload, got.opts)
 

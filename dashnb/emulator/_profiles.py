@@ -109,7 +109,7 @@ class ServerClock:
     """Server time per request under the live options; jitter from one RNG seeded by ``seed``,
     so a run repeats. Used on the emulator's loop only."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._rng: random.Random | None = None
         self._seed: int | None = None
 
