@@ -7,6 +7,8 @@
     (400.0, 60.0)
     >>> model_pace("qwen3-max-preview") == model_pace("qwen3-max")   # a family shares its pace
     True
+    >>> model_pace("qwen3.7-flash") == model_pace("qwen-flash")      # else its tier does
+    True
 
 ``instant`` (the default) adds no server time beyond what ``ttfb_ms`` / ``token_rate`` ask for,
 so lessons about the network see only the network. ``realistic`` gives each model a time to
@@ -90,6 +92,8 @@ _PACES: Mapping[str, ModelPace] = MappingProxyType(
     }
 )
 _DEFAULT_PACE = ModelPace(500.0, 50.0)
+# Newer generations (qwen3.5-plus, qwen3.7-max, ...) pace like the tier their name says.
+_TIERS = ("flash", "turbo", "plus", "max")
 
 # Jitter: time to first token spreads more (queueing, prompt length) than the pace of tokens.
 TTFT_SPREAD = (0.75, 1.5)
@@ -102,7 +106,10 @@ def model_pace(model: str) -> ModelPace:
     for prefix in _PACES:
         if model.startswith(prefix) and len(prefix) > len(best):
             best = prefix
-    return _PACES[best] if best else _DEFAULT_PACE
+    if best:
+        return _PACES[best]
+    tier = next((t for t in _TIERS if f"-{t}" in model), None)
+    return _PACES[f"qwen-{tier}"] if tier else _DEFAULT_PACE
 
 
 class ServerClock:
