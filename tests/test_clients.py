@@ -233,3 +233,23 @@ def test_langchain_dashscope_embeddings(dashscope_emulator):
 
     # Shared words point the same way: retrieval code can be tested offline.
     assert dot(query, docs[0]) > dot(query, docs[1])
+
+
+@COMMUNITY_SUNSET
+def test_langchain_chat_tongyi_vision_model(dashscope_emulator):
+    from langchain_community.chat_models import ChatTongyi
+    from langchain_core.messages import HumanMessage
+
+    llm = ChatTongyi(model="qwen-vl-plus")  # a vision model: ChatTongyi calls MultiModalConversation
+    reply = llm.invoke([HumanMessage(content=[{"image": IMAGE}, {"text": "What is in the picture?"}])])
+    text = reply.content if isinstance(reply.content, str) else reply.content[0]["text"]
+    assert text.startswith("I received 1 image")
+
+
+def test_langchain_chat_openai_image_url(dashscope_emulator):
+    from langchain_core.messages import HumanMessage
+    from langchain_openai import ChatOpenAI
+
+    content = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": PIXEL}}]
+    reply = ChatOpenAI(model="qwen3-vl-flash").invoke([HumanMessage(content=content)])
+    assert reply.content
