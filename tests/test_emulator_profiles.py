@@ -167,6 +167,12 @@ VISION = "/api/v1/services/aigc/multimodal-generation/generation"
             400,
             "exactly one of",
         ),
+        (
+            VISION,
+            {"model": "qwen3-vl-plus", "input": {"messages": MESSAGES}, "parameters": {"enable_thinking": True}},
+            400,
+            "does not emulate enable_thinking",
+        ),
     ],
 )
 def test_bad_requests_are_refused_in_the_protocols_shape(emu, session, path, body, status, words):
@@ -191,3 +197,20 @@ def test_new_endpoints_check_the_key_and_the_rate_limit(emu, session, path):
     limited = _post(session, emu, path, body)[0]
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
     assert session.get(emu.url + path, timeout=30).status_code == 405
+
+
+def test_request_ids_match_the_header(emu, session):
+    native, _ = _post(session, emu, EMBED_NATIVE, {"model": "text-embedding-v4", "input": {"texts": ["x"]}})
+    assert native.json()["request_id"] == native.headers["x-request-id"]
+    compat, _ = _post(session, emu, EMBED_COMPAT, {"model": "text-embedding-v4", "input": "x"})
+    assert compat.json()["id"] == compat.headers["x-request-id"]
+    refused, _ = _post(session, emu, VISION, {"model": "qwen-vl-plus", "input": {}})
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
+
+
+def test_every_catalogue_embedding_model_is_served():
+    from dashnb.emulator._catalogue import CATALOGUE
+    from dashnb.emulator._embeddings import EMBEDDING_MODELS
+
+    listed = {name for name, info in CATALOGUE.items() if info.kind == "embedding"}
+    assert listed and listed <= set(EMBEDDING_MODELS)

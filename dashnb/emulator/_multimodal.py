@@ -30,6 +30,7 @@ VISION_MODELS = frozenset(name for name, info in CATALOGUE.items() if info.kind 
 IMAGE_TOKENS = 256
 _URL_SCHEMES = ("http://", "https://", "oss://")
 _MEDIA = ("image", "video", "audio")
+_NOT_EMULATED = ("tools", "enable_thinking", "response_format", "n")
 
 
 class _Invalid(Exception):
@@ -103,6 +104,14 @@ def _parse(body: dict):
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise _Invalid("parameters must be a JSON object.")
+    # Refused rather than ignored: a reply without the tool call or the reasoning it asked for
+    # would fail far from the cause. Text generation emulates these; this endpoint not yet.
+    unsupported = [k for k in _NOT_EMULATED if params.get(k)]
+    if unsupported:
+        raise _Invalid(
+            f"The emulator's multimodal endpoint does not emulate {', '.join(unsupported)} "
+            "(text generation and compatible-mode chat do)."
+        )
     try:
         limit = R._max_tokens(params.get("max_tokens"))
     except R.RequestError as exc:
