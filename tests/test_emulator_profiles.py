@@ -214,3 +214,12 @@ def test_every_catalogue_embedding_model_is_served():
 
     listed = {name for name, info in CATALOGUE.items() if info.kind == "embedding"}
     assert listed and listed <= set(EMBEDDING_MODELS)
+
+
+def test_vision_reply_cut_by_max_tokens_says_length(emu, session):
+    body = {"model": "qwen-vl-max", "input": {"messages": MESSAGES}, "parameters": {"max_tokens": 3}}
+    rsp, _ = _post(session, emu, VISION, body)
+    choice = rsp.json()["output"]["choices"][0]
+    assert choice["finish_reason"] == "length" and rsp.json()["usage"]["output_tokens"] == 3
+    body["parameters"]["max_tokens"] = 0
+    assert _post(session, emu, VISION, body)[0].status_code == 400

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import math
 import operator
+import re
 import struct
 
 from . import _replies as R
@@ -47,12 +48,14 @@ EMBEDDING_MODELS = {
 }
 # The longest text a model embeds, in tokens (the service's limit for v3/v4).
 MAX_TEXT_TOKENS = 8192
+# Words and punctuation marks: the pieces whose directions a vector sums.
+_WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def embed(model: str, dimension: int, text: str) -> list[float]:
     """The emulator's unit vector for ``text``: a sum of one pseudo-random direction per word."""
     acc = [0.0] * dimension
-    for word in R._WORD.findall(text.lower()) or [text]:
+    for word in _WORDS.findall(text.lower()) or [text]:
         acc = list(map(operator.add, acc, _direction(model, dimension, word)))
     norm = math.sqrt(sum(x * x for x in acc))
     return [x / norm for x in acc]

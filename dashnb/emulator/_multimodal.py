@@ -112,10 +112,9 @@ def _parse(body: dict):
             f"The emulator's multimodal endpoint does not emulate {', '.join(unsupported)} "
             "(text generation and compatible-mode chat do)."
         )
-    try:
-        limit = R._max_tokens(params.get("max_tokens"))
-    except R.RequestError as exc:
-        raise _Invalid(exc.message) from None
+    limit = params.get("max_tokens")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise _Invalid("max_tokens must be a positive integer.")
     request = R.GenerationRequest(
         model=model,
         messages=tuple(messages),
