@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from .emulator._options import TLS_CHOICES
+from .emulator._options import PROFILE_CHOICES, TLS_CHOICES
 
 
 def _serve_parser(sub) -> None:
@@ -23,6 +23,13 @@ def _serve_parser(sub) -> None:
     p.add_argument("--rtt-ms", type=float, default=40.0, help="emulated network round trip (default 40)")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="random extra delay per round trip")
     p.add_argument("--tls", choices=TLS_CHOICES, default="1.3", help="TLS version, or off for plain HTTP")
+    p.add_argument(
+        "--profile",
+        choices=PROFILE_CHOICES,
+        default="instant",
+        help="server time: instant (none but --ttfb-ms; the default) or realistic (each model's assumed "
+        "time to first token and tokens per second, with jitter)",
+    )
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="server time before the first byte")
     p.add_argument("--ttfb-jitter-ms", type=float, default=0.0, help="random extra server time, 0 to this, per request")
     p.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429 (default: none)")
@@ -122,6 +129,7 @@ def _serve(args) -> int:
         rtt_ms=args.rtt_ms,
         jitter_ms=args.jitter_ms,
         tls=args.tls,
+        profile=args.profile,
         ttfb_ms=args.ttfb_ms,
         ttfb_jitter_ms=args.ttfb_jitter_ms,
         rate_limit=args.rate_limit,

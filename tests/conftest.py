@@ -17,6 +17,11 @@ from dashnb import emulator as _emulator
 # shell that runs them (a presenter's) would send those to the emulator. Tests of the switch set it.
 os.environ.pop("DASHNB_OFFLINE", None)
 
+# The dashscope_emulator fixture's plugin is an entry point of the installed package; naming it here
+# too lets a checkout run before it is (re)installed (the entry point has the module's name, so it
+# never loads twice). pytester runs the README's example test.
+pytest_plugins = ["dashnb.pytest_plugin", "pytester"]
+
 # The shared emulator runs with no added latency so tests are quick; tests about timing
 # start their own with `emulator_factory(rtt_ms=...)`.
 FAST = {"rtt_ms": 0.0}

@@ -13,6 +13,12 @@ from a CA made for this process (trustme) and names localhost, 127.0.0.1, ::1 an
 serves on; clients trust that CA explicitly: `ca_path` for requests, `ssl_context()` for aiohttp.
 Nothing here disables verification.
 
+Server time follows a profile (``start(profile=...)``, live with ``configure(profile=...)``):
+``instant``, the default, adds none beyond ``ttfb_ms``/``token_rate``; ``realistic`` paces each
+model with an assumed time to first token and tokens per second, with jitter (see ``_profiles``).
+Besides text generation it serves text embeddings and vision input (``_embeddings``,
+``_multimodal``); ``dashnb.pytest_plugin`` hands it to tests as the ``dashscope_emulator`` fixture.
+
 The network model, per connection: every byte waits rtt/2 each way; a new connection costs one
 round trip for TCP, one more for TLS 1.3 (two for TLS 1.2). So a call on a kept-alive connection
 takes about 1 RTT plus server time, and a call on a new TLS 1.3 connection about 3 RTT plus

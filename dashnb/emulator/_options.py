@@ -17,7 +17,9 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
-__all__ = ["FIXED", "TLS_CHOICES", "EmulatorOptions", "is_loopback"]
+from ._profiles import PROFILE_CHOICES
+
+__all__ = ["FIXED", "PROFILE_CHOICES", "TLS_CHOICES", "EmulatorOptions", "is_loopback"]
 
 #: TLS versions the emulator speaks, or "off" for plain HTTP.
 TLS_CHOICES = ("1.3", "1.2", "off")
@@ -31,8 +33,11 @@ class EmulatorOptions:
     rtt_ms: float = 40.0
     jitter_ms: float = 0.0
     tls: str = "1.3"
+    # Server time: the profile's per-model pace ("instant": none; "realistic": see _profiles),
+    # plus ttfb_ms and uniform(0, ttfb_jitter_ms) per request; token_rate, if set, paces a stream.
+    profile: str = "instant"
     ttfb_ms: float = 0.0
-    ttfb_jitter_ms: float = 0.0  # each request's server time: ttfb_ms plus uniform(0, this)
+    ttfb_jitter_ms: float = 0.0
     token_rate: float = 0.0
     keepalive_timeout: float | None = None
     connection_close: bool = False
@@ -73,6 +78,10 @@ class EmulatorOptions:
             raise ValueError(f"emulator option error_rate is a fraction from 0 to 1, got {self.error_rate!r}")
         if self.tls not in TLS_CHOICES:
             raise ValueError(f"emulator option tls must be one of {', '.join(TLS_CHOICES)}, got {self.tls!r}")
+        if self.profile not in PROFILE_CHOICES:
+            raise ValueError(
+                f"emulator option profile must be one of {', '.join(PROFILE_CHOICES)}, got {self.profile!r}"
+            )
         if self.error_status not in (500, 503):
             raise ValueError(f"emulator option error_status must be 500 or 503, got {self.error_status!r}")
         if self.malformed not in _MALFORMED:

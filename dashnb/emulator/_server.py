@@ -13,13 +13,13 @@ import ipaddress
 import json
 import logging
 import math
-import random
 import uuid
 
 from aiohttp import web
 
-from . import _catalogue
+from . import _catalogue, _embeddings, _multimodal
 from . import _replies as R
+from ._profiles import ServerClock
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ COMPATIBLE_PATH = "/compatible-mode/v1/chat/completions"
 MODELS_PATH = "/compatible-mode/v1/models"
 COMPATIBLE_PREFIX = "/compatible-mode/"
 STATS_PATH = "/_emulator/stats"
+#: POST APIs whose handlers live in their own modules: handler(app, request) -> response.
+MORE_POST_ROUTES = {**_embeddings.ROUTES, **_multimodal.ROUTES}
 
 #: The largest request body the emulator reads; a bigger one gets 413 naming this limit.
 MAX_BODY_BYTES = 1 << 20
@@ -148,7 +150,7 @@ class DashScopeApp:
         self.counters = counters
         self.limiter = _RateLimiter()
         self._error_acc = 0.0
-        self._ttfb_rng: random.Random | None = None  # seeded on first use: jitter repeats run to run
+        self.clock = ServerClock()  # server time per the profile; its jitter repeats run to run
 
     def make_server(self, *, tls: bool) -> _Server:
         def on_ready(transport):
@@ -212,9 +214,11 @@ class DashScopeApp:
             return await self._generate(request, compatible=True)
         if method == "GET" and (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
             return self._models(request, path[len(MODELS_PATH) + 1 :])
+        if path in MORE_POST_ROUTES and method == "POST":
+            return await MORE_POST_ROUTES[path](self, request)
         # Compatible mode answers in OpenAI's error shape, as the service does.
         compatible = path.startswith(COMPATIBLE_PREFIX)
-        if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH):
+        if path in (NATIVE_PATH, COMPATIBLE_PATH, STATS_PATH, MODELS_PATH, *MORE_POST_ROUTES):
             return self._error(compatible, 405, "MethodNotAllowed", f"{method} is not allowed on {path}.", request)
         return self._error(compatible, 404, "NotFound", f"No such API: {method} {path}.", request)
 
@@ -324,13 +328,10 @@ class DashScopeApp:
             return fail(exc.status, exc.code, exc.message)
 
         reply = R.compose_choices(req, reply_tokens=opts.reply_tokens)
-        server_ms = opts.ttfb_ms
-        if opts.ttfb_jitter_ms:
-            if self._ttfb_rng is None:
-                self._ttfb_rng = random.Random(opts.seed)
-            server_ms += self._ttfb_rng.uniform(0, opts.ttfb_jitter_ms)
-        if server_ms:
-            await asyncio.sleep(server_ms / 1000.0)  # the model thinking: server time, not network
+        tokens = max(r.output_tokens for r in reply)  # the choices are generated side by side
+        server_s = self.clock.first_byte(opts, req.model, tokens=tokens, stream=stream)
+        if server_s:
+            await asyncio.sleep(server_s)  # the model thinking: server time, not network
         if opts.stall_before_headers:
             await _stall(opts.stall_before_headers)
 
@@ -338,7 +339,7 @@ class DashScopeApp:
             frames = (
                 R.compatible_chunks(req, reply, rid, include_usage) if compatible else R.native_events(req, reply, rid)
             )
-            return await self._stream(request, frames, opts, compatible)
+            return await self._stream(request, frames, opts, compatible, model=req.model)
         payload = R.compatible_body(req, reply, rid) if compatible else R.native_body(req, reply, rid)
         return await self._body(request, payload, opts)
 
@@ -369,7 +370,7 @@ class DashScopeApp:
         await resp.write_eof()
         return resp
 
-    async def _stream(self, request, frames, opts, compatible: bool):
+    async def _stream(self, request, frames, opts, compatible: bool, *, model: str = ""):
         content_type = "text/event-stream; charset=utf-8" if compatible else _SSE
         if opts.malformed == "wrong_content_type":
             content_type = "text/plain; charset=utf-8"
@@ -378,9 +379,9 @@ class DashScopeApp:
         if opts.connection_close:
             resp.force_close()
         await resp.prepare(request)
-        gap = 1.0 / opts.token_rate if opts.token_rate else 0.0
         for i, frame in enumerate(frames):
-            if i and gap:
+            gap = self.clock.token_gap(opts, model) if i else 0.0
+            if gap:
                 await asyncio.sleep(gap)  # token generation pace: server time
             if opts.malformed == "bad_sse" and i == 1:
                 frame = b'id:2\nevent:result\n:HTTP_STATUS/200\ndata:{"output": {"choi\n\n'

@@ -1,0 +1,96 @@
+"""What every model API of the emulator does before it answers: read the body within its limit,
+check the key, apply the rate limit and the injected failures, parse the JSON. Shared by the
+embedding and multimodal handlers (`_embeddings`, `_multimodal`), which answer in the native or
+the OpenAI-compatible error shape as their path says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from . import _replies as R
+
+_SSE = "text/event-stream;charset=UTF-8"
+
+
+@dataclass
+class Admitted:
+    body: object  # the parsed JSON
+    opts: object  # the live EmulatorOptions for this request
+    rid: str  # its request id
+
+
+class Refusal:
+    """Builds error responses in the shape of one protocol (native JSON, native SSE, compatible)."""
+
+    def __init__(self, app, rid: str, *, compatible: bool, sse: bool = False):
+        self.app, self.rid, self.compatible, self.sse = app, rid, compatible, sse
+
+    def __call__(self, status: int, code: str, message: str, headers=None) -> web.Response:
+        if self.compatible:
+            return self.app._json(status, R.compatible_error(status, code, message, self.rid), headers)
+        if self.sse:
+            body = R.sse_event(1, "error", status, R.native_error(code, message, self.rid))
+            return web.Response(status=status, body=body, headers={"Content-Type": _SSE, **(headers or {})})
+        return self.app._json(status, R.native_error(code, message, self.rid), headers)
+
+
+async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
+    """The request's parsed body, or the response refusing it (as the generation API refuses)."""
+    from . import _server as S  # the limits live with the server; imported late: _server imports us
+
+    opts = app.options()
+    try:
+        raw = await S._read_body(request, S.MAX_BODY_BYTES)
+    except S._TooLarge as exc:
+        size = f"{exc.size} bytes" if exc.size is not None else "more than that"
+        return fail(
+            413,
+            "RequestTooLarge",
+            f"The request body is too large: the limit is {S.MAX_BODY_BYTES} bytes (1 MiB), this one is {size}.",
+        )
+    if not app._authorized(request):
+        return fail(401, "InvalidApiKey", app._key_problem(request))
+    if opts.rate_limit is not None:
+        wait = app.limiter.take(opts.rate_limit, app.loop.time())
+        if wait:
+            return fail(
+                429,
+                "Throttling.RateQuota",
+                "Requests rate limit exceeded, please try again later.",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    if opts.error_rate:
+        # The same deterministic share of failures as text generation, from the same sequence.
+        app._error_acc += opts.error_rate
+        if app._error_acc >= 1.0 - 1e-9:
+            app._error_acc -= 1.0
+            if opts.error_status == 503:
+                return fail(503, "ServiceUnavailable", "The service is temporarily overloaded (emulated).")
+            return fail(500, "InternalError", "An internal error has occurred, please retry (emulated).")
+    try:
+        body = json.loads(raw) if raw else None
+        if S._depth(body) > S.MAX_JSON_DEPTH:
+            raise RecursionError
+    except RecursionError:
+        return fail(
+            400,
+            "InvalidParameter",
+            f"The request body is nested too deeply: at most {S.MAX_JSON_DEPTH} levels of arrays and objects.",
+        )
+    except ValueError:
+        return fail(400, "InvalidParameter", "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return fail(400, "InvalidParameter", "The request body must be a JSON object.")
+    return Admitted(body=body, opts=opts, rid=fail.rid)
+
+
+def request_id(request) -> str:
+    """The id the server gave this request (its x-request-id header says the same)."""
+    from . import _server as S
+
+    return request[S._RID]
