@@ -131,6 +131,9 @@ class Emulator:
             )
             self._servers.append(server)
             self._backends[name] = server.sockets[0].getsockname()[:2]
+        # Out of files, asyncio's accept loop logs a traceback per failed accept: the relay's
+        # handler makes that one line a second (this loop is the emulator's own).
+        loop.set_exception_handler(self._relay.exception_handler)
         socks = _listen(self._options.host, self._options.port)
         self._port = socks[0].getsockname()[1]
         await self._relay.listen(socks)
