@@ -357,9 +357,12 @@ class Relay:
         protocol = _ClientSide(self, refuse)
         try:
             await self.loop.connect_accepted_socket(lambda: protocol, conn)
-        except (OSError, asyncio.CancelledError) as exc:
-            log.debug("relay could not take an accepted connection: %r", exc)
+        except OSError as exc:
+            log.debug("relay could not take an accepted connection: %s", exc)
             conn.close()
+        except asyncio.CancelledError:  # the emulator is stopping
+            conn.close()
+            raise
         finally:
             if not protocol.made:
                 self.starting -= 1  # connection_made never ran: it counts this one down otherwise
