@@ -43,10 +43,13 @@ to it; each connection costs it three file descriptors. So it guards the kernel'
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import threading
 import warnings
 import weakref
 
+from . import _emulator
 from ._emulator import LOCK, REGISTRY, Emulator
 from ._options import TLS_CHOICES, EmulatorOptions
 
@@ -137,6 +140,21 @@ def _launch(opts: EmulatorOptions) -> Emulator:
 def running() -> list[Emulator]:
     """The emulators this process runs."""
     return [e for e in list(_ALL) if not e._stopped]
+
+
+def _after_fork_in_child() -> None:
+    # The parent's emulators keep serving the parent (a child may still call their URLs), but
+    # start() in the child must not hand them out: their loops do not run here. A lock another
+    # thread held at the fork would stay held forever.
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = _emulator.LOCK = threading.RLock()
+    REGISTRY.clear()
+    # Their loops look running here (asyncio records the thread that ran them), so nothing in
+    # the child closes them: stop() returns at once in a process that did not start them.
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

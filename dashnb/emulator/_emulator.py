@@ -54,6 +54,9 @@ class Emulator:
         self._shared = False
         self._holds = 0
         self._pinned = False
+        # The process that runs the server and owns its files: a forked child has neither the
+        # thread nor the right to delete the CA the parent's clients still trust.
+        self._pid = os.getpid()
         self._tmpdir = tempfile.mkdtemp(prefix="dashnb-emulator-")  # mode 0700
         self._api_key = "emu-" + secrets.token_urlsafe(12)
         self._ca_path, self._server_contexts = self._make_tls()
@@ -162,6 +165,9 @@ class Emulator:
         ``start()``, and the server stops when none is left and the default endpoint does not use
         it. ``force=True`` stops it anyway (sessions on it then fail, saying it was stopped).
         """
+        if os.getpid() != self._pid:
+            log.debug("%s belongs to process %d: a forked child leaves it running", self.label, self._pid)
+            return
         with LOCK:
             if self._stopped:
                 return
@@ -200,6 +206,12 @@ class Emulator:
         """Run fn on the emulator's loop and return its result (directly if already there)."""
         if self._stopped:
             raise RuntimeError("this emulator has been stopped; start a new one with dashnb.emulator.start()")
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"{self.label} runs in process {self._pid}, and this is a forked child of it ({os.getpid()}), "
+                "where its event loop does not run: calls to its URL over new connections work, but its "
+                "stats and settings are the parent's; start an emulator of this process with dashnb.emulator.start()"
+            )
         try:
             if asyncio.get_running_loop() is self._loop:
                 return fn(*args)
