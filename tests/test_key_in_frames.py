@@ -1,0 +1,107 @@
+"""No frame of a dashnb function holds the API key in a local: tools that capture frame locals
+(``pytest --showlocals``, crash reporters, debuggers' post-mortems) would show it.
+
+``ask()`` used to keep the key in ``api_key`` and in the ``kwargs`` it passed to the SDK, the
+comparison's calls built a dict with it, and the urllib3 hook received the request headers.
+Now the key rides in a masked holder and is revealed only inside the call that hands it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import traceback
+
+import pytest
+
+import dashnb
+from dashnb import _ask, _measure
+
+_PACKAGE = os.path.dirname(dashnb.__file__) + os.sep
+# The emulator's server side sees the key because clients send it there; it runs on its own
+# thread (not traced here) and its key is a generated test key it hands out anyway.
+_EXEMPT = os.path.join(_PACKAGE, "emulator") + os.sep
+
+
+def _leaks(frame, secret: str) -> list[str]:
+    import aiohttp
+
+    out = []
+    for name, value in list(frame.f_locals.items()):
+        if isinstance(value, aiohttp.ClientResponse):
+            # Its repr reads (and caches, for good) its headers: looked at before they arrive, it
+            # would break the call. It shows the response's status and headers, not the request's.
+            continue
+        try:
+            text = repr(value)
+        except Exception:  # a half-built object: nothing to show a tool either
+            continue
+        if secret in text:
+            out.append(f"{frame.f_code.co_name}() local {name!r} in {os.path.basename(frame.f_code.co_filename)}")
+    return out
+
+
+class _FrameSpy:
+    """Looks at every dashnb frame at every line, call, return and exception event (this thread
+    and threads started meanwhile) and records each local whose repr contains ``secret``."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.found: set[str] = set()
+        self.frames = 0
+
+    def _trace(self, frame, event, arg):
+        path = frame.f_code.co_filename
+        if not path.startswith(_PACKAGE) or path.startswith(_EXEMPT):
+            return None  # no local tracing of other code: cheaper, and not ours to judge
+        self.frames += 1
+        self.found.update(_leaks(frame, self.secret))
+        return self._trace
+
+    def __enter__(self) -> _FrameSpy:
+        sys.settrace(self._trace)
+        import threading
+
+        threading.settrace(self._trace)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import threading
+
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_ask_holds_the_key_in_no_local(emu, make_session, stream, capsys):
+    s = make_session(endpoint=emu)
+    with _FrameSpy(emu.api_key) as spy:
+        result = dashnb.ask("hello", session=s, stream=stream)
+    assert result.text
+    assert spy.frames > 50  # the spy saw ask() and the hooks under it
+    assert spy.found == set()
+
+
+def test_asks_traceback_from_a_failure_holds_no_key(make_session, monkeypatch, capsys):
+    secret = "sk-frames-" + "7" * 24
+    # The real service's endpoint type, aimed at a closed port: the call fails inside ask().
+    ep = dashnb.DashScope("intl", api_key=secret, base_url="https://127.0.0.1:9/api/v1")
+    s = make_session(endpoint=ep)
+    with _FrameSpy(secret) as spy:
+        with pytest.raises(dashnb.AskError) as info:
+            dashnb.ask("hello", session=s, request_timeout=2)
+    assert spy.found == set()
+    tb_frames = [f for f, _ in traceback.walk_tb(info.value.__traceback__) if f.f_code.co_filename.startswith(_PACKAGE)]
+    assert any(f.f_code is _ask.ask.__code__ for f in tb_frames)
+    for frame in tb_frames:
+        assert _leaks(frame, secret) == []
+    assert secret not in str(info.value)
+
+
+def test_comparison_calls_hold_the_key_in_no_local(emu):
+    with _FrameSpy(emu.api_key) as spy:
+        r = _measure.compare(["shared", "async"], calls=2, endpoint=emu, progress=False, warmup=False)
+    assert r["shared"].summary.errors == 0 and r["async"].summary.errors == 0
+    assert spy.found == set()
+    asyncio.set_event_loop(None)
