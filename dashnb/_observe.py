@@ -276,6 +276,9 @@ class Observer:
         # closes it, so asyncio.run() after asyncio.run() leaves no probe behind.
         self._open_probes: dict[str, dict[int, Callable[[], Callable[[], int] | None]]] = {p: {} for p in PATHS}
         self._probe_ids = itertools.count()
+        # Paths counted by probes: once a path has had one, its open connections are what the
+        # live probes say (0 when all are gone), not opened - closed (aiohttp reports no close).
+        self._probed: set[str] = set()
 
     def _after_fork_in_child(self) -> None:
         # A lock another thread held at the fork would stay held; the parent's aiohttp sessions'
@@ -312,6 +315,7 @@ class Observer:
         with self._lock:
             key = next(self._probe_ids)
             self._open_probes[path][key] = ref
+            self._probed.add(path)
 
         def remove() -> None:
             with self._lock:
@@ -403,6 +407,7 @@ class Observer:
                 p: (c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors)
                 for p, c in self._c.items()
             }
+            probed = set(self._probed)
             probes: dict[str, list[Callable[[], int]]] = {}
             for p, refs in self._open_probes.items():
                 probes[p] = []
@@ -414,7 +419,7 @@ class Observer:
                         probes[p].append(probe)
         out = {}
         for p, (opened, reused, closed, requests, in_flight, queued, errors) in raw.items():
-            if probes[p]:
+            if p in probed:
                 open_now = sum(probe() for probe in probes[p])
                 closed = opened - open_now
             else:
