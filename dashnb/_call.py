@@ -105,9 +105,7 @@ class CallContext:
         with _observe.call_scope() as rec:
             start = time.perf_counter()
             try:
-                outcome = _outcome(
-                    await AioGeneration.call(**self.call_kwargs(session), api_key=self.endpoint.api_key)
-                )
+                outcome = _outcome(await AioGeneration.call(**self.call_kwargs(session), api_key=self.endpoint.api_key))
             except Exception as exc:
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()

@@ -32,7 +32,7 @@ import types
 import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from . import _java
 from ._java import (
@@ -95,7 +95,7 @@ def _check_duration(name: str, value: Any) -> float:
     try:
         seconds = float(value)
     except OverflowError:  # an int or Fraction beyond any float: refused below as too long, or negative
-        seconds = sys.float_info.max if value > 0 else -sys.float_info.max
+        seconds = sys.float_info.max if cast(Any, value) > 0 else -sys.float_info.max
     if math.isnan(seconds):
         raise ValueError(f"{_both(name)} must be a number of seconds, got nan; {fix}")
     if math.isinf(seconds):

@@ -309,7 +309,7 @@ class Observer:
         called (or, for a bound method, until its object is garbage)."""
         ref: Callable[[], Callable[[], int] | None]
         if hasattr(probe, "__self__") and hasattr(probe, "__func__"):
-            ref = weakref.WeakMethod(probe)  # type: ignore[arg-type]
+            ref = weakref.WeakMethod(probe)
         else:
             ref = lambda: probe  # noqa: E731
         with self._lock:

@@ -531,9 +531,10 @@ def _after_fork_in_child() -> None:
 
     http_request = sys.modules.get("dashscope.api_entities.http_request")
     if http_request is not None and getattr(http_request, "_shared_sync_session", None) is not None:
-        _INHERITED.append(http_request._shared_sync_session)
-        http_request._shared_sync_session = None
-        http_request._shared_sync_session_lock = threading.Lock()
+        _INHERITED.append(getattr(http_request, "_shared_sync_session"))  # noqa: B009
+        # dashscope/api_entities/http_request.py: recreated lazily on the next call without session=.
+        setattr(http_request, "_shared_sync_session", None)  # noqa: B010
+        setattr(http_request, "_shared_sync_session_lock", threading.Lock())  # noqa: B010
 
 
 if hasattr(os, "register_at_fork") and not globals().get("_FORK_HOOK_REGISTERED"):

@@ -164,8 +164,10 @@ def test_400_idle_connections_cannot_exhaust_the_process_and_a_good_client_is_se
     finally:
         for s in socks:
             s.close()
-    print(f"\n[400 idle] fds {start} -> {held['fds']} (limit 256), good call {status} in {seconds:.2f} s, log lines "
-          f"{len(child.log_lines)}, evicted {after['stats']['evicted_connections']}")
+    print(
+        f"\n[400 idle] fds {start} -> {held['fds']} (limit 256), good call {status} in {seconds:.2f} s, log lines "
+        f"{len(child.log_lines)}, evicted {after['stats']['evicted_connections']}"
+    )
     assert status == 200 and seconds < 5
     assert held["fds"] <= start + 3 * 32 + 16
     assert held["stats"]["open_connections"] <= 32
@@ -272,8 +274,12 @@ def test_beyond_the_limit_a_tls_client_sees_the_connection_close(emulator_factor
     with requests.Session() as s:
         s.trust_env, s.verify = False, emu.ca_path
         worker = threading.Thread(
-            target=lambda: s.post(emu.base_url + "/services/aigc/text-generation/generation", data=BODY,
-                                  headers={"Authorization": f"Bearer {emu.api_key}"}, timeout=10)
+            target=lambda: s.post(
+                emu.base_url + "/services/aigc/text-generation/generation",
+                data=BODY,
+                headers={"Authorization": f"Bearer {emu.api_key}"},
+                timeout=10,
+            )
         )
         worker.start()
         try:
@@ -294,8 +300,12 @@ def test_at_the_limit_the_longest_idle_connection_makes_room(emulator_factory):
         assert _wait_for(lambda: emu.stats()["open_connections"] == 2)
         with requests.Session() as s:
             s.trust_env = False
-            r = s.post(emu.base_url + "/services/aigc/text-generation/generation", data=BODY,
-                       headers={"Authorization": f"Bearer {emu.api_key}"}, timeout=5)
+            r = s.post(
+                emu.base_url + "/services/aigc/text-generation/generation",
+                data=BODY,
+                headers={"Authorization": f"Bearer {emu.api_key}"},
+                timeout=5,
+            )
         assert r.status_code == 200
         assert _read_all(idle[0], 2.0) == b""  # the oldest idle one was closed for it
     finally:

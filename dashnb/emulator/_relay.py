@@ -447,9 +447,7 @@ class Relay:
                     log.debug("closing connection %d: no complete request head in %gs", link.id, opts.head_timeout)
                     self._drop(link)
             elif (
-                opts.idle_timeout is not None
-                and now - link.last_activity > opts.idle_timeout
-                and self._evictable(link)
+                opts.idle_timeout is not None and now - link.last_activity > opts.idle_timeout and self._evictable(link)
             ):
                 self.counters.idle_closed += 1
                 log.debug("closing connection %d: idle for %gs (idle_timeout)", link.id, opts.idle_timeout)
