@@ -409,7 +409,8 @@ def complete(
     # The key lives in a masked holder, revealed only in the call that hands it to the SDK: a
     # local holding it would show in any tool that captures frame locals (pytest --showlocals,
     # crash reporters), and so would the kwargs dict if it went in there.
-    key = _Secret((params.pop("api_key", None) or ep.api_key,))
+    given = params.pop("api_key", None)  # the caller's own str, or a Chat's holder
+    key = given if isinstance(given, _Secret) else _Secret((given or ep.api_key,))
     secrets = [key]
     kwargs = dict(
         model=model,

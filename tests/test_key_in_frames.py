@@ -105,3 +105,14 @@ def test_comparison_calls_hold_the_key_in_no_local(emu):
     assert r["shared"].summary.errors == 0 and r["async"].summary.errors == 0
     assert spy.found == set()
     asyncio.set_event_loop(None)
+
+
+def test_a_chat_given_a_key_holds_it_in_no_local_while_it_talks(emu, make_session, capsys):
+    s = make_session(endpoint=emu)
+    c = dashnb.chat(session=s, api_key=emu.api_key)  # the caller's own value, kept in a holder
+    assert emu.api_key not in str(vars(c))
+    with _FrameSpy(emu.api_key) as spy:
+        c.ask("hello")
+        c.ask("again")
+    assert len(c.turns) == 2
+    assert spy.found == set()
