@@ -239,6 +239,7 @@ class _ClientSide(asyncio.Protocol):
         self.relay = relay
         self.refuse = refuse
         self.made = False
+        self.lingering = False  # a refusal whose 503 is going out (counted in relay.lingering)
         self.link: Link | None = None
 
     def connection_made(self, transport):
@@ -247,7 +248,7 @@ class _ClientSide(asyncio.Protocol):
         transport.set_write_buffer_limits(high=1 << 20)
         _no_delay(transport)
         if self.refuse is not None:
-            self.relay._refuse(transport, self.refuse)
+            self.lingering = self.relay._refuse(transport, self.refuse)
         else:
             self.link = self.relay._accepted(transport)
 
@@ -262,9 +263,9 @@ class _ClientSide(asyncio.Protocol):
         return True  # keep our side open until the EOF has crossed the relay
 
     def connection_lost(self, exc):
-        if self.link is None:
-            self.relay._refusal_done()
-        else:
+        if self.lingering:
+            self.relay.lingering -= 1
+        elif self.link is not None:
             self.relay._client_lost(self.link)
 
     def pause_writing(self):
@@ -406,7 +407,8 @@ class Relay:
             link.client.close()
         self._client_lost(link)
 
-    def _refuse(self, transport, limit: int) -> None:
+    def _refuse(self, transport, limit: int) -> bool:
+        """Turn a connection away; True when it lingers to deliver the 503."""
         self.counters.refused += 1
         self.warn.warning(
             "refused",
@@ -416,7 +418,7 @@ class Relay:
         if self._options().tls != "off" or self.lingering >= _MAX_LINGERING:
             # A TLS client could not read a plain-text reply: it sees the connection close.
             transport.abort()
-            return
+            return False
         self.lingering += 1
         transport.write(_refusal(limit))
         if transport.can_write_eof():
@@ -424,9 +426,7 @@ class Relay:
         # Closing with the client's request unread would reset the connection and could destroy
         # the reply before the client reads it: read and discard for a moment, then close.
         self.loop.call_later(_REFUSAL_LINGER_S, transport.abort)
-
-    def _refusal_done(self) -> None:
-        self.lingering = max(0, self.lingering - 1)
+        return True
 
     def _sweep_every(self) -> float:
         opts = self._options()
