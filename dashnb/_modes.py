@@ -420,22 +420,31 @@ class _SdkAsync(Mode):
 # here imports httpx, openai or dashscope until a mode runs.
 
 
+# The environment is the process's: two runs building clients at once would each save the
+# other's value and restore it, leaving SSL_CERT_FILE naming a CA deleted with its emulator. One
+# block at a time (re-entrant for a nested one), and always put back.
+_ENV_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def ssl_cert_file(path: str | None) -> Iterator[None]:
     """``SSL_CERT_FILE=path`` inside the block (None: leave the environment alone). httpx and
-    httpx2 clients built inside trust exactly that bundle; process-wide while it lasts."""
+    httpx2 clients built inside trust exactly that bundle. It is process-wide while it lasts
+    (the SDKs' default clients read no other setting), so blocks take turns under a lock and
+    the previous value is always restored; keep them to the building of a client."""
     if not path:
         yield
         return
-    had, old = "SSL_CERT_FILE" in os.environ, os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = path
-    try:
-        yield
-    finally:
-        if had:
-            os.environ["SSL_CERT_FILE"] = old  # type: ignore[assignment]
-        else:
-            os.environ.pop("SSL_CERT_FILE", None)
+    with _ENV_LOCK:
+        had, old = "SSL_CERT_FILE" in os.environ, os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = path
+        try:
+            yield
+        finally:
+            if had:
+                os.environ["SSL_CERT_FILE"] = old  # type: ignore[assignment]
+            else:
+                os.environ.pop("SSL_CERT_FILE", None)
 
 
 def _status(exc: BaseException) -> int | None:
