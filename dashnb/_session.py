@@ -329,11 +329,11 @@ class NotebookSession:
 
         self._lock = threading.RLock()
         self._observer._after_fork_in_child()
-        for loop in self._aio:
+        for loop in (*self._aio, *self._httpx_aio):
             _abandon(loop)
-        if self._requests is not None or self._aio:
-            _INHERITED.append((self._requests, self._aio))
-            self._requests, self._aio = None, {}
+        if self._requests is not None or self._aio or self._httpx is not None or self._httpx_aio:
+            _INHERITED.append((self._requests, self._aio, self._httpx, self._httpx_aio))
+            self._requests, self._aio, self._httpx, self._httpx_aio = None, {}, None, {}
             self._generation += 1
 
     # -- changing and ending -------------------------------------------------------------------

@@ -135,7 +135,7 @@ class DashnbTransport(httpx.HTTPTransport):
         limits = httpx_limits(config, is_async=False)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         registry = Registry()
-        observer.add_open_probe("sync", registry.open_count)
+        self._dashnb_unprobe = observer.add_open_probe("sync", registry.open_count)
         conn_cls = type("DashnbConnection", (ObservedConnection,), {"_dashnb_observer": observer})
         pool_cls = type(
             "DashnbConnectionPool", (ObservedPool,), {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry}
@@ -162,6 +162,10 @@ class DashnbTransport(httpx.HTTPTransport):
         response.stream = DrainingStream(response.stream, state)
         return response
 
+    def close(self) -> None:
+        self._dashnb_unprobe()  # its connections no longer count: the observer drops its probe
+        super().close()
+
     def __repr__(self) -> str:
         return f"<DashnbTransport {self.pool_config!r}>"
 
@@ -175,7 +179,7 @@ class DashnbAsyncTransport(httpx.AsyncHTTPTransport):
         limits = httpx_limits(config, is_async=True)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
         registry = Registry()
-        observer.add_open_probe("async", registry.open_count)
+        self._dashnb_unprobe = observer.add_open_probe("async", registry.open_count)
         conn_cls = type("DashnbAsyncConnection", (ObservedAsyncConnection,), {"_dashnb_observer": observer})
         pool_cls = type(
             "DashnbAsyncConnectionPool",
@@ -201,6 +205,10 @@ class DashnbAsyncTransport(httpx.AsyncHTTPTransport):
         state = DrainState(request, self.drain_budget, obs, "async", is_sse(response))
         response.stream = AsyncDrainingStream(response.stream, state)
         return response
+
+    async def aclose(self) -> None:
+        self._dashnb_unprobe()  # its connections no longer count: the observer drops its probe
+        await super().aclose()
 
     def __repr__(self) -> str:
         return f"<DashnbAsyncTransport {self.pool_config!r}>"

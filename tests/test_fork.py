@@ -37,11 +37,18 @@ async def acall():
                                  session=s.aiohttp)
     return r.status_code
 
+def hcall():  # the openai SDK on the session's httpx client
+    import openai
+
+    client = openai.OpenAI(api_key=emu.api_key, base_url=emu.compatible_base_url, http_client=s.httpx)
+    client.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "hi"}])
+    return 200
+
 def opened():
     st = s.stats()
     return st["sync"]["connections_opened"], st["async"]["connections_opened"]
 
-out = {"parent_before": [call(), dashnb.run(acall())], "tcp_before": emu.stats()["tcp_connections"]}
+out = {"parent_before": [call(), dashnb.run(acall()), hcall()], "tcp_before": emu.stats()["tcp_connections"]}
 opened_before = opened()
 r, w = os.pipe()
 pid = os.fork()
@@ -55,7 +62,7 @@ if pid == 0:
     except RuntimeError as exc:
         child["stats"] = str(exc)
     child["stats_s"] = time.monotonic() - t0
-    child["calls"] = [call(), dashnb.run(acall())]
+    child["calls"] = [call(), dashnb.run(acall()), hcall()]
     child["opened"] = [a - b for a, b in zip(opened(), opened_before)]
     own = emulator.start()  # the child's own emulator, not the parent's
     child["own_is_new"] = own is not emu and own.stats()["tcp_connections"] == 0
@@ -69,7 +76,7 @@ with os.fdopen(r) as f:
 _, status = os.waitpid(pid, 0)
 out["child_exit"] = os.waitstatus_to_exitcode(status)
 out["ca_exists"] = os.path.exists(emu.ca_path)
-out["parent_after"] = [call(), dashnb.run(acall())]
+out["parent_after"] = [call(), dashnb.run(acall()), hcall()]
 out["parent_opened_after"] = [a - b for a, b in zip(opened(), opened_before)]
 out["tcp_after"] = emu.stats()["tcp_connections"]
 s.close()
@@ -84,17 +91,18 @@ def test_a_forked_child_uses_fresh_connections_and_leaves_the_parent_working():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     child = out["child"]
     print(f"\n[fork] {out}")
-    assert out["parent_before"] == [200, 200]
+    assert out["parent_before"] == [200, 200, 200]
     # In the child: a clear error at once for what needs the parent's loop ...
     assert "forked child" in child["stats"] and child["stats_s"] < 1.0
-    # ... calls that work, each on a new connection of its own (sync and async) ...
-    assert child["calls"] == [200, 200]
-    assert child["opened"] == [1, 1]
+    # ... calls that work, each on a new connection of its own (requests and httpx count as
+    # sync, aiohttp as async) ...
+    assert child["calls"] == [200, 200, 200]
+    assert child["opened"] == [2, 1]
     assert child["own_is_new"] is True
     assert out["child_exit"] == 0
     # ... and the parent is untouched: its CA file is there, its pooled connections still
     # serve it (no new connection opened), and the server saw the child's two connections.
     assert out["ca_exists"] is True
-    assert out["parent_after"] == [200, 200]
+    assert out["parent_after"] == [200, 200, 200]
     assert out["parent_opened_after"] == [0, 0]
-    assert out["tcp_after"] == out["tcp_before"] + 2
+    assert out["tcp_after"] == out["tcp_before"] + 3
