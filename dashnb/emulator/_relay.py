@@ -50,17 +50,18 @@ _ACCEPT_RETRY_S = 0.1
 
 def _refusal(limit: int) -> bytes:
     """The plain-HTTP reply to a connection over the limit: a 503 in DashScope's error shape."""
+    rid = str(uuid.uuid4())
     body = json.dumps(
         {
             "code": "ServiceUnavailable",
             "message": f"The emulator is at its limit of {limit} open connections (connection_limit); "
             "close idle connections or try again in a moment.",
-            "request_id": str(uuid.uuid4()),
+            "request_id": rid,
         }
     ).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\nx-request-id: {rid}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
