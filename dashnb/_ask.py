@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _observe
+from ._endpoint import _Secret
 
 __all__ = ["STACKS", "AskError", "AskResult", "AskTimings", "Usage", "ask"]
 
@@ -274,10 +275,10 @@ def _hint(status: int | None, code: str | None) -> str:
     return ""
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "<api key>")
+def _scrub(text: str, secrets: list[_Secret]) -> str:
+    for secret in secrets:
+        if secret.reveal():  # revealed in expressions only: no local of this frame holds the key
+            text = text.replace(secret.reveal(), "<api key>")
     return text
 
 
@@ -333,20 +334,20 @@ def _httpx_piece(item: Any) -> str:
     return (getattr(part, "content", None) or "") if part is not None else ""
 
 
-def _httpx_call(stack: str, session: Any, ep: Any, kwargs: dict[str, Any]) -> Any:
-    """The reply (or the stream of chunks) of one call through the session's httpx client."""
-    kwargs = dict(kwargs)
-    api_key = kwargs.pop("api_key")
+def _httpx_call(stack: str, session: Any, ep: Any, kwargs: dict[str, Any], key: _Secret) -> Any:
+    """The reply (or the stream of chunks) of one call through the session's httpx client.
+
+    The key is revealed only in the calls that take it: no local of this frame holds it."""
     if stack == "v2":
         import dashscope
 
         # Given http_client=, the v2 client sends no key of its own (it keys only the client it
         # builds); a per-call api_key= it does send.
-        client = dashscope.Client(api_key=api_key, base_url=ep.base_url, http_client=session.httpx)
-        return client.chat.completions.create(api_key=api_key, **kwargs)
+        client = dashscope.Client(api_key=key.reveal(), base_url=ep.base_url, http_client=session.httpx)
+        return client.chat.completions.create(api_key=key.reveal(), **kwargs)
     import openai
 
-    oclient = openai.OpenAI(api_key=api_key, base_url=ep.compatible_base_url, http_client=session.httpx)
+    oclient = openai.OpenAI(api_key=key.reveal(), base_url=ep.compatible_base_url, http_client=session.httpx)
     return oclient.chat.completions.create(**kwargs)
 
 
@@ -405,12 +406,15 @@ def complete(
             f"{label} has been stopped, so nothing answers there: point the session at a running "
             f"endpoint (dashnb.session(endpoint=dashnb.endpoint())) or start one (dashnb.emulator.start())."
         )
-    api_key = params.pop("api_key", None) or ep.api_key
-    secrets = [api_key]
+    # The key lives in a masked holder, revealed only in the call that hands it to the SDK: a
+    # local holding it would show in any tool that captures frame locals (pytest --showlocals,
+    # crash reporters), and so would the kwargs dict if it went in there.
+    given = params.pop("api_key", None)  # the caller's own str, or a Chat's holder
+    key = given if isinstance(given, _Secret) else _Secret((given or ep.api_key,))
+    secrets = [key]
     kwargs = dict(
         model=model,
         messages=messages,
-        api_key=api_key,
         base_address=ep.base_url,
         session=session.requests,
         result_format="message",
@@ -421,7 +425,7 @@ def complete(
     else:
         kwargs["stream"] = False
     if stack != "dashscope":  # the v2 client and openai take OpenAI's arguments
-        kwargs = {"model": model, "messages": messages, "api_key": api_key, "stream": stream, **params}
+        kwargs = {"model": model, "messages": messages, "stream": stream, **params}
 
     view = _View(model, markdown=markdown)
     pieces: list[str] = []
@@ -444,9 +448,9 @@ def complete(
         start = time.perf_counter()
         try:
             if stack == "dashscope":
-                result = Generation.call(**kwargs)
+                result = Generation.call(**kwargs, api_key=key.reveal())
             else:
-                result = _httpx_call(stack, session, ep, kwargs)
+                result = _httpx_call(stack, session, ep, kwargs, key)
             responses: Any = result if stream else (result,)
             try:
                 for resp in responses:

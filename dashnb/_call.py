@@ -80,9 +80,9 @@ class CallContext:
 
     def call_kwargs(self, session: Any = None) -> dict[str, Any]:
         # Per call, not through dashscope's module globals, so a comparison leaves them alone.
-        kwargs = dict(
-            model=self.model, prompt=self.prompt, api_key=self.endpoint.api_key, base_address=self.endpoint.base_url
-        )
+        # No api_key here: the callers read it from the endpoint in the call expression itself,
+        # so no local of a dashnb frame ever holds it (frame-capturing tools would show it).
+        kwargs = dict(model=self.model, prompt=self.prompt, base_address=self.endpoint.base_url)
         if session is not None:  # None: the SDK's own shared session
             kwargs["session"] = session
         return kwargs
@@ -93,7 +93,7 @@ class CallContext:
         with _observe.call_scope() as rec:
             start = time.perf_counter()
             try:
-                outcome = _outcome(Generation.call(**self.call_kwargs(session)))
+                outcome = _outcome(Generation.call(**self.call_kwargs(session), api_key=self.endpoint.api_key))
             except Exception as exc:  # a transport failure: counted, the run goes on
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()
@@ -105,7 +105,7 @@ class CallContext:
         with _observe.call_scope() as rec:
             start = time.perf_counter()
             try:
-                outcome = _outcome(await AioGeneration.call(**self.call_kwargs(session)))
+                outcome = _outcome(await AioGeneration.call(**self.call_kwargs(session), api_key=self.endpoint.api_key))
             except Exception as exc:
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()

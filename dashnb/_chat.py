@@ -116,7 +116,7 @@ class Chat:
         if key is not None:
             from ._endpoint import _Secret
 
-            key = _Secret(key)  # so that vars(), __dict__ and a debugger show <secret>
+            key = _Secret((key,))  # so that vars(), __dict__ and a debugger show <secret>
         self._api_key = key
         self._params = params
 
@@ -170,7 +170,7 @@ class Chat:
         check_params(params, "Chat.ask()")
         merged = {**self._params, **params}
         if "api_key" not in merged and self._api_key is not None:
-            merged["api_key"] = self._api_key.reveal()
+            merged["api_key"] = self._api_key  # the holder: complete() reveals it in the SDK call only
         turn = sum(1 for role, _ in self._history if role == "user") + 1
         result = complete(
             self.messages(prompt),

@@ -32,7 +32,7 @@ import types
 import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from . import _java
 from ._java import (
@@ -92,7 +92,10 @@ def _check_duration(name: str, value: Any) -> float:
         raise ValueError(
             f"{_both(name)} must be a number of seconds, got {_show(value)} (a {type(value).__name__}); {fix}{hint}"
         )
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int or Fraction beyond any float: refused below as too long, or negative
+        seconds = sys.float_info.max if cast(Any, value) > 0 else -sys.float_info.max
     if math.isnan(seconds):
         raise ValueError(f"{_both(name)} must be a number of seconds, got nan; {fix}")
     if math.isinf(seconds):
@@ -137,10 +140,10 @@ def _check_count(name: str, value: Any) -> int:
         )
     count = int(value)
     if count < 1:
-        raise ValueError(f"{_both(name)} must be a positive whole number, got {count}; {fix}")
+        raise ValueError(f"{_both(name)} must be a positive whole number, got {_show(count)}; {fix}")
     if count > _JAVA_INT_MAX:
         raise ValueError(
-            f"{_both(name)} must fit in a Java int (at most {_JAVA_INT_MAX}), got {count}; "
+            f"{_both(name)} must fit in a Java int (at most {_JAVA_INT_MAX}), got {_show(count)}; "
             f"set it to a realistic number of {_COUNT_UNITS[name]} (Java default {JAVA_DEFAULTS[name]})"
         )
     return count

@@ -130,26 +130,30 @@ def env_ca_bundle() -> str | None:
     return None
 
 
-class _Secret:
-    """Holds the key so that ``vars()``, ``__dict__`` and debuggers show ``<secret>``, not it."""
+class _Secret(tuple):
+    """Holds the key so that ``vars()``, ``__dict__``, debuggers and frame-capturing tools show
+    ``<secret>``, not it: ``_Secret((key,))``.
 
-    __slots__ = ("_value",)
+    A tuple subclass so that making one runs no Python code: a Python ``__init__`` would hold
+    the key in a local of its own frame, visible to a tracer or a crash reporter.
+    """
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    __slots__ = ()
 
     def reveal(self) -> str:
-        return self._value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Secret) and other._value == self._value
+        return self[0]
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return "<secret>"
 
+    __str__ = __repr__
+
     def __reduce__(self):  # never pickled into a file or a kernel message
+        raise TypeError("an API key is not pickled")
+
+    def __reduce_ex__(self, protocol):  # copy and pickle ask this one first
         raise TypeError("an API key is not pickled")
 
 
@@ -226,7 +230,7 @@ class DashScope:
         if compatible_base_url is not None:
             origin, path = _split_base_url(compatible_base_url, "compatible_base_url")
             self._compatible = origin + path
-        self.__key = _Secret(api_key) if api_key is not None else None
+        self.__key = _Secret((api_key,)) if api_key is not None else None
 
     @property
     def base_url(self) -> str:
@@ -255,14 +259,16 @@ class DashScope:
 
     @property
     def api_key(self) -> str:
-        key = self.__key.reveal() if self.__key is not None else os.environ.get(API_KEY_ENV, "").strip()
-        if not key:
-            raise MissingApiKeyError(
-                f"no API key for {self.label}: set the {API_KEY_ENV} environment variable or pass "
-                f"DashScope({self.region!r}, api_key=...); keys are per region "
-                f"(https://www.alibabacloud.com/help/en/model-studio/get-api-key)"
-            )
-        return key
+        # No local holds the key (a frame-capturing tool would show it): returned as it is read.
+        if self.__key is not None:
+            return self.__key.reveal()
+        if os.environ.get(API_KEY_ENV, "").strip():
+            return os.environ[API_KEY_ENV].strip()
+        raise MissingApiKeyError(
+            f"no API key for {self.label}: set the {API_KEY_ENV} environment variable or pass "
+            f"DashScope({self.region!r}, api_key=...); keys are per region "
+            f"(https://www.alibabacloud.com/help/en/model-studio/get-api-key)"
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         import certifi

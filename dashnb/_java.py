@@ -22,6 +22,7 @@ that throws; the idle timeout reaches OkHttp's ConnectionPool as whole seconds
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from fractions import Fraction
 from types import MappingProxyType
@@ -79,6 +80,9 @@ def _both(name: str) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 256:
+        # repr() of an int past 4300 digits raises ValueError, and no one reads 80 digits anyway
+        return f"a{' negative' if value < 0 else ''} number of about {int(value.bit_length() * 0.30103)} digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -120,7 +124,11 @@ def _parse_java_duration(text: str) -> float | None:
     if secs is not None:
         part = int(secs) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
         total += -part if s_sign == "-" else part
-    return float(-total if sign == "-" else total)
+    total = -total if sign == "-" else total
+    try:
+        return float(total)
+    except OverflowError:  # more seconds than a float holds: validation refuses it as too long
+        return sys.float_info.max if total > 0 else -sys.float_info.max
 
 
 def parse_text(name: str, text: str) -> float | int:

@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -280,14 +281,23 @@ def _sdk_pool_connections() -> int:
     return total
 
 
-class _SdkDefault(Mode):
-    """No ``session=``: the SDK's module-level requests.Session (``trust_env`` on).
+# The SDK has one module-level requests.Session per process: two runs measuring it at once
+# would share its connections and its trust. Each sdk_* block holds this lock (so concurrent
+# runs take turns, block by block), and so does closing that session.
+_SDK_SESSION_LOCK = threading.Lock()
 
-    It trusts what the environment says, so for an emulator the emulator's CA is put in
-    ``REQUESTS_CA_BUNDLE`` for the duration of each block and the previous value restored
-    after (this is process-wide: other threads calling requests meanwhile would see it too).
-    The SDK's session is closed before this mode first uses it and at the end, so its counts
-    start from zero; urllib3's pool counters say how many connections it opened.
+
+class _SdkDefault(Mode):
+    """No ``session=``: the SDK's module-level requests.Session.
+
+    To reach an emulator it must trust the emulator's CA. Nothing process-wide changes for
+    that (no ``REQUESTS_CA_BUNDLE``): for the duration of each block the SDK's own session
+    object gets ``verify=`` the CA and, for an emulator, ``trust_env=False`` (requests lets a
+    CA variable of the environment override ``verify`` otherwise, and no proxy applies to a
+    loopback emulator); both are put back after the block. The blocks of concurrent runs take
+    turns (``_SDK_SESSION_LOCK``). The SDK's session is closed before this mode first uses it
+    and at the end, so its counts start from zero; urllib3's pool counters say how many
+    connections it opened.
     """
 
     name = "sdk_default"
@@ -297,37 +307,50 @@ class _SdkDefault(Mode):
 
     def __init__(self, ctx: CallContext) -> None:
         super().__init__(ctx)
-        self._saved: tuple[bool, str | None] | None = None
+        self._saved: tuple[Any, Any, bool] | None = None
+        self._holding = False
 
     def client_connections(self) -> int | None:
         return _sdk_pool_connections()
 
     def begin_block(self) -> None:
         import dashscope
+        from dashscope.api_entities import http_request
 
-        if self.ctx.sdk_owner != self.name:  # start clean; never borrow another mode's connections
-            dashscope.close_shared_sync_session()
-            self.ctx.sdk_owner = self.name
-        ca = getattr(self.ctx.endpoint, "ca_path", None)
-        if ca:
-            self._saved = ("REQUESTS_CA_BUNDLE" in os.environ, os.environ.get("REQUESTS_CA_BUNDLE"))
-            os.environ["REQUESTS_CA_BUNDLE"] = ca
+        _SDK_SESSION_LOCK.acquire()
+        self._holding = True
+        try:
+            if self.ctx.sdk_owner != self.name:  # start clean; never borrow another mode's connections
+                dashscope.close_shared_sync_session()
+                self.ctx.sdk_owner = self.name
+            ca = getattr(self.ctx.endpoint, "ca_path", None)
+            if ca:
+                # The session the SDK's calls without session= use (dashscope/api_entities/http_request.py).
+                session = http_request._get_shared_sync_session()
+                self._saved = (session, session.verify, session.trust_env)
+                session.verify = ca
+                if getattr(self.ctx.endpoint, "is_emulator", False):
+                    session.trust_env = False
+        except BaseException:
+            self.end_block()
+            raise
 
     def end_block(self) -> None:
         if self._saved is not None:
-            had, value = self._saved
-            if had:
-                os.environ["REQUESTS_CA_BUNDLE"] = value  # type: ignore[assignment]
-            else:
-                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            session, verify, trust_env = self._saved
+            session.verify, session.trust_env = verify, trust_env
             self._saved = None
+        if self._holding:
+            self._holding = False
+            _SDK_SESSION_LOCK.release()
 
     def close(self) -> None:
         import dashscope
 
-        if self.ctx.sdk_owner == self.name:
-            dashscope.close_shared_sync_session()
-            self.ctx.sdk_owner = None
+        with _SDK_SESSION_LOCK:
+            if self.ctx.sdk_owner == self.name:
+                dashscope.close_shared_sync_session()
+                self.ctx.sdk_owner = None
 
     def _one(self, i: int, block: int) -> CallTiming:
         before = _sdk_pool_connections()
@@ -397,22 +420,31 @@ class _SdkAsync(Mode):
 # here imports httpx, openai or dashscope until a mode runs.
 
 
+# The environment is the process's: two runs building clients at once would each save the
+# other's value and restore it, leaving SSL_CERT_FILE naming a CA deleted with its emulator. One
+# block at a time (re-entrant for a nested one), and always put back.
+_ENV_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def ssl_cert_file(path: str | None) -> Iterator[None]:
     """``SSL_CERT_FILE=path`` inside the block (None: leave the environment alone). httpx and
-    httpx2 clients built inside trust exactly that bundle; process-wide while it lasts."""
+    httpx2 clients built inside trust exactly that bundle. It is process-wide while it lasts
+    (the SDKs' default clients read no other setting), so blocks take turns under a lock and
+    the previous value is always restored; keep them to the building of a client."""
     if not path:
         yield
         return
-    had, old = "SSL_CERT_FILE" in os.environ, os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = path
-    try:
-        yield
-    finally:
-        if had:
-            os.environ["SSL_CERT_FILE"] = old  # type: ignore[assignment]
-        else:
-            os.environ.pop("SSL_CERT_FILE", None)
+    with _ENV_LOCK:
+        had, old = "SSL_CERT_FILE" in os.environ, os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = path
+        try:
+            yield
+        finally:
+            if had:
+                os.environ["SSL_CERT_FILE"] = old  # type: ignore[assignment]
+            else:
+                os.environ.pop("SSL_CERT_FILE", None)
 
 
 def _status(exc: BaseException) -> int | None:

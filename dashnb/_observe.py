@@ -27,6 +27,7 @@ import contextvars
 import dataclasses
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 
 __all__ = [
@@ -270,7 +271,21 @@ class Observer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._c = {p: _Counters() for p in PATHS}
-        self._open_probes: dict[str, list[Callable[[], int]]] = {p: [] for p in PATHS}
+        # Each probe belongs to one aiohttp session (one per event loop the session is used on):
+        # it is removed when that session's connector closes, and held weakly in case nothing
+        # closes it, so asyncio.run() after asyncio.run() leaves no probe behind.
+        self._open_probes: dict[str, dict[int, Callable[[], Callable[[], int] | None]]] = {p: {} for p in PATHS}
+        self._probe_ids = itertools.count()
+        # Paths counted by probes: once a path has had one, its open connections are what the
+        # live probes say (0 when all are gone), not opened - closed (aiohttp reports no close).
+        self._probed: set[str] = set()
+
+    def _after_fork_in_child(self) -> None:
+        # A lock another thread held at the fork would stay held; the parent's aiohttp sessions'
+        # connections are not this process's to count.
+        self._lock = threading.Lock()
+        for refs in self._open_probes.values():
+            refs.clear()
 
     # -- connection events ---------------------------------------------------------------
     def connection_opened(
@@ -289,9 +304,29 @@ class Observer:
         with self._lock:
             self._c[path].closed += 1
 
-    def add_open_probe(self, path: str, probe: Callable[[], int]) -> None:
+    def add_open_probe(self, path: str, probe: Callable[[], int]) -> Callable[[], None]:
+        """Count ``probe()`` among ``path``'s open connections until the returned function is
+        called (or, for a bound method, until its object is garbage)."""
+        ref: Callable[[], Callable[[], int] | None]
+        if hasattr(probe, "__self__") and hasattr(probe, "__func__"):
+            ref = weakref.WeakMethod(probe)
+        else:
+            ref = lambda: probe  # noqa: E731
         with self._lock:
-            self._open_probes[path].append(probe)
+            key = next(self._probe_ids)
+            self._open_probes[path][key] = ref
+            self._probed.add(path)
+
+        def remove() -> None:
+            with self._lock:
+                self._open_probes[path].pop(key, None)
+
+        return remove
+
+    def probe_count(self) -> int:
+        """How many open probes are registered (live ones; for tests and leak hunts)."""
+        with self._lock:
+            return sum(1 for v in self._open_probes.values() for ref in v.values() if ref() is not None)
 
     # -- request events ------------------------------------------------------------------
     def attempt_started(self, path: str) -> None:
@@ -372,10 +407,19 @@ class Observer:
                 p: (c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors)
                 for p, c in self._c.items()
             }
-            probes = {p: list(v) for p, v in self._open_probes.items()}
+            probed = set(self._probed)
+            probes: dict[str, list[Callable[[], int]]] = {}
+            for p, refs in self._open_probes.items():
+                probes[p] = []
+                for key, ref in list(refs.items()):
+                    probe = ref()
+                    if probe is None:
+                        del refs[key]  # its session is gone
+                    else:
+                        probes[p].append(probe)
         out = {}
         for p, (opened, reused, closed, requests, in_flight, queued, errors) in raw.items():
-            if probes[p]:
+            if p in probed:
                 open_now = sum(probe() for probe in probes[p])
                 closed = opened - open_now
             else:

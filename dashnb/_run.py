@@ -32,6 +32,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Awaitable
@@ -60,13 +61,52 @@ class _LoopHolder:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        weakref.finalize(self, _retire_loop, loop).atexit = False  # close_loops() covers exit
+        weakref.finalize(self, _retire_loop, loop, os.getpid()).atexit = False  # close_loops() covers exit
 
 
-def _retire_loop(loop: asyncio.AbstractEventLoop) -> None:
+def _retire_loop(loop: asyncio.AbstractEventLoop, pid: int) -> None:
+    if os.getpid() != pid:
+        # A forked child drops the parent's threads, and with them their holders: the loop's
+        # epoll instance is shared with the parent, so closing it here (which unregisters its
+        # self-pipe) would break the parent's loop. Leave it be.
+        _abandon(loop)
+        return
     with _loops_lock:
         _loops.discard(loop)
     _close_loop(loop)
+
+
+# Loops a forked child inherited: kept referenced, and never run or closed in the child.
+_INHERITED: list[asyncio.AbstractEventLoop] = []
+
+
+def _abandon(loop: asyncio.AbstractEventLoop) -> None:
+    """In a forked child: make sure this process never runs or closes the parent's ``loop``.
+
+    Its epoll instance is the parent's (fork shares it): closing the loop here, even by garbage
+    collection at exit, unregisters the parent's file descriptors from it, and the parent's loop
+    then waits for events that never come. So it is marked closed without being closed; its
+    transports then refuse to schedule anything (a TLS one cannot even start its shutdown, which
+    would write to the parent's connection).
+    """
+    _INHERITED.append(loop)
+    if isinstance(loop, asyncio.BaseEventLoop) and not loop.is_closed():
+        loop._closed = True  # type: ignore[attr-defined]  # asyncio has no public "forget"
+
+
+def _after_fork_in_child() -> None:
+    global _loops_lock, _nest_lock
+    _loops_lock, _nest_lock = threading.Lock(), threading.Lock()
+    for loop in list(_loops):
+        _abandon(loop)
+    _loops.clear()
+    # The forking thread's loop is the parent's too; dropping its holder abandons it (the
+    # finaliser sees another pid), and the next run() here makes a fresh one.
+    _local.holder = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:

@@ -30,7 +30,9 @@ import atexit
 import contextlib
 import html
 import logging
+import os
 import threading
+import weakref
 from typing import Any
 
 from . import _observe, _translate
@@ -46,6 +48,9 @@ if "_REGISTRY" not in globals():
     _REGISTRY_LOCK = threading.RLock()
     # Close tasks scheduled on running loops: a task only weakly referenced could be collected.
     _PENDING: set = set()
+    # Every session, for the fork hook; and what a forked child inherited and must never use.
+    _ALL_SESSIONS: weakref.WeakSet = weakref.WeakSet()
+    _INHERITED: list = []
 
 _OUTSIDE_LOOP = """\
 NotebookSession.aiohttp needs a running event loop (an aiohttp session belongs to one loop), and \
@@ -230,6 +235,7 @@ class NotebookSession:
         self._httpx_aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
         self._closed = False
         self._generation = 1
+        _ALL_SESSIONS.add(self)
 
     # -- what it is ---------------------------------------------------------------------------
     @property
@@ -314,6 +320,21 @@ class NotebookSession:
                     del per_loop[loop]
                     if not entry.session.closed:
                         _detach(entry)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's pools without closing them (their sockets and
+        loops are the parent's; closing a TLS connection here could write to it). The next call
+        opens fresh connections; the counters go on."""
+        from ._run import _abandon
+
+        self._lock = threading.RLock()
+        self._observer._after_fork_in_child()
+        for loop in (*self._aio, *self._httpx_aio):
+            _abandon(loop)
+        if self._requests is not None or self._aio or self._httpx is not None or self._httpx_aio:
+            _INHERITED.append((self._requests, self._aio, self._httpx, self._httpx_aio))
+            self._requests, self._aio, self._httpx, self._httpx_aio = None, {}, None, {}
+            self._generation += 1
 
     # -- changing and ending -------------------------------------------------------------------
     def configure(self, config: Any = None, *, endpoint: Any = None) -> NotebookSession:
@@ -498,6 +519,27 @@ def close_all(wait: float = 2.0) -> None:
         with contextlib.suppress(Exception):
             s.close(_wait=wait)
 
+
+def _after_fork_in_child() -> None:
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = threading.RLock()
+    _PENDING.clear()  # tasks of the parent's loops
+    for s in list(_ALL_SESSIONS):
+        s._after_fork_in_child()
+    # The SDK's own module-level session (calls without session=) pools connections too.
+    import sys
+
+    http_request = sys.modules.get("dashscope.api_entities.http_request")
+    if http_request is not None and getattr(http_request, "_shared_sync_session", None) is not None:
+        _INHERITED.append(getattr(http_request, "_shared_sync_session"))  # noqa: B009
+        # dashscope/api_entities/http_request.py: recreated lazily on the next call without session=.
+        setattr(http_request, "_shared_sync_session", None)  # noqa: B010
+        setattr(http_request, "_shared_sync_session_lock", threading.Lock())  # noqa: B010
+
+
+if hasattr(os, "register_at_fork") and not globals().get("_FORK_HOOK_REGISTERED"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    _FORK_HOOK_REGISTERED = True
 
 if not globals().get("_ATEXIT_REGISTERED"):
     # Registered after _run's (imported above), so it runs first: sessions close on their

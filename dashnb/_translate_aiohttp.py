@@ -158,9 +158,11 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         observer: _observe.Observer | None = None,
         registry: _ProtocolRegistry | None = None,
         activity: _Activity | None = None,
+        on_close: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._dashnb_on_close = on_close
         self.pool_config = pool_config
         self.max_idle = max_idle
         self._dashnb_observer = observer or _observe.Observer()
@@ -168,6 +170,14 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         self._dashnb_activity = activity or _Activity()
         # The SDK passes a new but equal ClientTimeout on every call: merge each distinct one once.
         self._merged_timeouts: dict[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = {}
+
+    def _close(self, *args: Any, **kwargs: Any) -> Any:
+        # Closing (sync part of close(), run whichever way the session ends): this session's
+        # connections stop counting, so its observer drops its probe.
+        if self._dashnb_on_close is not None:
+            self._dashnb_on_close()
+            self._dashnb_on_close = None
+        return super()._close(*args, **kwargs)
 
     def _merge_timeout(self, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
         merged = self._merged_timeouts.get(timeout)
@@ -344,7 +354,7 @@ def build_aiohttp_session(
     asyncio.get_running_loop()  # a clear RuntimeError outside a loop, before anything is built
     observer = observer or _observe.Observer()
     registry = _ProtocolRegistry()
-    observer.add_open_probe("async", registry.open_count)
+    unprobe = observer.add_open_probe("async", registry.open_count)
     activity = _Activity()
     request_cls = type(
         "DashnbClientRequest",
@@ -360,6 +370,7 @@ def build_aiohttp_session(
         observer=observer,
         registry=registry,
         activity=activity,
+        on_close=unprobe,
         # Dispatcher.maxRequests / maxRequestsPerHost: calls beyond them wait for a slot.
         limit=config.maximum_async_requests,
         limit_per_host=config.maximum_async_requests_per_host,

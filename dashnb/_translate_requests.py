@@ -81,8 +81,10 @@ class _ObservedConnectionMixin:
             "-" if tls is None else f"{tls * 1e3:.1f} ms",
         )
 
-    def request(self, *args, **kwargs):
-        if self.sock is None:  # plain http: http.client connects lazily inside request()
+    # putrequest, not request: request() receives the headers, and with them the API key, which
+    # a frame-capturing tool (pytest --showlocals, a crash reporter) would then find in this frame.
+    def putrequest(self, *args, **kwargs):
+        if self.sock is None:  # plain http: http.client connects lazily when the request is sent
             self.connect()
         n = self._dashnb_requests = self._dashnb_requests + 1
         # In flight from the first request sent on this checkout until the pool gets it back.
@@ -91,7 +93,7 @@ class _ObservedConnectionMixin:
         self._dashnb_observer.request_sent(
             "sync", connection_id=self._dashnb_id, requests_on_connection=n, sent_at=time.perf_counter(), start=start
         )
-        return super().request(*args, **kwargs)
+        return super().putrequest(*args, **kwargs)
 
     def getresponse(self):
         resp = super().getresponse()

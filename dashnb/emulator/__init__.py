@@ -23,15 +23,39 @@ The network model, per connection: every byte waits rtt/2 each way; a new connec
 round trip for TCP, one more for TLS 1.3 (two for TLS 1.2). So a call on a kept-alive connection
 takes about 1 RTT plus server time, and a call on a new TLS 1.3 connection about 3 RTT plus
 server time plus the handshake's CPU.
+
+Defences. The emulator usually runs inside a notebook kernel, and any local process can connect
+to it; each connection costs it three file descriptors. So it guards the kernel's open files:
+
+- ``connection_limit`` (default: an eighth of the process's open-file limit, 16 to 1024; 128
+  under the usual 1024): at the limit, a new connection first closes the connection idle the
+  longest (one with no request being answered), as nginx reuses keep-alive connections. If every
+  connection is busy, the new one is refused: over plain HTTP with a ``503 ServiceUnavailable``
+  in DashScope's error shape and ``Connection: close``; over TLS the connection is closed (a
+  TLS client could not read a plain reply). ``stats()`` counts ``evicted_connections`` and
+  ``refused_connections``; a refusal logs a warning, at most one line a second.
+- ``head_timeout`` (default 30 s): a connection must deliver a complete request head within
+  this long of being accepted (TLS handshake included) or of its bytes starting a new request;
+  slower ones (slowloris) are closed and counted in ``head_timeouts``.
+- ``idle_timeout`` (default 300 s): a kept-alive connection idle this long is closed (counted in
+  ``idle_closed``, like the ``keepalive_timeout`` of the lessons, which is off by default).
+- Out of file descriptors anyway (something else in the process took them), accepting pauses
+  for 0.1 s and the longest-idle connection is closed, with one log line a second at most
+  instead of asyncio's traceback per failed accept.
+
+``None`` switches a timeout off; ``connection_limit`` takes any whole number >= 1.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
+import threading
 import warnings
 import weakref
 
+from . import _emulator
 from ._emulator import LOCK, REGISTRY, Emulator
 from ._options import TLS_CHOICES, EmulatorOptions
 
@@ -122,6 +146,21 @@ def _launch(opts: EmulatorOptions) -> Emulator:
 def running() -> list[Emulator]:
     """The emulators this process runs."""
     return [e for e in list(_ALL) if not e._stopped]
+
+
+def _after_fork_in_child() -> None:
+    # The parent's emulators keep serving the parent (a child may still call their URLs), but
+    # start() in the child must not hand them out: their loops do not run here. A lock another
+    # thread held at the fork would stay held forever.
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = _emulator.LOCK = threading.RLock()
+    REGISTRY.clear()
+    # Their loops look running here (asyncio records the thread that ran them), so nothing in
+    # the child closes them: stop() returns at once in a process that did not start them.
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -13,6 +13,7 @@ import html
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -54,9 +55,18 @@ class Emulator:
         self._shared = False
         self._holds = 0
         self._pinned = False
-        self._tmpdir = tempfile.mkdtemp(prefix="dashnb-emulator-")  # mode 0700
+        # The process that runs the server and owns its files: a forked child has neither the
+        # thread nor the right to delete the CA the parent's clients still trust.
+        self._pid = os.getpid()
+        _sweep_stale_dirs()
+        # Named with the owning pid, so a later process can tell a dead one's leftovers.
+        self._tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{self._pid}-")  # mode 0700
         self._api_key = "emu-" + secrets.token_urlsafe(12)
-        self._ca_path, self._server_contexts = self._make_tls()
+        try:
+            self._ca_path, self._server_contexts = self._make_tls()
+        except BaseException:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            raise
         self._rng = random.Random(options.seed)
         self._backends: dict[str, tuple[str, int]] = {}
 
@@ -103,9 +113,14 @@ class Emulator:
         try:
             loop.run_until_complete(self._serve())
         except BaseException as exc:  # report start-up failures to the starting thread
-            if not ready.done():
-                ready.set_exception(exc)
-            loop.close()
+            try:
+                # What started before the failure (the servers behind the relay, its clock)
+                # holds sockets and descriptors: close them, or each failed start leaks them.
+                loop.run_until_complete(self._undo_start())
+            finally:
+                loop.close()
+                if not ready.done():
+                    ready.set_exception(exc)
             return
         ready.set_result(None)
         try:
@@ -131,9 +146,20 @@ class Emulator:
             )
             self._servers.append(server)
             self._backends[name] = server.sockets[0].getsockname()[:2]
+        # Out of files, asyncio's accept loop logs a traceback per failed accept: the relay's
+        # handler makes that one line a second (this loop is the emulator's own).
+        loop.set_exception_handler(self._relay.exception_handler)
         socks = _listen(self._options.host, self._options.port)
         self._port = socks[0].getsockname()[1]
         await self._relay.listen(socks)
+
+    async def _undo_start(self) -> None:
+        relay = getattr(self, "_relay", None)
+        if relay is not None:
+            relay.close_all()
+        for server in getattr(self, "_servers", []):
+            server.close()
+            await server.wait_closed()
 
     def _backend_for(self, opts: EmulatorOptions):
         if opts.tls_stall and opts.tls != "off":
@@ -159,6 +185,9 @@ class Emulator:
         ``start()``, and the server stops when none is left and the default endpoint does not use
         it. ``force=True`` stops it anyway (sessions on it then fail, saying it was stopped).
         """
+        if os.getpid() != self._pid:
+            log.debug("%s belongs to process %d: a forked child leaves it running", self.label, self._pid)
+            return
         with LOCK:
             if self._stopped:
                 return
@@ -197,6 +226,12 @@ class Emulator:
         """Run fn on the emulator's loop and return its result (directly if already there)."""
         if self._stopped:
             raise RuntimeError("this emulator has been stopped; start a new one with dashnb.emulator.start()")
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"{self.label} runs in process {self._pid}, and this is a forked child of it ({os.getpid()}), "
+                "where its event loop does not run: calls to its URL over new connections work, but its "
+                "stats and settings are the parent's; start an emulator of this process with dashnb.emulator.start()"
+            )
         try:
             if asyncio.get_running_loop() is self._loop:
                 return fn(*args)
@@ -345,6 +380,49 @@ class Emulator:
             for k, v in rows
         )
         return f"<table><caption style='text-align:left'><b>DashScope emulator</b></caption>{body}</table>"
+
+
+# -- temporary files ----------------------------------------------------------------------
+
+_TMP_PREFIX = "dashnb-emulator-"
+_STALE_RE = re.compile(re.escape(_TMP_PREFIX) + r"(\d+)-")
+_swept = False
+
+
+def _sweep_stale_dirs() -> None:
+    """Delete the temp dirs of emulators whose process is gone (killed, or a kernel restarted
+    by force: no exit handler ran). Once per process, only this user's, never a live process's."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    root = tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        m = _STALE_RE.match(name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        path = os.path.join(root, name)
+        try:
+            if os.stat(path, follow_symlinks=False).st_uid != os.getuid() or not os.path.isdir(path):
+                continue
+        except OSError:
+            continue
+        log.debug("removing %s, left by process %s that no longer runs", path, m.group(1))
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
 
 
 # -- where to listen and what the certificate names ---------------------------------------

@@ -19,10 +19,24 @@ from dataclasses import dataclass
 
 from ._profiles import PROFILE_CHOICES
 
-__all__ = ["FIXED", "PROFILE_CHOICES", "TLS_CHOICES", "EmulatorOptions", "is_loopback"]
+__all__ = [
+    "DEFAULT_HEAD_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "FIXED",
+    "PROFILE_CHOICES",
+    "TLS_CHOICES",
+    "EmulatorOptions",
+    "auto_connection_limit",
+    "is_loopback",
+]
 
 #: TLS versions the emulator speaks, or "off" for plain HTTP.
 TLS_CHOICES = ("1.3", "1.2", "off")
+#: Seconds a connection may take, from being accepted or from the end of its last request, to send
+#: a complete request head (TLS handshake included): slower ones are closed (slowloris).
+DEFAULT_HEAD_TIMEOUT = 30.0
+#: Seconds a kept-alive connection may stay idle before the emulator closes it.
+DEFAULT_IDLE_TIMEOUT = 300.0
 _MALFORMED = (None, "truncated_body", "bad_sse", "wrong_content_type", "no_output")
 
 
@@ -48,6 +62,11 @@ class EmulatorOptions:
     stall_mid_stream: float = 0.0
     tls_stall: bool = False
     max_connections: int | None = None
+    # Defences of the process the emulator runs in (a kernel, usually) against idle or hostile
+    # local clients; see the emulator package's docstring, "Defences".
+    connection_limit: int | None = None  # None: auto_connection_limit(), a share of the open-file limit
+    head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     reply_tokens: int = 16
     malformed: str | None = None
     seed: int = 0
@@ -73,6 +92,8 @@ class EmulatorOptions:
         for name in ("stall_before_headers", "stall_mid_stream"):
             number(name, allow_inf=True)
         number("keepalive_timeout", allow_none=True, positive=True)
+        number("head_timeout", allow_none=True, positive=True)
+        number("idle_timeout", allow_none=True, positive=True)
         number("rate_limit", allow_none=True, positive=True)
         if self.error_rate > 1:
             raise ValueError(f"emulator option error_rate is a fraction from 0 to 1, got {self.error_rate!r}")
@@ -86,9 +107,9 @@ class EmulatorOptions:
             raise ValueError(f"emulator option error_status must be 500 or 503, got {self.error_status!r}")
         if self.malformed not in _MALFORMED:
             raise ValueError(f"emulator option malformed must be one of {_MALFORMED}, got {self.malformed!r}")
-        for name in ("max_connections", "reply_tokens"):
+        for name in ("max_connections", "connection_limit", "reply_tokens"):
             value = getattr(self, name)
-            if name == "max_connections" and value is None:
+            if name in ("max_connections", "connection_limit") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"emulator option {name} must be a whole number >= 1, got {value!r}")
@@ -108,6 +129,24 @@ class EmulatorOptions:
 
 #: Options fixed for an emulator's life (``configure()`` refuses to change them).
 FIXED = ("host", "port", "public")
+
+
+def auto_connection_limit() -> int:
+    """The default ``connection_limit``: an eighth of this process's open-file limit, 16 to 1024.
+
+    Each connection costs the emulator three file descriptors (the client's socket and both ends
+    of its hop to the server behind the relay), so this keeps the emulator to about 3/8 of what
+    the process may open: a kernel running three emulators still has files to spare.
+    """
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return 64
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 1024
+    return max(16, min(1024, soft // 8))
 
 
 def is_loopback(host: str) -> bool:

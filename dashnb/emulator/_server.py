@@ -60,6 +60,11 @@ class Counters:
         self.requests = 0
         self.peak_open_connections = self.open_connections
         self.idle_closed = 0
+        # The emulator's defences (see the package docstring): connections turned away at the
+        # connection limit, closed to make room for a new one, or closed for a head too slow.
+        self.refused = 0
+        self.evicted = 0
+        self.head_timeouts = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.statuses: collections.Counter[str] = collections.Counter()
@@ -99,6 +104,9 @@ class Counters:
             "peak_open_connections": self.peak_open_connections,
             "queued_connections": self.queued_connections,
             "idle_closed": self.idle_closed,
+            "refused_connections": self.refused,
+            "evicted_connections": self.evicted,
+            "head_timeouts": self.head_timeouts,
             "requests_per_connection": per_connection,
             "statuses": dict(sorted(self.statuses.items())),
             "bytes_in": self.bytes_in,
@@ -173,6 +181,8 @@ class DashScopeApp:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         link = self._link(request)
+        if link is not None:
+            link.head_since = None  # the head is complete: its deadline no longer applies
         if request.path == STATS_PATH and request.method == "GET":
             # Looking at the counters must not change them: not a request of the lesson.
             return self._stats(link)
@@ -203,7 +213,13 @@ class DashScopeApp:
                 link.last_activity = self.loop.time()
         if not response.prepared:
             response.headers.setdefault("x-request-id", request[_RID])
-        self.counters.statuses[str(response.status)] += 1
+        transport = request.transport
+        if not response.prepared and (transport is None or transport.is_closing()):
+            # The client half-closed (or hung up) while we worked: aiohttp closed the connection,
+            # so this reply can never be sent. Counting it as its status would claim a reply.
+            self.counters.statuses["cancelled"] += 1
+        else:
+            self.counters.statuses[str(response.status)] += 1
         return response
 
     async def _route(self, request, link):
