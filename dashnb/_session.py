@@ -488,7 +488,7 @@ def session(config: Any = None, *, endpoint: Any = None, name: str = "default", 
     setting, to say what was meant.)
     """
     if mistyped:
-        from ._config import unknown_keyword_error
+        from ._config_checks import unknown_keyword_error
 
         key, value = next(iter(mistyped.items()))
         raise unknown_keyword_error("dashnb.session", key, value, own=("config", "endpoint", "name"))
