@@ -271,7 +271,7 @@ class NotebookSession:
         )
 
     def _repr_html_(self) -> str:
-        return session_html(self)
+        return session_html(self.name, self._closed, self._label(), self._config, self._observer.snapshot())
 
 
 def _check_config(config: Any):

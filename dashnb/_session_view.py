@@ -1,27 +1,24 @@
 """How a NotebookSession shows itself in a notebook: a small table of its counters, total, sync
 (requests, httpx.Client) and async (aiohttp, httpx.AsyncClient).
 
-    >>> from dashnb._session import NotebookSession
+    >>> from dashnb import PoolConfig
+    >>> from dashnb._observe import Observer
     >>> from dashnb._session_view import session_html
-    >>> s = NotebookSession(endpoint="https://example.invalid", name="doc")
-    >>> "<th>connections_opened</th>" in session_html(s)
-    True
-    >>> s.close()
+    >>> page = session_html("doc", False, "emulator", PoolConfig(), Observer().snapshot())
+    >>> "<th>connections_opened</th>" in page, "(open)" in page
+    (True, True)
 """
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._session import NotebookSession
+from typing import Any
 
 
-def session_html(s: NotebookSession) -> str:
-    """A session as a notebook shows it: its name, state, endpoint and config, and its counters."""
+def session_html(name: str, closed: bool, label: str, config: Any, snap: Any) -> str:
+    """A session as a notebook shows it: its name, state, endpoint label and config, and its
+    counters (``snap``: its observer's snapshot)."""
     esc = html.escape
-    snap = s._observer.snapshot()
     rows = [("", "total", "sync (requests, httpx)", "async (aiohttp, httpx)")]
     for field in (
         "requests",
@@ -42,9 +39,9 @@ def session_html(s: NotebookSession) -> str:
         + "</tr>"
         for r, row in enumerate(rows)
     )
-    state = "closed" if s._closed else "open"
+    state = "closed" if closed else "open"
     return (
-        f'<div class="dashnb-session"><p><b>dashnb session {esc(s.name)!s}</b> ({state}) '
-        f"&rarr; {esc(s._label())}</p><p><code>{esc(repr(s._config))}</code></p>"
+        f'<div class="dashnb-session"><p><b>dashnb session {esc(name)!s}</b> ({state}) '
+        f"&rarr; {esc(label)}</p><p><code>{esc(repr(config))}</code></p>"
         f"<table>{table}</table></div>"
     )
