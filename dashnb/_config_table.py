@@ -13,14 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._config_checks import _COUNT_UNITS
 from ._java import _DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, _default_text, _fmt_seconds
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._config import PoolConfig
-
 
 # Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
 # takes the output area's width and no more (fixed layout, percentage columns from _table_open),
@@ -118,7 +114,7 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
 )
 
 
-def rows(config: PoolConfig) -> list[dict[str, Any]]:
+def rows(config: Any) -> list[dict[str, Any]]:
     """One dict per setting: names, value, default, env var, Python equivalents, note."""
     out = []
     for name, camel in JAVA_NAMES.items():
@@ -148,7 +144,7 @@ def rows(config: PoolConfig) -> list[dict[str, Any]]:
     return out
 
 
-def describe(config: PoolConfig) -> str:
+def describe(config: Any) -> str:
     """The rows() table as plain text, for print() and logs."""
     lines = [repr(config)]
     for row in rows(config):
@@ -167,7 +163,7 @@ def describe(config: PoolConfig) -> str:
     return "\n".join(lines)
 
 
-def repr_html(config: PoolConfig) -> str:
+def repr_html(config: Any) -> str:
     """The rows() table as HTML, for a notebook."""
     import html
 
