@@ -43,7 +43,7 @@ def _raw_block(session, url, body, headers, n, limit):
 def run() -> tuple[str, dict]:
     import aiohttp
 
-    from dashnb import _call, _measure, _modes
+    from dashnb import _call, _measure, _modes_base
     from dashnb._config import PoolConfig
     from dashnb._run import run as arun
     from dashnb._session import NotebookSession
@@ -88,7 +88,7 @@ def run() -> tuple[str, dict]:
             async def call(i):
                 return await ctx.async_call("sdk_bare", i, 0, sdk_bare)
 
-            return _modes._bounded(call, range(n), CONCURRENCY, lambda t: None)
+            return _modes_base._bounded(call, range(n), CONCURRENCY, lambda t: None)
 
         per = CALLS // ROUNDS
         # Warm-up: open both pools to full size.

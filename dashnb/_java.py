@@ -136,7 +136,7 @@ def parse_text(name: str, text: str) -> float | int:
 
     Not for environment variables: the SDK reads those with Integer.parseInt (``from_env``).
     """
-    from ._config import _check_count, _check_duration  # lazily: _config imports this module
+    from ._config_checks import _check_count, _check_duration  # lazily: _config_checks imports this module
 
     stripped = text.strip()
     if name in _COUNTS:
@@ -276,7 +276,7 @@ def _dropped(name: str, var: str, text: str) -> str:
 def _from_java_int(name: str, var: str, number: int) -> float | int:
     """The PoolConfig value for a whole number the SDK read from ``var``, or a ValueError saying
     what the Java SDK does with a value PoolConfig cannot hold."""
-    from ._config import _check  # lazily: _config imports this module
+    from ._config_checks import _check  # lazily: _config_checks imports this module
 
     refusal = None
     if name in _DURATIONS and name != "connection_idle_timeout" and number <= 0:

@@ -35,7 +35,7 @@ How each Java (OkHttp) setting is carried over to httpx (httpcore does the pooli
   timeouts), so dashnb leaves it unbounded.
 
 The dashscope v2 client's own settings, read into a PoolConfig and written back, are in
-``dashnb._translate_v2`` (``from_v2``, ``v2_snippet``, re-exported here for ``PoolConfig``).
+``dashnb._translate_v2`` (``from_v2``, ``v2_snippet``).
 
 The transports built here put two more things on httpx, each in its own module: an observed
 httpcore pool that numbers its connections (``dashnb._httpx_pool``), and streams that keep their
@@ -59,23 +59,16 @@ from ._httpx_drain import AsyncDrainingStream, DrainingStream, DrainState, is_ss
 from ._httpx_pool import ObservedAsyncConnection, ObservedAsyncPool, ObservedConnection, ObservedPool, Registry
 from ._translate import java_idle_timeout, tighter
 
-# PoolConfig.from_v2 / v2_snippet import these from here.
-from ._translate_v2 import V2_DEFAULTS, V2_ENV_VARS, from_v2, v2_snippet
-
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import PoolConfig
 
 __all__ = [
     "DEFAULT_DRAIN_BUDGET",
-    "V2_DEFAULTS",
-    "V2_ENV_VARS",
     "build_httpx_async_client",
     "build_httpx_client",
     "busy_connections",
-    "from_v2",
     "httpx_limits",
     "httpx_timeout",
-    "v2_snippet",
 ]
 
 #: Seconds a stream closed after ``data: [DONE]`` may wait for its body's end. On the real service

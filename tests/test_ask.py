@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dashnb import _ask, _session
+from dashnb import _ask, _ask_view, _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import Generation  # noqa: E402
@@ -159,7 +159,7 @@ def test_notebook_view_updates_one_display(monkeypatch, fresh):
         shown.append(("display", repr(obj)))
         return Handle()
 
-    monkeypatch.setattr(_ask, "_notebook_display", lambda: display)
+    monkeypatch.setattr(_ask_view, "_notebook_display", lambda: display)
     r = _ask.ask(PROMPT, session=fresh)
     assert shown[0][0] == "display" and "waiting" in shown[0][1]
     assert all(kind == "update" for kind, _ in shown[1:])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dashnb import _ask, _chat, _markdown, _session
+from dashnb import _ask, _ask_view, _chat, _markdown, _session
 from dashnb.emulator._replies import count_tokens
 
 dashscope = pytest.importorskip("dashscope")
@@ -192,7 +192,7 @@ def test_the_key_shows_nowhere(emu, fresh, monkeypatch, capsys):
         shown.append(obj._repr_mimebundle_())
         return Handle()
 
-    monkeypatch.setattr(_ask, "_notebook_display", lambda: display)
+    monkeypatch.setattr(_ask_view, "_notebook_display", lambda: display)
     c = _chat.chat(session=fresh, api_key=emu.api_key, max_tokens=6)
     r = c.ask(FIRST)
     assert r.usage.output_tokens == 6  # the chat's params went with the turn
@@ -225,7 +225,7 @@ def test_markdown_display_streams_inert_markdown(fresh, monkeypatch):
         shown.append(("display", formatter.format(obj)[0]))
         return Handle()
 
-    monkeypatch.setattr(_ask, "_notebook_display", lambda: display)
+    monkeypatch.setattr(_ask_view, "_notebook_display", lambda: display)
     c = _chat.chat(session=fresh)
     r = c.ask(FIRST)
     kinds = [k for k, _ in shown]

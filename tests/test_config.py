@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dashnb import _config
+from dashnb import _config, _java
 from dashnb._config import (
     DEFAULT_POOL_CONFIG,
     ENV_VARS,
@@ -118,7 +118,7 @@ def _assert_actionable(message: str, name: str) -> None:
     assert name in message
     assert f"Java {JAVA_NAMES[name]}" in message
     assert "set it to" in message  # says what to change
-    assert f"Java default {_config._default_text(name)}" in message
+    assert f"Java default {_java._default_text(name)}" in message
 
 
 @pytest.mark.parametrize("bad", BAD_DURATIONS)
