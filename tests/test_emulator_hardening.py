@@ -19,7 +19,7 @@ import pytest
 import requests
 from dashscope import Generation
 
-from dashnb.emulator._emulator import _certificate_names, _url_host
+from dashnb.emulator._listen import _certificate_names, _url_host
 from dashnb.emulator._server import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
 GEN = "/services/aigc/text-generation/generation"
