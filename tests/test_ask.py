@@ -190,7 +190,7 @@ def _client_error(info, status):
 
 
 def test_oversized_prompt_says_shorten_it(fresh):
-    from dashnb.emulator._server import MAX_BODY_BYTES
+    from dashnb.emulator._limits import MAX_BODY_BYTES
 
     with pytest.raises(_ask.AskError) as info:
         _ask.ask("x" * (MAX_BODY_BYTES + 1), session=fresh)

@@ -19,8 +19,8 @@ import pytest
 import requests
 from dashscope import Generation
 
-from dashnb.emulator._emulator import _certificate_names, _url_host
-from dashnb.emulator._server import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from dashnb.emulator._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from dashnb.emulator._listen import _certificate_names, _url_host
 
 GEN = "/services/aigc/text-generation/generation"
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from dashnb import emulator
-from dashnb.emulator import _server
+from dashnb.emulator import _counters, _server
 
 GEN = "/services/aigc/text-generation/generation"
 
@@ -339,7 +339,7 @@ def test_stats_endpoint_refuses_non_loopback_peers():
     class Link:
         peer = ("192.0.2.10", 5000)
 
-    app = _server.DashScopeApp(loop=None, options=None, api_key="k", relay=None, counters=_server.Counters())
+    app = _server.DashScopeApp(loop=None, options=None, api_key="k", relay=None, counters=_counters.Counters())
     assert app._stats(Link()).status == 403
 
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from . import _replies as R
+from ._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, _depth, _read_body, _TooLarge
+
+# Where a request keeps its id (aiohttp 3.13+ wants a typed key; older versions take the string).
+_RID = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "request_id"
 
 _SSE = "text/event-stream;charset=UTF-8"
 
@@ -41,17 +45,15 @@ class Refusal:
 
 async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
     """The request's parsed body, or the response refusing it (as the generation API refuses)."""
-    from . import _server as S  # the limits live with the server; imported late: _server imports us
-
     opts = app.options()
     try:
-        raw = await S._read_body(request, S.MAX_BODY_BYTES)
-    except S._TooLarge as exc:
+        raw = await _read_body(request, MAX_BODY_BYTES)
+    except _TooLarge as exc:
         size = f"{exc.size} bytes" if exc.size is not None else "more than that"
         return fail(
             413,
             "RequestTooLarge",
-            f"The request body is too large: the limit is {S.MAX_BODY_BYTES} bytes (1 MiB), this one is {size}.",
+            f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}.",
         )
     if not app._authorized(request):
         return fail(401, "InvalidApiKey", app._key_problem(request))
@@ -74,13 +76,13 @@ async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
             return fail(500, "InternalError", "An internal error has occurred, please retry (emulated).")
     try:
         body = json.loads(raw) if raw else None
-        if S._depth(body) > S.MAX_JSON_DEPTH:
+        if _depth(body) > MAX_JSON_DEPTH:
             raise RecursionError
     except RecursionError:
         return fail(
             400,
             "InvalidParameter",
-            f"The request body is nested too deeply: at most {S.MAX_JSON_DEPTH} levels of arrays and objects.",
+            f"The request body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects.",
         )
     except ValueError:
         return fail(400, "InvalidParameter", "The request body is not valid JSON.")
@@ -91,6 +93,4 @@ async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
 
 def request_id(request) -> str:
     """The id the server gave this request (its x-request-id header says the same)."""
-    from . import _server as S
-
-    return request[S._RID]
+    return request[_RID]

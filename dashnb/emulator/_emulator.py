@@ -8,21 +8,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import errno
 import html
 import logging
 import os
 import random
-import re
 import secrets
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
 from typing import Any
 
+from ._listen import _certificate_names, _listen, _url_host
 from ._options import FIXED, EmulatorOptions
+from ._tempdir import _TMP_PREFIX, _sweep_stale_dirs
 
 __all__ = ["REGISTRY", "Emulator"]
 
@@ -380,105 +379,3 @@ class Emulator:
             for k, v in rows
         )
         return f"<table><caption style='text-align:left'><b>DashScope emulator</b></caption>{body}</table>"
-
-
-# -- temporary files ----------------------------------------------------------------------
-
-_TMP_PREFIX = "dashnb-emulator-"
-_STALE_RE = re.compile(re.escape(_TMP_PREFIX) + r"(\d+)-")
-_swept = False
-
-
-def _sweep_stale_dirs() -> None:
-    """Delete the temp dirs of emulators whose process is gone (killed, or a kernel restarted
-    by force: no exit handler ran). Once per process, only this user's, never a live process's."""
-    global _swept
-    if _swept:
-        return
-    _swept = True
-    root = tempfile.gettempdir()
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return
-    for name in names:
-        m = _STALE_RE.match(name)
-        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
-            continue
-        path = os.path.join(root, name)
-        try:
-            if os.stat(path, follow_symlinks=False).st_uid != os.getuid() or not os.path.isdir(path):
-                continue
-        except OSError:
-            continue
-        log.debug("removing %s, left by process %s that no longer runs", path, m.group(1))
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it runs, as another user
-        return True
-    return True
-
-
-# -- where to listen and what the certificate names ---------------------------------------
-
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-def _certificate_names(host: str) -> list[str]:
-    names = list(_LOOPBACK_NAMES)
-    if host in _WILDCARDS:
-        # Listening everywhere: other machines reach it by this machine's name.
-        names.append(socket.gethostname())
-    elif host not in names:
-        names.append(host)
-    return list(dict.fromkeys(n for n in names if n))
-
-
-def _url_host(host: str) -> str:
-    """The host the URLs name: the host itself, or loopback for a wildcard (0.0.0.0 is no address to connect to)."""
-    return _WILDCARDS.get(host, host)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _listen(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets for ``host``: ``localhost`` means 127.0.0.1 and, where there is one, ::1.
-
-    Clients resolve ``localhost`` to either (some try ::1 first), so both must answer, on one port.
-    """
-    if host != "localhost":
-        return [_bind(host, port)]
-    for _ in range(20):
-        v4 = _bind("127.0.0.1", port)
-        if not socket.has_ipv6:
-            return [v4]
-        try:
-            return [v4, _bind("::1", v4.getsockname()[1])]
-        except OSError as exc:
-            v4.close()
-            if exc.errno != errno.EADDRINUSE:  # no IPv6 loopback on this machine
-                log.debug("localhost listens on 127.0.0.1 only: cannot bind ::1 (%s)", exc)
-                return [_bind("127.0.0.1", port)]
-            if port:
-                raise
-            # The kernel's free IPv4 port is taken on ::1: pick another.
-    raise OSError(errno.EADDRINUSE, "no port free on both 127.0.0.1 and ::1")

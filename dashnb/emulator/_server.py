@@ -1,13 +1,13 @@
-"""The emulator's HTTP side: an aiohttp low-level server speaking DashScope, and its counters.
+"""The emulator's HTTP side: an aiohttp low-level server speaking DashScope.
 
 It runs on the emulator's own event loop, behind the relay (see `_relay`), which owns the
-network timing. This module owns what the *server* does: answer, think, stall, refuse.
+network timing. This module owns what the *server* does: answer, think, stall, refuse. What it
+counts is in `_counters`; the limits a request meets before it is parsed, in `_limits`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hmac
 import ipaddress
 import json
@@ -19,6 +19,9 @@ from aiohttp import web
 
 from . import _catalogue, _embeddings, _multimodal
 from . import _replies as R
+from ._admission import _RID
+from ._counters import Counters
+from ._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, _depth, _RateLimiter, _read_body, _TooDeep, _TooLarge
 from ._profiles import ServerClock
 
 log = logging.getLogger(__name__)
@@ -31,87 +34,9 @@ STATS_PATH = "/_emulator/stats"
 #: POST APIs whose handlers live in their own modules: handler(app, request) -> response.
 MORE_POST_ROUTES = {**_embeddings.ROUTES, **_multimodal.ROUTES}
 
-#: The largest request body the emulator reads; a bigger one gets 413 naming this limit.
-MAX_BODY_BYTES = 1 << 20
-#: JSON nested deeper than this is refused with 400: no DashScope request needs more than a few levels.
-MAX_JSON_DEPTH = 64
-
-# Where a request keeps its id (aiohttp 3.13+ wants a typed key; older versions take the string).
-_RID = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "request_id"
 
 _SSE = "text/event-stream;charset=UTF-8"
 _JSON = "application/json"
-
-
-class Counters:
-    """What the server saw. Touched only on the emulator's loop; read through `snapshot`."""
-
-    def __init__(self):
-        # Gauges describe the present, so a reset keeps them; the rest counts from the last reset.
-        self.open_connections = 0
-        self.queued_connections = 0
-        self.epoch = 0
-        self.reset()
-
-    def reset(self) -> None:
-        self.epoch += 1
-        self.tcp_connections = 0
-        self.tls_handshakes = 0
-        self.requests = 0
-        self.peak_open_connections = self.open_connections
-        self.idle_closed = 0
-        # The emulator's defences (see the package docstring): connections turned away at the
-        # connection limit, closed to make room for a new one, or closed for a head too slow.
-        self.refused = 0
-        self.evicted = 0
-        self.head_timeouts = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.statuses: collections.Counter[str] = collections.Counter()
-        self.closed_requests_per_connection: list[int] = []
-
-    # called by the relay
-    def tcp_accepted(self, link) -> None:
-        self.tcp_connections += 1
-        link.epoch = self.epoch
-
-    def opened(self, link) -> None:
-        self.open_connections += 1
-        if self.open_connections > self.peak_open_connections:
-            self.peak_open_connections = self.open_connections
-
-    def closed(self, link) -> None:
-        self.open_connections -= 1
-        if self._counts(link):
-            self.closed_requests_per_connection.append(link.requests)
-
-    def closed_unadmitted(self, link) -> None:
-        if self._counts(link):
-            self.closed_requests_per_connection.append(0)
-
-    def _counts(self, link) -> bool:
-        # A connection opened before the last reset belongs to this count only if it served since.
-        return link.epoch == self.epoch or link.requests > 0
-
-    def snapshot(self, open_links) -> dict:
-        per_connection = list(self.closed_requests_per_connection)
-        per_connection += [link.requests for link in open_links if link.admitted and self._counts(link)]
-        return {
-            "tcp_connections": self.tcp_connections,
-            "tls_handshakes": self.tls_handshakes,
-            "requests": self.requests,
-            "open_connections": self.open_connections,
-            "peak_open_connections": self.peak_open_connections,
-            "queued_connections": self.queued_connections,
-            "idle_closed": self.idle_closed,
-            "refused_connections": self.refused,
-            "evicted_connections": self.evicted,
-            "head_timeouts": self.head_timeouts,
-            "requests_per_connection": per_connection,
-            "statuses": dict(sorted(self.statuses.items())),
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-        }
 
 
 class _Server(web.Server):
@@ -124,27 +49,6 @@ class _Server(web.Server):
     def connection_made(self, handler, transport) -> None:
         super().connection_made(handler, transport)
         self._on_ready(transport)
-
-
-class _RateLimiter:
-    """A token bucket: `rate` requests a second, bursts up to `rate`."""
-
-    def __init__(self):
-        self.rate = None
-        self.tokens = 0.0
-        self.stamp = 0.0
-
-    def take(self, rate: float, now: float) -> float:
-        """0 if the request may pass, else the seconds until it could."""
-        if rate != self.rate:
-            self.rate, self.tokens, self.stamp = rate, max(1.0, rate), now
-        capacity = max(1.0, rate)
-        self.tokens = min(capacity, self.tokens + (now - self.stamp) * rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / rate
 
 
 class DashScopeApp:
@@ -417,41 +321,6 @@ class DashScopeApp:
             body=json.dumps(payload, ensure_ascii=False).encode(),
             headers={"Content-Type": _JSON, **(headers or {})},
         )
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int | None):
-        self.size = size
-
-
-class _TooDeep(Exception):
-    pass
-
-
-async def _read_body(request, limit: int) -> bytes:
-    """The body, or `_TooLarge` as soon as it is known to exceed ``limit`` (never buffered past it)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _TooLarge(request.content_length)
-    buf = bytearray()
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > limit:
-            raise _TooLarge(request.content_length)
-    return bytes(buf)
-
-
-def _depth(value) -> int:
-    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion limit)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, level)
-            if level <= MAX_JSON_DEPTH:
-                todo.extend((x, level + 1) for x in item)
-    return deepest
 
 
 async def _stall(seconds: float) -> None:

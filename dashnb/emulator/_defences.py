@@ -1,0 +1,227 @@
+"""The relay's defences of the kernel it runs in: its own accept loop, the connection limit
+(refusing with a 503, or evicting the longest-idle connection), the head and idle deadlines, and
+what it does when the process runs out of file descriptors.
+
+``Defences`` is a part of `Relay` (a mixin): it reads the relay's links, options and counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ._link import Link, _ClientSide
+
+log = logging.getLogger(__name__)
+
+# Refusals at the connection limit that may linger at once (each holds its socket for up to
+# _REFUSAL_LINGER_S, so the client reads the 503 before the close); beyond, they close at once.
+_MAX_LINGERING = 32
+_REFUSAL_LINGER_S = 0.5
+_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# Connections accepted per wake-up of a listening socket (the limit is checked before each), and
+# how long accepting pauses when it fails for want of descriptors.
+_ACCEPT_BATCH = 16
+_ACCEPT_RETRY_S = 0.1
+
+
+def _refusal(limit: int) -> bytes:
+    """The plain-HTTP reply to a connection over the limit: a 503 in DashScope's error shape."""
+    rid = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "code": "ServiceUnavailable",
+            "message": f"The emulator is at its limit of {limit} open connections (connection_limit); "
+            "close idle connections or try again in a moment.",
+            "request_id": rid,
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nx-request-id: {rid}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _RateLimitedLog:
+    """At most one log line a second per kind; the line says how many it stood for."""
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.last: dict[str, float] = {}
+        self.skipped: collections.Counter[str] = collections.Counter()
+
+    def warning(self, kind: str, msg: str, *args) -> None:
+        now = self.loop.time()
+        if now - self.last.get(kind, -1e9) < 1.0:
+            self.skipped[kind] += 1
+            return
+        self.last[kind] = now
+        more = self.skipped.pop(kind, 0)
+        log.warning(msg + (f" ({more} more like this in the last second)" if more else ""), *args)
+
+
+class Defences:
+    """The relay's accept loop and the limits and deadlines it keeps (see the module docstring)."""
+
+    # Set by Relay.__init__ / defined by Relay; named here for the type checker.
+    loop: Any
+    _options: Callable[[], Any]
+    counters: Any
+    links: dict[int, Link]
+    listeners: list[socket.socket]
+    lingering: int
+    starting: int
+    auto_limit: int
+    warn: _RateLimitedLog
+    _sweep_handle: asyncio.TimerHandle | None
+    _closed: bool
+    _client_lost: Callable[[Link], None]
+
+    async def listen(self, socks) -> None:
+        # Our own accept loop, not loop.create_server: asyncio's accepts up to its backlog (1024)
+        # connections a tick before any protocol sees one, so a burst of waiting connections could
+        # take every descriptor the process has whatever the limit; and out of descriptors it logs
+        # a traceback per failed accept. Here the limit is checked before each accept.
+        for sock in socks:
+            sock.setblocking(False)
+            self.listeners.append(sock)
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+        self._sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
+
+    def _accept(self, sock: socket.socket) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # out of descriptors (or memory): wait, give some back
+                self._cannot_accept(sock, exc)
+                return
+            conn.setblocking(False)
+            limit = self.connection_limit()
+            refuse = len(self.links) + self.starting >= limit and not self.evict_one(
+                f"at the connection limit ({limit})"
+            )
+            self.starting += 1
+            self.loop.create_task(self._start(conn, limit if refuse else None))
+
+    async def _start(self, conn: socket.socket, refuse: int | None) -> None:
+        protocol = _ClientSide(self, refuse)
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, conn)
+        except OSError as exc:
+            log.debug("relay could not take an accepted connection: %s", exc)
+            conn.close()
+        except asyncio.CancelledError:  # the emulator is stopping
+            conn.close()
+            raise
+        finally:
+            if not protocol.made:
+                self.starting -= 1  # connection_made never ran: it counts this one down otherwise
+
+    def _cannot_accept(self, sock: socket.socket, exc: OSError) -> None:
+        self.warn.warning(
+            "accept",
+            "emulator cannot accept connections: %s; closing its longest-idle connection and retrying",
+            exc.strerror or exc,
+        )
+        self.evict_one(f"cannot accept: {exc.strerror or exc}")
+        self.loop.remove_reader(sock.fileno())
+        self.loop.call_later(_ACCEPT_RETRY_S, self._resume_accepting, sock)
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if not self._closed:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    # -- defences: the connection limit, deadlines, running out of files --------------------
+
+    def connection_limit(self) -> int:
+        return self._options().connection_limit or self.auto_limit
+
+    def _evictable(self, link: Link) -> bool:
+        # Nothing being answered and no reply on its way: the client loses no work.
+        return not link.busy and not link.closed and (link.to_client is None or not link.to_client.queue)
+
+    def evict_one(self, why: str) -> bool:
+        """Close the connection idle the longest to make room; False when every one is busy."""
+        victim = min(filter(self._evictable, self.links.values()), key=lambda lk: lk.last_activity, default=None)
+        if victim is None:
+            return False
+        self.counters.evicted += 1
+        log.debug("closing connection %d, idle the longest: %s", victim.id, why)
+        self._drop(victim)
+        return True
+
+    def _drop(self, link: Link) -> None:
+        """Close a connection now, both sides, freeing its descriptors."""
+        if not link.client.is_closing():
+            link.client.close()
+        self._client_lost(link)
+
+    def _refuse(self, transport, limit: int) -> bool:
+        """Turn a connection away; True when it lingers to deliver the 503."""
+        self.counters.refused += 1
+        self.warn.warning(
+            "refused",
+            "emulator refused a connection: all %d connections it may hold (connection_limit) are busy",
+            limit,
+        )
+        if self._options().tls != "off" or self.lingering >= _MAX_LINGERING:
+            # A TLS client could not read a plain-text reply: it sees the connection close.
+            transport.abort()
+            return False
+        self.lingering += 1
+        transport.write(_refusal(limit))
+        if transport.can_write_eof():
+            transport.write_eof()
+        # Closing with the client's request unread would reset the connection and could destroy
+        # the reply before the client reads it: read and discard for a moment, then close.
+        self.loop.call_later(_REFUSAL_LINGER_S, transport.abort)
+        return True
+
+    def _sweep_every(self) -> float:
+        opts = self._options()
+        timeouts = [t for t in (opts.head_timeout, opts.idle_timeout) if t is not None]
+        return min([1.0] + [max(0.02, t / 4) for t in timeouts])
+
+    def _sweep(self) -> None:
+        """Close connections past their deadlines: too slow to send a head, or idle too long."""
+        self._sweep_handle = None
+        opts = self._options()
+        now = self.loop.time()
+        for link in list(self.links.values()):
+            if not link.admitted or link.busy or link.closed:
+                continue
+            if link.head_since is not None:
+                if opts.head_timeout is not None and now - link.head_since > opts.head_timeout:
+                    self.counters.head_timeouts += 1
+                    log.debug("closing connection %d: no complete request head in %gs", link.id, opts.head_timeout)
+                    self._drop(link)
+            elif (
+                opts.idle_timeout is not None and now - link.last_activity > opts.idle_timeout and self._evictable(link)
+            ):
+                self.counters.idle_closed += 1
+                log.debug("closing connection %d: idle for %gs (idle_timeout)", link.id, opts.idle_timeout)
+                self._drop(link)
+        if not self._closed:
+            self._sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
+
+    def exception_handler(self, loop, context) -> None:
+        """The emulator loop's handler. The servers behind the relay accept through asyncio, whose
+        accept loop, out of descriptors, reports every failed accept (up to 1024 a tick) with a
+        traceback: one line a second here, and the longest-idle connection's descriptors back."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_FILES and "accept" in context.get("message", ""):
+            if self.warn.last.get("accept", -1e9) + 1.0 <= loop.time():
+                self.evict_one("the process is out of file descriptors")
+            self.warn.warning("accept", "emulator cannot accept connections: %s; retrying", exc.strerror or exc)
+            return
+        loop.default_exception_handler(context)

@@ -1,0 +1,67 @@
+"""The limits every request meets before the emulator parses it: the body's size, the JSON's depth,
+and the rate limit's token bucket. Shared by text generation (`_server`) and the other APIs
+(`_admission`).
+"""
+
+from __future__ import annotations
+
+#: The largest request body the emulator reads; a bigger one gets 413 naming this limit.
+MAX_BODY_BYTES = 1 << 20
+#: JSON nested deeper than this is refused with 400: no DashScope request needs more than a few levels.
+MAX_JSON_DEPTH = 64
+
+
+class _RateLimiter:
+    """A token bucket: `rate` requests a second, bursts up to `rate`."""
+
+    def __init__(self):
+        self.rate = None
+        self.tokens = 0.0
+        self.stamp = 0.0
+
+    def take(self, rate: float, now: float) -> float:
+        """0 if the request may pass, else the seconds until it could."""
+        if rate != self.rate:
+            self.rate, self.tokens, self.stamp = rate, max(1.0, rate), now
+        capacity = max(1.0, rate)
+        self.tokens = min(capacity, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / rate
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int | None):
+        self.size = size
+
+
+class _TooDeep(Exception):
+    pass
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The body, or `_TooLarge` as soon as it is known to exceed ``limit`` (never buffered past it)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _TooLarge(request.content_length)
+    buf = bytearray()
+    async for chunk in request.content.iter_any():
+        buf += chunk
+        if len(buf) > limit:
+            raise _TooLarge(request.content_length)
+    return bytes(buf)
+
+
+def _depth(value) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (iterative: no recursion limit)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                todo.extend((x, level + 1) for x in item)
+    return deepest
