@@ -102,7 +102,36 @@ def _set_trace(request: httpcore.Request, trace: Any, watch: RequestWatch) -> No
     request.extensions["trace"] = trace
 
 
-class ObservedConnection(httpcore.ConnectionInterface):
+class _Delegating:
+    """What httpcore asks a connection about its state, answered by the connection it wraps
+    (the same for the sync and the async twin)."""
+
+    _inner: Any
+    _dashnb_id: int | None
+
+    def info(self) -> str:
+        return self._inner.info()
+
+    def can_handle_request(self, origin: httpcore.Origin) -> bool:
+        return self._inner.can_handle_request(origin)
+
+    def is_available(self) -> bool:
+        return self._inner.is_available()
+
+    def has_expired(self) -> bool:
+        return self._inner.has_expired()
+
+    def is_idle(self) -> bool:
+        return self._inner.is_idle()
+
+    def is_closed(self) -> bool:
+        return self._inner.is_closed()
+
+    def __repr__(self) -> str:
+        return f"<dashnb connection {self._dashnb_id} {self._inner!r}>"
+
+
+class ObservedConnection(_Delegating, httpcore.ConnectionInterface):
     """A pooled connection that numbers itself and watches each request it serves."""
 
     _dashnb_observer: _observe.Observer
@@ -127,29 +156,8 @@ class ObservedConnection(httpcore.ConnectionInterface):
     def close(self) -> None:
         self._inner.close()
 
-    def info(self) -> str:
-        return self._inner.info()
 
-    def can_handle_request(self, origin: httpcore.Origin) -> bool:
-        return self._inner.can_handle_request(origin)
-
-    def is_available(self) -> bool:
-        return self._inner.is_available()
-
-    def has_expired(self) -> bool:
-        return self._inner.has_expired()
-
-    def is_idle(self) -> bool:
-        return self._inner.is_idle()
-
-    def is_closed(self) -> bool:
-        return self._inner.is_closed()
-
-    def __repr__(self) -> str:
-        return f"<dashnb connection {self._dashnb_id} {self._inner!r}>"
-
-
-class ObservedAsyncConnection(httpcore.AsyncConnectionInterface):
+class ObservedAsyncConnection(_Delegating, httpcore.AsyncConnectionInterface):
     """The async twin of ``ObservedConnection`` (httpcore awaits async trace callbacks)."""
 
     _dashnb_observer: _observe.Observer
@@ -173,27 +181,6 @@ class ObservedAsyncConnection(httpcore.AsyncConnectionInterface):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-    def info(self) -> str:
-        return self._inner.info()
-
-    def can_handle_request(self, origin: httpcore.Origin) -> bool:
-        return self._inner.can_handle_request(origin)
-
-    def is_available(self) -> bool:
-        return self._inner.is_available()
-
-    def has_expired(self) -> bool:
-        return self._inner.has_expired()
-
-    def is_idle(self) -> bool:
-        return self._inner.is_idle()
-
-    def is_closed(self) -> bool:
-        return self._inner.is_closed()
-
-    def __repr__(self) -> str:
-        return f"<dashnb connection {self._dashnb_id} {self._inner!r}>"
 
 
 class ObservedPool(httpcore.ConnectionPool):

@@ -1,7 +1,7 @@
 """What every model API of the emulator does before it answers: read the body within its limit,
-check the key, apply the rate limit and the injected failures, parse the JSON. Shared by the
-embedding and multimodal handlers (`_embeddings`, `_multimodal`), which answer in the native or
-the OpenAI-compatible error shape as their path says.
+check the key, apply the rate limit and the injected failures, parse the JSON. Shared by text
+generation (`_server`) and the embedding and multimodal handlers (`_embeddings`, `_multimodal`),
+which answer in the native or the OpenAI-compatible error shape as their path says.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from . import _replies as R
 from ._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, _depth, _read_body, _TooLarge
+from ._options import EmulatorOptions
 
 # Where a request keeps its id (aiohttp 3.13+ wants a typed key; older versions take the string).
 _RID = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "request_id"
@@ -24,7 +25,7 @@ _SSE = "text/event-stream;charset=UTF-8"
 @dataclass
 class Admitted:
     body: object  # the parsed JSON
-    opts: object  # the live EmulatorOptions for this request
+    opts: EmulatorOptions  # the live options for this request
     rid: str  # its request id
 
 
@@ -43,8 +44,14 @@ class Refusal:
         return self.app._json(status, R.native_error(code, message, self.rid), headers)
 
 
-async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
-    """The request's parsed body, or the response refusing it (as the generation API refuses)."""
+async def admit(
+    app, request, fail: Refusal, *, too_large_hint: str = "", object_only: bool = True
+) -> Admitted | web.Response:
+    """The request's parsed body, or the response refusing it (as the generation API refuses).
+
+    `too_large_hint` ends the 413's message with what to shorten; `object_only=False` leaves a
+    body that is not a JSON object to the caller's parser, which names the protocol's own code.
+    """
     opts = app.options()
     try:
         raw = await _read_body(request, MAX_BODY_BYTES)
@@ -53,7 +60,8 @@ async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
         return fail(
             413,
             "RequestTooLarge",
-            f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}.",
+            f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}."
+            + (f" {too_large_hint}" if too_large_hint else ""),
         )
     if not app._authorized(request):
         return fail(401, "InvalidApiKey", app._key_problem(request))
@@ -86,7 +94,7 @@ async def admit(app, request, fail: Refusal) -> Admitted | web.Response:
         )
     except ValueError:
         return fail(400, "InvalidParameter", "The request body is not valid JSON.")
-    if not isinstance(body, dict):
+    if object_only and not isinstance(body, dict):
         return fail(400, "InvalidParameter", "The request body must be a JSON object.")
     return Admitted(body=body, opts=opts, rid=fail.rid)
 

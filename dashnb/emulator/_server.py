@@ -19,9 +19,9 @@ from aiohttp import web
 
 from . import _catalogue, _embeddings, _multimodal
 from . import _replies as R
-from ._admission import _RID
+from ._admission import _RID, Refusal, admit
 from ._counters import Counters
-from ._limits import MAX_BODY_BYTES, MAX_JSON_DEPTH, _depth, _RateLimiter, _read_body, _TooDeep, _TooLarge
+from ._limits import _RateLimiter
 from ._profiles import ServerClock
 
 log = logging.getLogger(__name__)
@@ -186,64 +186,21 @@ class DashScopeApp:
         return "Invalid API-key provided."
 
     async def _generate(self, request, *, compatible: bool):
-        opts = self.options()
         rid = request[_RID]
         sse = not compatible and request.headers.get("X-DashScope-SSE", "").lower() == "enable"
-
-        def fail(status, code, message, headers=None):
-            if compatible:
-                return self._json(status, R.compatible_error(status, code, message, rid), headers)
-            if sse:
-                body = R.sse_event(1, "error", status, R.native_error(code, message, rid))
-                return web.Response(status=status, body=body, headers={"Content-Type": _SSE, **(headers or {})})
-            return self._json(status, R.native_error(code, message, rid), headers)
-
+        fail = Refusal(self, rid, compatible=compatible, sse=sse)
+        got = await admit(
+            self, request, fail, too_large_hint="Shorten the prompt or the conversation.", object_only=False
+        )
+        if isinstance(got, web.StreamResponse):
+            return got
+        body, opts = got.body, got.opts
         try:
-            raw = await _read_body(request, MAX_BODY_BYTES)
-        except _TooLarge as exc:
-            size = f"{exc.size} bytes" if exc.size is not None else "more than that"
-            return fail(
-                413,
-                "RequestTooLarge",
-                f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}. "
-                "Shorten the prompt or the conversation.",
-            )
-        if not self._authorized(request):
-            return fail(401, "InvalidApiKey", self._key_problem(request))
-        if opts.rate_limit is not None:
-            wait = self.limiter.take(opts.rate_limit, self.loop.time())
-            if wait:
-                return fail(
-                    429,
-                    "Throttling.RateQuota",
-                    "Requests rate limit exceeded, please try again later.",
-                    {"Retry-After": str(max(1, math.ceil(wait)))},
-                )
-        if opts.error_rate:
-            # A deterministic sequence with exactly this share of failures: lessons and tests repeat.
-            self._error_acc += opts.error_rate
-            if self._error_acc >= 1.0 - 1e-9:
-                self._error_acc -= 1.0
-                if opts.error_status == 503:
-                    return fail(503, "ServiceUnavailable", "The service is temporarily overloaded (emulated).")
-                return fail(500, "InternalError", "An internal error has occurred, please retry (emulated).")
-        try:
-            body = json.loads(raw) if raw else None
-            if _depth(body) > MAX_JSON_DEPTH:
-                raise _TooDeep
             if compatible:
                 req, stream, include_usage = R.parse_compatible(body)
             else:
                 req, stream, include_usage = R.parse_native(body), sse, False
             R.check_mode(req, stream)
-        except (RecursionError, _TooDeep):  # the json scanner recurses once per level
-            return fail(
-                400,
-                "InvalidParameter",
-                f"The request body is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects.",
-            )
-        except ValueError:
-            return fail(400, "InvalidParameter", "The request body is not valid JSON.")
         except R.RequestError as exc:
             return fail(exc.status, exc.code, exc.message)
 
