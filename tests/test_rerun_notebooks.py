@@ -25,11 +25,29 @@ nbformat = pytest.importorskip("nbformat")
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = [*sorted(NOTEBOOKS_DIR.glob("0*.ipynb")), NOTEBOOKS_DIR / "workshop.ipynb"]
 
+# What re-running finds today, per notebook (cell numbers count code cells from 0). Strict: once a
+# notebook is fixed its test passes and the mark must go.
+FOUND = {
+    "00_quickstart": "cells 2-5 assert connection counts of a first run (opened 0 / (2, 1) / (0, 5) on a re-run); "
+    "cells 11 and 15 unpack exactly two turns of a conversation that grows on every re-run",
+    "01_sync_sessions": "cell 15 checks the calls of one run top to bottom (238) against all the emulator answered",
+    "02_async_connector": "cells 15, 16 and 18 assert pool counts that hold only on a first run",
+    "03_java_pool_parameters": "cell 6 starts a private emulator on every run and only the last cell stops one: "
+    "19 emulators, 19 threads and 151 fds more after re-runs",
+    "05_timeouts_and_failures": "cell 0 starts a private emulator on every run, the last cell stops one: one left over",
+    "06_httpx_generation": "cells 1 and 9 start private emulators on every run, the last cell stops one of each: "
+    "19 emulators more after re-runs",
+}
+PARAMS = [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=FOUND[p.stem])) if p.stem in FOUND else p
+    for p in NOTEBOOKS
+]
+
 FAST = 0.5  # seconds: a cell whose first run took less is re-run MANY times, a slower one FEW
 MANY, FEW = 20, 2
 # Extra seconds of re-running per notebook: slow cells are re-run fewer times (at least once) to
 # stay within it, so the whole file stays a few minutes on a small CI machine.
-BUDGET = 30.0
+BUDGET = 10.0
 CELL_TIMEOUT = 180.0
 FD_SLACK = 5  # a pooled connection or a log file may be open at one moment and not the other
 DRAIN = 5.0  # seconds the kernel may take for threads of the last re-run to end
@@ -105,7 +123,7 @@ def test_repeats_follow_the_first_run():
     assert repeats([0.1, 40.0], budget=30) == [MANY, 1]  # every cell is re-run at least once
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
 def test_rerunning_every_cell_leaves_the_one_run_level(path, tmp_path):
     cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     # The kernel as nbval's: the notebook's folder as working directory, offline because no key is
@@ -125,8 +143,9 @@ def test_rerunning_every_cell_leaves_the_one_run_level(path, tmp_path):
         for i, (code, k) in enumerate(zip(cells, ks, strict=True)):
             for n in range(k):
                 error, _ = _run(kc, code)
-                if error is not None:
-                    failed.setdefault(i, f"re-run {n + 1}: {error}")
+                if error is not None:  # one failure says it; the resource check still follows
+                    failed[i] = f"re-run {n + 1}: {error}"
+                    break
         extra = time.monotonic() - started
         after = _level(kc, floor=once, drain=DRAIN)
 
