@@ -9,12 +9,13 @@ import time
 
 
 @contextlib.contextmanager
-def running_kernel(tmp_path, *, stderr_path=None, always_warn=False):
+def running_kernel(tmp_path, *, stderr_path=None, always_warn=False, cwd=None, drop=()):
     """A python3 kernel on this interpreter, offline (no DASHSCOPE_API_KEY: the emulator), with its
-    IPython and matplotlib state in tmp_path; yields (manager, client)."""
+    IPython and matplotlib state in tmp_path; yields (manager, client). It runs in ``cwd`` (default
+    tmp_path; a notebook's folder for its cells, as nbval does), without the variables in ``drop``."""
     from jupyter_client.manager import KernelManager
 
-    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY" and k not in drop}
     env["IPYTHONDIR"] = str(tmp_path / "ipython")
     env["MPLCONFIGDIR"] = str(tmp_path / "mpl")
     if always_warn:
@@ -23,7 +24,7 @@ def running_kernel(tmp_path, *, stderr_path=None, always_warn=False):
     km.kernel_spec.argv[0] = sys.executable  # this venv's interpreter, whatever the spec says
     with contextlib.ExitStack() as stack:
         err = stack.enter_context(open(stderr_path, "wb")) if stderr_path else None
-        km.start_kernel(env=env, cwd=str(tmp_path), **({"stderr": err} if err else {}))
+        km.start_kernel(env=env, cwd=str(cwd or tmp_path), **({"stderr": err} if err else {}))
     kc = km.client()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)
