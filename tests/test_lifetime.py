@@ -106,3 +106,24 @@ def test_rerunning_the_lab_cell_twenty_times_leaks_nothing(tmp_path):
     # thread or two more or fewer depending on timing, which is not a leak.
     assert threads <= once[0] + 2, (once, out)
     assert fds <= once[1] + 10, (once, out)
+
+
+def test_a_named_private_emulator_replaces_the_one_started_under_its_name():
+    # What a re-run notebook cell does: the same start() again. Without a name each run adds an
+    # emulator (its thread keeps it alive); with one, the previous one is stopped.
+    from dashnb import emulator
+
+    before = len(emulator.running())
+    first = emulator.start(shared=False, name="rerun-test")
+    second = emulator.start(shared=False, name="rerun-test")
+    try:
+        assert first.stopped and not second.stopped
+        assert len(emulator.running()) == before + 1
+        other = emulator.start(shared=False, name="another")
+        assert not second.stopped and len(emulator.running()) == before + 2
+        other.stop()
+    finally:
+        second.stop()
+    assert len(emulator.running()) == before
+    with pytest.raises(ValueError, match="shared=False"):
+        emulator.start(name="rerun-test")

@@ -64,16 +64,20 @@ __all__ = ["TLS_CHOICES", "Emulator", "EmulatorOptions", "running", "start"]
 
 _ALL: weakref.WeakSet[Emulator] = weakref.WeakSet()  # every emulator started, to stop at exit
 _REGISTRY_LOCK = LOCK
+# Private emulators started with a name: a re-run cell replaces its own instead of adding one.
+_NAMED: dict[str, Emulator] = {}
 
 
-def start(*, shared: bool = True, **options) -> Emulator:
+def start(*, shared: bool = True, name: str | None = None, **options) -> Emulator:
     """Start an emulator, or return the one this process already runs with the same options.
 
     Re-running a cell is safe: the same call gives back the running emulator, its live options
     reset to what the call asks for (a slider may have changed them since).
 
     ``shared=False`` always starts a new, private emulator that no other ``start()`` call will
-    hand out (for code that reconfigures it live or reads its counters); stop it yourself.
+    hand out (for code that reconfigures it live or reads its counters); stop it yourself. Give
+    it a ``name`` in a notebook cell: starting a private emulator under a name stops the one
+    started under that name before, so re-running the cell leaves one emulator, not one per run.
 
     A shared emulator is used by everyone who asks for it, the default session among them, so
     no one can stop it from under the others: each ``start()`` counts as one use, ``stop()`` (or
@@ -87,8 +91,19 @@ def start(*, shared: bool = True, **options) -> Emulator:
             UserWarning,
             stacklevel=2,
         )
+    if name is not None and shared:
+        raise ValueError("name= is for private emulators: pass shared=False with it")
     if not shared:
-        return _launch(opts)
+        if name is None:
+            return _launch(opts)
+        with _REGISTRY_LOCK:
+            previous = _NAMED.pop(name, None)
+        if previous is not None and not previous._stopped:
+            previous.stop()
+        emu = _launch(opts)
+        with _REGISTRY_LOCK:
+            _NAMED[name] = emu
+        return emu
     emu = _shared(opts)
     with _REGISTRY_LOCK:
         emu._holds += 1
