@@ -110,13 +110,26 @@ def _merge_timeout(caller: Mapping[str, Any] | None, config: PoolConfig) -> dict
 # -- the transports and clients ------------------------------------------------------------------
 
 
-def _pool_kwargs(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> dict[str, Any]:
-    return {
-        "ssl_context": ssl_context,
-        "max_connections": limits.max_connections,
-        "max_keepalive_connections": limits.max_keepalive_connections,
-        "keepalive_expiry": limits.keepalive_expiry,
-    }
+def _observed_pool(
+    path: str, conn_base: type, pool_base: type, observer: _observe.Observer, limits: httpx.Limits, ssl_context
+) -> tuple[Any, Any]:
+    """An observed httpcore pool with ``limits``, and the call that drops its open-count probe.
+
+    httpx builds its pool itself and takes no pool class: the transports replace theirs with this
+    one, built with the same settings (no proxy: dashnb's endpoints connect directly)."""
+    registry = Registry()
+    unprobe = observer.add_open_probe(path, registry.open_count)
+    conn_cls = type(f"Dashnb{conn_base.__name__}", (conn_base,), {"_dashnb_observer": observer})
+    pool_cls = type(
+        f"Dashnb{pool_base.__name__}", (pool_base,), {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry}
+    )
+    pool = pool_cls(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+    )
+    return pool, unprobe
 
 
 class DashnbTransport(httpx.HTTPTransport):
@@ -127,15 +140,9 @@ class DashnbTransport(httpx.HTTPTransport):
     ) -> None:
         limits = httpx_limits(config, is_async=False)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
-        registry = Registry()
-        self._dashnb_unprobe = observer.add_open_probe("sync", registry.open_count)
-        conn_cls = type("DashnbConnection", (ObservedConnection,), {"_dashnb_observer": observer})
-        pool_cls = type(
-            "DashnbConnectionPool", (ObservedPool,), {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry}
+        self._pool, self._dashnb_unprobe = _observed_pool(
+            "sync", ObservedConnection, ObservedPool, observer, limits, ssl_context
         )
-        # httpx builds its pool itself and takes no pool class: replace it with the observed one,
-        # built with the same settings (no proxy: dashnb's endpoints connect directly).
-        self._pool = pool_cls(**_pool_kwargs(limits, ssl_context))
         self.pool_config = config
         self.observer = observer
         self.drain_budget = drain_budget
@@ -171,15 +178,9 @@ class DashnbAsyncTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         limits = httpx_limits(config, is_async=True)
         super().__init__(verify=ssl_context, limits=limits, trust_env=False)
-        registry = Registry()
-        self._dashnb_unprobe = observer.add_open_probe("async", registry.open_count)
-        conn_cls = type("DashnbAsyncConnection", (ObservedAsyncConnection,), {"_dashnb_observer": observer})
-        pool_cls = type(
-            "DashnbAsyncConnectionPool",
-            (ObservedAsyncPool,),
-            {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry},
+        self._pool, self._dashnb_unprobe = _observed_pool(
+            "async", ObservedAsyncConnection, ObservedAsyncPool, observer, limits, ssl_context
         )
-        self._pool = pool_cls(**_pool_kwargs(limits, ssl_context))
         self.pool_config = config
         self.observer = observer
         self.drain_budget = drain_budget
