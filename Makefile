@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Jupyter refuses to start as root unless told that is intended.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+# nbval's outputs sanitizer and the hook that fails a cell printing a key live in tests/, out of the
+# folder learners browse in JupyterLab.
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_keys
 
 .PHONY: install lab lint test test-fast workshop demo bench crosscheck clean
 
@@ -46,19 +48,18 @@ workshop: $(STAMP)
 	JUPYTER_PATH=$(CURDIR)/dashnb/_jupyter/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 
 # Lint, format and types: quick, so `make test` runs them first.
-LINTED := dashnb tests benchmarks notebooks/conftest.py
+LINTED := dashnb tests benchmarks
 lint: $(STAMP)
 	$(BIN)/python -m ruff check $(LINTED)
 	$(BIN)/python -m ruff format --check $(LINTED)
 	$(BIN)/python -m mypy
 
 # Every test: lint, the doctests of every module, then unit, integration, real-kernel, OkHttp,
-# nbval over the notebooks (each executed once) and browser. The doctests run on their own:
-# --doctest-modules would also import tests/conftest.py and notebooks/conftest.py, two modules
-# both named "conftest".
+# nbval over the notebooks (each executed once) and browser. The doctests run on their own, so
+# that --doctest-modules does not import the test modules.
 test: lint
 	$(BIN)/python -m pytest dashnb --doctest-modules -q
-	$(BIN)/python -m pytest tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest tests notebooks $(NBVAL) --durations=15
 
 # Everything but the slow, kernel, browser and java (OkHttp) tests: the inner loop while editing.
 test-fast: $(STAMP)

@@ -389,9 +389,9 @@ def test_secret_scan_reads_python_not_strings():
     assert _violations(clean) == []
 
 
-# --- notebooks/sanitize.cfg --------------------------------------------------------------
+# --- tests/nbval_sanitize.cfg --------------------------------------------------------------
 
-SANITIZE = REPO / "notebooks" / "sanitize.cfg"
+SANITIZE = REPO / "tests" / "nbval_sanitize.cfg"
 
 # (raw output, what it must become); each sanitizer section has at least one sample.
 SANITIZE_SAMPLES = [

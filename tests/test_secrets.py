@@ -207,14 +207,11 @@ KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9]{16,}|\bemu-[A-Za-z0-9_-]{16}\b")
 @pytest.mark.slow
 @pytest.mark.parametrize("leak", [True, False])
 def test_nbval_run_fails_a_cell_that_prints_a_key(leak, tmp_path):
-    """notebooks/conftest.py scans what nbval executes (each notebook runs once per make test):
-    a cell that prints an emulator's key fails even when its output is not compared; the same
-    notebook without the print passes (the control)."""
-    import shutil
-
+    """tests/nbval_keys.py (the plugin `make test` loads with -p) scans what nbval executes (each
+    notebook runs once per make test): a cell that prints an emulator's key fails even when its
+    output is not compared; the same notebook without the print passes (the control)."""
     import nbformat
 
-    shutil.copy(REPO / "notebooks" / "conftest.py", tmp_path / "conftest.py")
     show = "print(emu.api_key)" if leak else "print(len(emu.api_key))"
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -225,6 +222,7 @@ def test_nbval_run_fails_a_cell_that_prints_a_key(leak, tmp_path):
     )
     nbformat.write(nb, tmp_path / "leak.ipynb")
     env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))  # for -p tests.nbval_keys
     env.pop("DASHSCOPE_API_KEY", None)
     proc = subprocess.run(
         [
@@ -236,6 +234,8 @@ def test_nbval_run_fails_a_cell_that_prints_a_key(leak, tmp_path):
             "no:cacheprovider",
             "--nbval-lax",
             "--nbval-current-env",
+            "-p",
+            "tests.nbval_keys",
             "leak.ipynb",
         ],
         cwd=tmp_path,

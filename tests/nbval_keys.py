@@ -4,6 +4,9 @@ An API key must never reach a notebook's output. nbval compares outputs with the
 but cells marked ``NBVAL_IGNORE_OUTPUT`` are not compared, so this hook reads what each cell
 actually printed: key-shaped text (a DashScope ``sk-`` key, an emulator ``emu-`` key) fails the
 cell, whichever key the kernel used.
+
+A plugin rather than a notebooks/conftest.py, so the folder learners open holds lessons only:
+`make test` loads it with ``-p tests.nbval_keys``.
 """
 
 import json
