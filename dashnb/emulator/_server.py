@@ -13,7 +13,7 @@ import ipaddress
 import json
 import logging
 import math
-import uuid
+import os
 
 from aiohttp import web
 
@@ -287,5 +287,15 @@ async def _stall(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
+# The hex digit that starts a version-4 UUID's fourth group: its two top bits are the variant, 10.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def _rid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form, like the service's request ids.
+
+    Made from 16 random bytes directly: every request gets one, and ``str(uuid.uuid4())``
+    costs three times as much (a UUID object, an int and back). The same 122 random bits.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
