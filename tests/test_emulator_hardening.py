@@ -138,6 +138,45 @@ def _raw_post(emu, session, data: bytes, *, key=None, path=GEN, base=None):
     return session.post((base or emu.base_url) + path, data=data, headers=headers, timeout=10)
 
 
+def _read_reply(tls) -> tuple[int, bytes]:
+    """Status and body of the one reply on a connection the server closes after it."""
+    data = b""
+    while chunk := tls.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("size", ["small", "too large"])
+def test_a_body_still_arriving_is_read_to_its_end(emu, session, size):
+    # Most bodies have arrived whole when the server reads them; this one is chunked and its
+    # second half is sent only after the server has waited for it, so the other way of reading
+    # a body (as it arrives, counting it against the limit) is the one answering.
+    prompt = "List three tips for pools" if size == "small" else "x" * MAX_BODY_BYTES
+    body = json.dumps({"model": "qwen-plus", "input": {"prompt": prompt}}).encode()
+    half = len(body) // 2
+    head = (
+        f"POST /api/v1{GEN} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {emu.api_key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    ctx = emu.ssl_context()
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(head.encode() + b"%x\r\n" % half + body[:half] + b"\r\n")
+            tls.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                tls.recv(1)  # half a body gets no reply: the server waits for the rest
+            tls.settimeout(10)
+            tls.sendall(b"%x\r\n" % (len(body) - half) + body[half:] + b"\r\n0\r\n\r\n")
+            status, reply = _read_reply(tls)
+    if size == "small":
+        whole = _raw_post(emu, session, body)  # the same body, sent at once with its length
+        assert status == 200 and whole.status_code == 200
+        assert json.loads(reply)["output"] == whole.json()["output"]
+    else:
+        assert status == 413 and json.loads(reply)["code"] == "RequestTooLarge"
+
+
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
 def test_absurdly_nested_json_is_400(emu, session, depth):
     nested = b"[" * depth + b"]" * depth

@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 import ssl
+import uuid
 
 import aiohttp
 import dashscope
@@ -115,6 +116,20 @@ def test_replies_are_deterministic_and_request_ids_unique(sdk, session):
     assert len({text_of(r) for r in replies}) == 1
     assert len({r.request_id for r in replies}) == 3
     assert all(r.request_id for r in replies)
+
+
+def test_request_ids_are_random_version_4_uuids():
+    # The server writes its ids itself from random bytes (_server._rid), not through uuid.uuid4().
+    from dashnb.emulator._server import _rid
+
+    ids = [_rid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        u = uuid.UUID(rid)
+        assert str(u) == rid and u.version == 4 and u.variant == uuid.RFC_4122
+    # every variant digit turns up (a fixed one would be missed 2000 times in a row: never by chance)
+    assert {rid[19] for rid in ids} == set("89ab")
+    assert {rid[-1] for rid in ids} == set("0123456789abcdef")
 
 
 def test_the_request_decides_the_reply(sdk, session):

@@ -8,6 +8,7 @@ SDKs would trip on shows up here, without a server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import re
@@ -167,6 +168,42 @@ def test_parse_compatible():
 
     req, stream, include_usage = R.parse_compatible({"model": "qwen-plus", "messages": MSGS})
     assert (stream, include_usage, req.max_tokens) == (False, False, None)
+
+
+_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    "parse, body",
+    [
+        (R.parse_native, {"model": "qwen-plus", "input": {"messages": MSGS}}),
+        (R.parse_native, {"model": "qwen-plus", "input": {"prompt": "hi"}, "parameters": {"max_tokens": 4}}),
+        (R.parse_native, {"model": "qwen3-8b", "input": {"prompt": "hi"}}),  # thinks by default
+        (
+            R.parse_native,
+            {"model": "qwen-plus", "input": {"messages": MSGS}, "parameters": {"tools": [_TOOL], "n": 2, "stop": "x"}},
+        ),
+        (lambda b: R.parse_compatible(b)[0], {"model": "qwen-plus", "messages": MSGS}),
+        (lambda b: R.parse_compatible(b)[0], {"model": "qwen-plus", "messages": MSGS, "seed": 3, "tools": [_TOOL]}),
+    ],
+)
+def test_parsed_requests_are_whole_frozen_generation_requests(parse, body):
+    # The parsers fill a GenerationRequest without its __init__ (see _request._new): the
+    # result must be the object __init__ would have made, every field set, still frozen.
+    req = parse(body)
+    fields = dataclasses.fields(R.GenerationRequest)
+    assert type(req) is R.GenerationRequest and set(vars(req)) == {f.name for f in fields}
+    same = R.GenerationRequest(**{f.name: getattr(req, f.name) for f in fields})
+    assert req == same and repr(req) == repr(same)
+    try:
+        expected = hash(same)
+    except TypeError:  # a tool's parameters are a dict: such a request was never hashable
+        with pytest.raises(TypeError):
+            hash(req)
+    else:
+        assert hash(req) == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.model = "qwen-max"  # type: ignore[misc]
 
 
 def test_parse_compatible_max_completion_tokens_wins():

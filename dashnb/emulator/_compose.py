@@ -86,6 +86,8 @@ def compose(request: GenerationRequest, *, reply_tokens: int) -> Reply:
 def compose_choices(request: GenerationRequest, *, reply_tokens: int) -> tuple[Reply, ...]:
     """One reply per choice asked for (``n``); the native text format has room for one."""
     count = request.n if request.result_format == "message" else 1
+    if count == 1:  # nearly every request: no generator to build and run
+        return (_compose_one(request, reply_tokens, 0),)
     return tuple(_compose_one(request, reply_tokens, i) for i in range(count))
 
 

@@ -79,11 +79,14 @@ class _Delay:
         self.held = 0  # bytes queued, not yet written
         self.gate = gate  # reading from the sender: paused while too much is held
 
-    def push(self, item, due: float) -> None:
+    def push(self, item, due: float, now: float | None = None) -> None:
+        """Send ``item`` at ``due``; ``now``, if given, is the loop's time the caller just read."""
         # Never deliver before the previous chunk: jitter must not reorder a byte stream.
-        due = max(due, self.last_due)
+        if due < self.last_due:
+            due = self.last_due
         self.last_due = due
-        if due <= self.loop.time() and not self.queue:
+        # Due already (always, at rtt 0) and nothing ahead of it: out at once, no timer.
+        if not self.queue and due <= (self.loop.time() if now is None else now):
             self._deliver(item)
             return
         self.queue.append((due, item))

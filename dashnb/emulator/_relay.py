@@ -131,21 +131,27 @@ class Relay(Defences):
         if not link.busy and link.head_since is None:
             link.head_since = now  # a new request is coming: its head has a deadline
         opts = self._options()
-        # The TCP handshake round trip: nothing the client sends can arrive before it completes.
-        due = max(now, link.accepted_at + opts.rtt_ms / 1000.0) + self._one_way(opts)
+        if opts.rtt_ms or opts.jitter_ms:
+            # The TCP handshake round trip: nothing the client sends can arrive before it completes.
+            due = max(now, link.accepted_at + opts.rtt_ms / 1000.0) + self._one_way(opts)
+        else:
+            due = now  # what the line above gives with no network to cross, without its calls
         if link.to_server is None:
             link.pending.append((due, data))
             link.pending_bytes += len(data)
             link.client_gate.level("held", link.pending_bytes)
         else:
-            link.to_server.push(data, due)
+            link.to_server.push(data, due, now)
 
     def _from_server(self, link: Link, data: bytes) -> None:
         now = self.loop.time()
         link.last_activity = now
         self.counters.bytes_out += len(data)
         if link.to_client is not None:
-            link.to_client.push(data, now + self._one_way(self._options()))
+            opts = self._options()
+            # With no network to cross the chunk is due now: spare the call (and the queue, in push).
+            due = now + self._one_way(opts) if opts.rtt_ms or opts.jitter_ms else now
+            link.to_client.push(data, due, now)
 
     def _client_eof(self, link: Link) -> None:
         if not link.admitted:

@@ -12,7 +12,7 @@ words. No I/O: ``dashnb.emulator._replies`` composes the reply, ``_wire`` frames
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 from ._catalogue import CATALOGUE, CHAT_MODELS
 from ._tools import Tool, ToolError, parse_tool_choice, parse_tools
@@ -66,6 +66,22 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     n: int = 1
     seed: int | None = None
+
+
+# Every field's default: what `_new` starts from.
+_DEFAULTS = {f.name: f.default for f in fields(GenerationRequest) if f.default is not MISSING}
+
+
+def _new(**given) -> GenerationRequest:
+    """``GenerationRequest(**given)``, filled at once: the same frozen object, at a quarter of the cost.
+
+    A frozen dataclass's ``__init__`` sets each of the 16 fields through ``object.__setattr__``,
+    on every request the emulator answers; a plain request gives 6 of them. Every caller here
+    gives all the fields that have no default.
+    """
+    request = object.__new__(GenerationRequest)
+    request.__dict__.update(_DEFAULTS, **given)
+    return request
 
 
 # ---- parsing --------------------------------------------------------------------------------
@@ -262,7 +278,7 @@ def parse_native(body) -> GenerationRequest:
         params = {}
     if not isinstance(params, dict):
         raise _bad("parameters must be a JSON object.")
-    return GenerationRequest(
+    return _new(
         incremental_output=bool(params.get("incremental_output", False)),
         max_tokens=_max_tokens(params.get("max_tokens")),
         **_common(model, raw, params, params.get("result_format")),
@@ -277,7 +293,7 @@ def parse_compatible(body) -> tuple[GenerationRequest, bool, bool]:
     if not body.get("messages"):
         raise _bad("messages is required and must be a non-empty list.")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    request = GenerationRequest(
+    request = _new(
         incremental_output=True, max_tokens=_max_tokens(limit), **_common(model, body["messages"], body, "message")
     )
     stream = bool(body.get("stream", False))

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import logging
 import math
-import uuid
+import os
 
 from aiohttp import web
 
@@ -37,6 +37,9 @@ MORE_POST_ROUTES = {**_embeddings.ROUTES, **_multimodal.ROUTES}
 
 _SSE = "text/event-stream;charset=UTF-8"
 _JSON = "application/json"
+# json.dumps(payload, ensure_ascii=False), made once: dumps builds a new encoder on every call
+# that passes an option, a fifth of the cost of encoding a reply.
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class _Server(web.Server):
@@ -221,7 +224,7 @@ class DashScopeApp:
         return await self._body(request, payload, opts)
 
     async def _body(self, request, payload: dict, opts):
-        data = json.dumps(payload, ensure_ascii=False).encode()
+        data = _dumps(payload).encode()
         if opts.malformed == "no_output":
             payload = {k: v for k, v in payload.items() if k not in ("output", "choices")}
             data = json.dumps(payload).encode()
@@ -275,7 +278,7 @@ class DashScopeApp:
     def _json(status: int, payload: dict, headers=None):
         return web.Response(
             status=status,
-            body=json.dumps(payload, ensure_ascii=False).encode(),
+            body=_dumps(payload).encode(),
             headers={"Content-Type": _JSON, **(headers or {})},
         )
 
@@ -287,5 +290,15 @@ async def _stall(seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
+# The hex digit that starts a version-4 UUID's fourth group: its two top bits are the variant, 10.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 def _rid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its usual text form, like the service's request ids.
+
+    Made from 16 random bytes directly: every request gets one, and ``str(uuid.uuid4())``
+    costs three times as much (a UUID object, an int and back). The same 122 random bits.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
