@@ -27,6 +27,7 @@ import contextvars
 import dataclasses
 import itertools
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 
@@ -382,6 +383,23 @@ class Observer:
             rec.connection_id = connection_id
             rec.requests_on_connection = requests_on_connection
             rec._sent_at = sent_at
+
+    def async_request_sent(self, connection_id: int, requests_on_connection: int) -> None:
+        """``request_sent("async", ..., sent_at=now, start=True)`` with positional arguments, the
+        clock read only when a call record is open: aiohttp's per-request path."""
+        reused = requests_on_connection > 1
+        with self._lock:
+            c = self._c["async"]
+            c.requests += 1
+            if reused:
+                c.reused += 1
+            c.in_flight += 1
+        rec = _current.get()
+        if rec is not None:
+            rec.reused = reused
+            rec.connection_id = connection_id
+            rec.requests_on_connection = requests_on_connection
+            rec._sent_at = time.perf_counter()
 
     def response_started(self, now: float) -> None:
         """Response headers arrived: time to first byte, measured from the request being sent."""
