@@ -168,6 +168,9 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         self._dashnb_observer = observer or _observe.Observer()
         self._dashnb_registry = registry or _ProtocolRegistry()
         self._dashnb_activity = activity or _Activity()
+        # Requests sent, reused and in flight, counted without the observer's lock: only this
+        # session's event loop thread writes them (ObservedRequest.send, _release).
+        self._dashnb_counts = self._dashnb_observer.add_path_counters("async", self)
         # The session's ClientTimeout, set by build_aiohttp_session: requests under it need no merge.
         self._dashnb_session_timeout: aiohttp.ClientTimeout | None = None
         # The SDK passes a new but equal ClientTimeout on every call: merge each distinct one once.
@@ -251,7 +254,7 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # protocol here was numbered by _create_connection, so _dashnb_busy is always set.
         if protocol._dashnb_busy:
             protocol._dashnb_busy = False
-            self._dashnb_observer.request_finished("async")
+            self._dashnb_counts.in_flight -= 1
             activity = self._dashnb_activity
             activity.active -= 1
             if not activity.active and activity._idle_waiters:
@@ -304,7 +307,18 @@ class ObservedRequest(aiohttp.ClientRequest):
                 proto.read_timeout = read
             n = proto._dashnb_requests = proto._dashnb_requests + 1
             proto._dashnb_busy = True
-            self._dashnb_observer.async_request_sent(proto._dashnb_id, n)
+            # Observer.request_sent(..., start=True), inlined on the session's own counters.
+            c = conn._connector._dashnb_counts
+            c.requests += 1
+            c.in_flight += 1
+            if n > 1:
+                c.reused += 1
+            rec = _current_record()
+            if rec is not None:
+                rec.reused = n > 1
+                rec.connection_id = proto._dashnb_id
+                rec.requests_on_connection = n
+                rec._sent_at = time.perf_counter()
         try:
             return await _request_send(self, conn)
         except BaseException as exc:
