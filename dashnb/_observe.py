@@ -108,7 +108,8 @@ class CallRecord:
 
     def start_attempt(self, path: str) -> None:
         """A request is about to look for a connection: what it records replaces the last attempt's."""
-        self._reset_attempt()
+        if self.attempts:  # the first attempt finds the fields as __init__ left them
+            self._reset_attempt()
         self.path = path
         self.attempts += 1
         self.error = None

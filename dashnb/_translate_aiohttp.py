@@ -171,6 +171,9 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # Requests sent, reused and in flight, counted without the observer's lock: only this
         # session's event loop thread writes them (ObservedRequest.send, _release).
         self._dashnb_counts = self._dashnb_observer.add_path_counters("async", self)
+        # Connections this connector has opened: no more can be idle, so while it is at most
+        # max_idle, _release need not add up the idle pool.
+        self._dashnb_opened = 0
         # The session's ClientTimeout, set by build_aiohttp_session: requests under it need no merge.
         self._dashnb_session_timeout: aiohttp.ClientTimeout | None = None
         # The SDK passes a new but equal ClientTimeout on every call: merge each distinct one once.
@@ -242,6 +245,7 @@ class PoolConfigConnector(aiohttp.TCPConnector):
             raise
         connect_s = time.perf_counter() - t0
         cid = self._dashnb_registry.add(proto)
+        self._dashnb_opened += 1
         self._dashnb_observer.connection_opened("async", connect_s=connect_s, tls_s=None, connection_id=cid)
         if self._closed:  # connect() closes it and raises this right after we return
             self._dashnb_failed(aiohttp.ClientConnectionError("Connector is closed."))
@@ -262,9 +266,10 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         _connector_release(self, key, protocol, should_close=should_close)
         # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
         # _get() and _cleanup() read it the same way.
-        idle = sum(map(len, self._conns.values()))
-        if idle > self.max_idle:
-            self._evict_surplus_idle(idle)
+        if self._dashnb_opened > self.max_idle:
+            idle = sum(map(len, self._conns.values()))
+            if idle > self.max_idle:
+                self._evict_surplus_idle(idle)
 
     def _evict_surplus_idle(self, idle: int) -> None:
         while idle > self.max_idle:
@@ -304,7 +309,7 @@ class ObservedRequest(aiohttp.ClientRequest):
         if proto is not None:
             read = self._dashnb_read_timeout
             if read is not None:  # aiohttp set the request's own sock_read just before send()
-                proto.read_timeout = read
+                proto._read_timeout = read  # the read_timeout property's setter, without the call
             n = proto._dashnb_requests = proto._dashnb_requests + 1
             proto._dashnb_busy = True
             # Observer.request_sent(..., start=True), inlined on the session's own counters.
