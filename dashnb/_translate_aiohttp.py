@@ -164,6 +164,7 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._dashnb_on_close = on_close
         self.pool_config = pool_config
+        self._dashnb_read_timeout = pool_config.read_timeout
         self.max_idle = max_idle
         self._dashnb_observer = observer or _observe.Observer()
         self._dashnb_registry = registry or _ProtocolRegistry()
@@ -202,15 +203,19 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # pooled connection cannot fail (nothing in it awaits), and the two steps that can (the
         # wait for a slot, opening a connection) count their own failures below.
         rec = _current_record()
-        if rec is not None:
-            rec.start_attempt("async")
+        if rec is not None:  # rec.start_attempt("async"), inlined: once per request
+            if rec.attempts:
+                rec._reset_attempt()
+            rec.path = "async"
+            rec.attempts += 1
+            rec.error = None
         self._dashnb_activity.active += 1
         # aiohttp hands the request's sock_read to the connection right after this returns, and
         # ObservedRequest.send replaces it with the config's where the config's is tighter and can
         # fire first: before the request's total (which runs until the connection is released,
         # body included) would. Decided here, where the request's timeout is known; a request
         # under the session's own timeout (which already carries the config's sock_read) skips it.
-        read = self.pool_config.read_timeout
+        read = self._dashnb_read_timeout
         if read is not None and timeout is not self._dashnb_session_timeout:
             own = timeout.sock_read
             total = timeout.total
