@@ -11,7 +11,9 @@
 Nothing here touches a socket: the urllib3 connection/pool subclasses and the aiohttp connector,
 request and response subclasses in ``_translate_*`` call these methods at each decision, and this
 module only counts and timestamps. Counters are guarded by one lock because the sync path is
-used from worker threads; the per-call record is found through a ``contextvars.ContextVar``.
+used from worker threads, except those an aiohttp session keeps for itself (``add_path_counters``:
+written only on its event loop's thread); the per-call record is found through a
+``contextvars.ContextVar``.
 
 Context caveat: a ``ContextVar`` follows the code that makes the call. ``asyncio`` tasks copy
 the context when they are created and ``asyncio.to_thread`` copies it too, but a bare
@@ -22,6 +24,7 @@ share its record, so use one scope per call, not one around an ``asyncio.gather`
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -105,7 +108,8 @@ class CallRecord:
 
     def start_attempt(self, path: str) -> None:
         """A request is about to look for a connection: what it records replaces the last attempt's."""
-        self._reset_attempt()
+        if self.attempts:  # the first attempt finds the fields as __init__ left them
+            self._reset_attempt()
         self.path = path
         self.attempts += 1
         self.error = None
@@ -279,6 +283,10 @@ class Observer:
         # Paths counted by probes: once a path has had one, its open connections are what the
         # live probes say (0 when all are gone), not opened - closed (aiohttp reports no close).
         self._probed: set[str] = set()
+        # Counters one writer keeps without the lock (add_path_counters), read by snapshot() beside
+        # the observer's own; those whose owner is gone wait in _dead until folded into them.
+        self._own: dict[str, dict[int, _Counters]] = {p: {} for p in PATHS}
+        self._dead: collections.deque[tuple[str, int]] = collections.deque()
 
     def _after_fork_in_child(self) -> None:
         # A lock another thread held at the fork would stay held; the parent's aiohttp sessions'
@@ -322,6 +330,31 @@ class Observer:
                 self._open_probes[path].pop(key, None)
 
         return remove
+
+    def add_path_counters(self, path: str, owner: object) -> _Counters:
+        """Counters for ``path`` that one thread updates without taking the lock, for a hot path
+        with a single writer (an aiohttp session's hooks all run on its event loop's thread).
+
+        ``snapshot()`` adds them to the observer's own; once ``owner`` is garbage (nothing can
+        write them any more) they are folded in. The finalizer only queues them (a deque append
+        is atomic): it may run during a garbage collection triggered while this thread holds the
+        lock, which is not re-entrant.
+        """
+        counters = _Counters()
+        with self._lock:
+            key = next(self._probe_ids)
+            self._own[path][key] = counters
+        weakref.finalize(owner, self._dead.append, (path, key))
+        return counters
+
+    def _fold_dead(self) -> None:  # with the lock held
+        while self._dead:
+            path, key = self._dead.popleft()
+            c = self._own[path].pop(key, None)
+            if c is not None:
+                base = self._c[path]
+                for name in _Counters.__slots__:
+                    setattr(base, name, getattr(base, name) + getattr(c, name))
 
     def probe_count(self) -> int:
         """How many open probes are registered (live ones; for tests and leak hunts)."""
@@ -403,10 +436,15 @@ class Observer:
     # -- reading -------------------------------------------------------------------------
     def snapshot(self) -> SessionStats:
         with self._lock:
-            raw = {
-                p: (c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors)
-                for p, c in self._c.items()
-            }
+            self._fold_dead()
+            raw = {}
+            for p, c in self._c.items():
+                counts = [c.opened, c.reused, c.closed, c.requests, c.in_flight, c.queued, c.errors]
+                for own in self._own[p].values():
+                    mine = (own.opened, own.reused, own.closed, own.requests, own.in_flight, own.queued, own.errors)
+                    for i, n in enumerate(mine):
+                        counts[i] += n
+                raw[p] = tuple(counts)
             probed = set(self._probed)
             probes: dict[str, list[Callable[[], int]]] = {}
             for p, refs in self._open_probes.items():

@@ -164,10 +164,19 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._dashnb_on_close = on_close
         self.pool_config = pool_config
+        self._dashnb_read_timeout = pool_config.read_timeout
         self.max_idle = max_idle
         self._dashnb_observer = observer or _observe.Observer()
         self._dashnb_registry = registry or _ProtocolRegistry()
         self._dashnb_activity = activity or _Activity()
+        # Requests sent, reused and in flight, counted without the observer's lock: only this
+        # session's event loop thread writes them (ObservedRequest.send, _release).
+        self._dashnb_counts = self._dashnb_observer.add_path_counters("async", self)
+        # Connections this connector has opened: no more can be idle, so while it is at most
+        # max_idle, _release need not add up the idle pool.
+        self._dashnb_opened = 0
+        # The session's ClientTimeout, set by build_aiohttp_session: requests under it need no merge.
+        self._dashnb_session_timeout: aiohttp.ClientTimeout | None = None
         # The SDK passes a new but equal ClientTimeout on every call: merge each distinct one once.
         self._merged_timeouts: dict[aiohttp.ClientTimeout, aiohttp.ClientTimeout] = {}
 
@@ -194,12 +203,25 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # pooled connection cannot fail (nothing in it awaits), and the two steps that can (the
         # wait for a slot, opening a connection) count their own failures below.
         rec = _current_record()
-        if rec is not None:
-            rec.start_attempt("async")
+        if rec is not None:  # rec.start_attempt("async"), inlined: once per request
+            if rec.attempts:
+                rec._reset_attempt()
+            rec.path = "async"
+            rec.attempts += 1
+            rec.error = None
         self._dashnb_activity.active += 1
-        # ObservedRequest.send needs the total to know whether the config's sock_read can ever fire.
-        req._dashnb_total = timeout.total
-        return super().connect(req, traces, timeout)
+        # aiohttp hands the request's sock_read to the connection right after this returns, and
+        # ObservedRequest.send replaces it with the config's where the config's is tighter and can
+        # fire first: before the request's total (which runs until the connection is released,
+        # body included) would. Decided here, where the request's timeout is known; a request
+        # under the session's own timeout (which already carries the config's sock_read) skips it.
+        read = self._dashnb_read_timeout
+        if read is not None and timeout is not self._dashnb_session_timeout:
+            own = timeout.sock_read
+            total = timeout.total
+            if (own is None or own > read) and (total is None or total > read):
+                req._dashnb_read_timeout = read
+        return _connector_connect(self, req, traces, timeout)
 
     def _dashnb_failed(self, exc: BaseException) -> None:
         self._dashnb_observer.request_failed("async", exc)
@@ -228,6 +250,7 @@ class PoolConfigConnector(aiohttp.TCPConnector):
             raise
         connect_s = time.perf_counter() - t0
         cid = self._dashnb_registry.add(proto)
+        self._dashnb_opened += 1
         self._dashnb_observer.connection_opened("async", connect_s=connect_s, tls_s=None, connection_id=cid)
         if self._closed:  # connect() closes it and raises this right after we return
             self._dashnb_failed(aiohttp.ClientConnectionError("Connector is closed."))
@@ -236,20 +259,22 @@ class PoolConfigConnector(aiohttp.TCPConnector):
     def _release(self, key, protocol, *, should_close: bool = False) -> None:
         # Every way a connection stops serving its request ends here: body read, response
         # released or closed, a failed request, an unreleased Connection collected. (Counted
-        # before aiohttp's own early return for a connector that is already closed.)
-        if getattr(protocol, "_dashnb_busy", False):
+        # before aiohttp's own early return for a connector that is already closed.) Every
+        # protocol here was numbered by _create_connection, so _dashnb_busy is always set.
+        if protocol._dashnb_busy:
             protocol._dashnb_busy = False
-            self._dashnb_observer.request_finished("async")
+            self._dashnb_counts.in_flight -= 1
             activity = self._dashnb_activity
             activity.active -= 1
             if not activity.active and activity._idle_waiters:
                 activity.wake()
-        super()._release(key, protocol, should_close=should_close)
+        _connector_release(self, key, protocol, should_close=should_close)
         # _conns: key -> deque of (protocol, time it was released), oldest first; aiohttp's own
         # _get() and _cleanup() read it the same way.
-        idle = sum(map(len, self._conns.values()))
-        if idle > self.max_idle:
-            self._evict_surplus_idle(idle)
+        if self._dashnb_opened > self.max_idle:
+            idle = sum(map(len, self._conns.values()))
+            if idle > self.max_idle:
+                self._evict_surplus_idle(idle)
 
     def _evict_surplus_idle(self, idle: int) -> None:
         while idle > self.max_idle:
@@ -280,36 +305,34 @@ class ObservedRequest(aiohttp.ClientRequest):
     """
 
     _dashnb_observer: _observe.Observer
+    # The config's sock_read, set per request by PoolConfigConnector.connect only when it must
+    # replace the request's own.
     _dashnb_read_timeout: float | None = None
-    _dashnb_total: float | None = None
 
     async def send(self, conn):
         proto = conn._protocol  # the Connection.protocol property, read without a call
-        obs = self._dashnb_observer
         if proto is not None:
-            # aiohttp set the request's own sock_read (maybe None) just before send(). The config's
-            # sock_read can never fire first when the request's total (which runs until the
-            # connection is released, body included) is no longer: then it would only add a timer
-            # re-armed on every chunk received.
             read = self._dashnb_read_timeout
-            total = self._dashnb_total
-            if read is not None and (total is None or total > read):
-                own = proto._read_timeout  # the read_timeout property, read without a call
-                if own is None or own > read:
-                    proto.read_timeout = read
+            if read is not None:  # aiohttp set the request's own sock_read just before send()
+                proto._read_timeout = read  # the read_timeout property's setter, without the call
             n = proto._dashnb_requests = proto._dashnb_requests + 1
             proto._dashnb_busy = True
-            obs.request_sent(
-                "async",
-                connection_id=proto._dashnb_id,
-                requests_on_connection=n,
-                sent_at=time.perf_counter(),
-                start=True,
-            )
+            # Observer.request_sent(..., start=True), inlined on the session's own counters.
+            c = conn._connector._dashnb_counts
+            c.requests += 1
+            c.in_flight += 1
+            if n > 1:
+                c.reused += 1
+            rec = _current_record()
+            if rec is not None:
+                rec.reused = n > 1
+                rec.connection_id = proto._dashnb_id
+                rec.requests_on_connection = n
+                rec._sent_at = time.perf_counter()
         try:
-            return await super().send(conn)
+            return await _request_send(self, conn)
         except BaseException as exc:
-            obs.request_failed("async", exc)
+            self._dashnb_observer.request_failed("async", exc)
             raise
 
 
@@ -320,13 +343,23 @@ class ObservedResponse(aiohttp.ClientResponse):
 
     async def start(self, connection):
         try:
-            resp = await super().start(connection)
+            resp = await _response_start(self, connection)
         except BaseException as exc:
             self._dashnb_observer.request_failed("async", exc)
             raise
-        self._dashnb_observer.response_started(time.perf_counter())
+        # Observer.response_started, inlined: once per request.
+        rec = _current_record()
+        if rec is not None and rec._sent_at is not None:
+            rec.ttfb_s = time.perf_counter() - rec._sent_at
         return resp
 
+
+# The base class's methods, called directly from the overrides on the per-request path (a
+# zero-argument super() builds a proxy object on every call).
+_connector_connect = aiohttp.TCPConnector.connect
+_connector_release = aiohttp.TCPConnector._release
+_request_send = aiohttp.ClientRequest.send
+_response_start = aiohttp.ClientResponse.start
 
 _activity: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -359,10 +392,7 @@ def build_aiohttp_session(
     request_cls = type(
         "DashnbClientRequest",
         (ObservedRequest,),
-        {
-            "_dashnb_observer": observer,
-            "_dashnb_read_timeout": config.read_timeout,
-        },
+        {"_dashnb_observer": observer},
     )
     response_cls = type("DashnbClientResponse", (ObservedResponse,), {"_dashnb_observer": observer})
     connector = PoolConfigConnector(
@@ -383,6 +413,7 @@ def build_aiohttp_session(
     timeout = aiohttp.ClientTimeout(
         total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
     )
+    connector._dashnb_session_timeout = timeout
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,

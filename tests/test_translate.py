@@ -636,3 +636,27 @@ def test_aiohttp_call_cancelled_while_queued_is_a_failure_and_leaves(server):
     st = obs.snapshot().async_
     assert (st.requests, st.errors, st.in_flight, st.queued) == (1, 1, 0, 0)
     assert server.arrivals == ["A"]
+
+
+def test_aiohttp_session_counts_outlive_the_session(server):
+    # A session keeps its request counters itself (written without the observer's lock); once
+    # the session is gone they are folded into the observer's, so nothing it counted is lost.
+    import gc
+
+    obs = _observe.Observer()
+
+    async def main():
+        async with _translate.build_aiohttp_session(PoolConfig(), server.endpoint(), obs) as s:
+            for _ in range(3):
+                async with s.get(server.url("/slow")) as r:
+                    assert await r.text() == "ok"
+            live = obs.snapshot().async_
+        return live
+
+    for run in range(2):  # two event loops, two sessions on one observer
+        live = asyncio.run(main())
+        assert (live.requests, live.connections_reused, live.in_flight) == (3 * run + 3, 2 * run + 2, 0)
+    gc.collect()
+    st = obs.snapshot().async_
+    assert (st.requests, st.connections_reused, st.in_flight, st.connections_opened) == (6, 4, 0, 2)
+    assert obs._own["async"] == {}  # both sessions' counters folded in, none left to add up
