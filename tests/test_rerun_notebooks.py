@@ -2,12 +2,12 @@
 
 A notebook is re-run cell by cell: a reader changes a value and runs the cell again, or runs it
 again to see the measurement again. Each notebook is run top to bottom once in a real kernel (the
-one-run level), then each code cell is run again, in order, a few times in a row, in two rounds;
-after each round the kernel must hold the same threads, emulators and child processes, and about
-the same open files, and the second round must add nothing to the first. A cell that starts an
-emulator, a session or a panel on every run and never lets go of the previous one shows up here
-(a leak per run grows from one round to the next); so does a cell that only works on a
-notebook's first run.
+one-run level), then each code cell is run again, in order, a few times in a row; afterwards the
+kernel must hold the same threads, emulators and child processes, and about the same open files.
+A quick cell's open files are also read after its second and its fifth run in a row: a cell that
+leaves a file (a socket, a pipe) open per run grows between the two. A cell that starts an
+emulator, a session or a panel on every run and never lets go of the previous one shows up here;
+so does a cell that only works on a notebook's first run.
 """
 
 from __future__ import annotations
@@ -45,17 +45,17 @@ NOT_RERUNNABLE = {
 }
 PARAMS = NOTEBOOKS
 
-FAST = 0.5  # seconds: a cell whose first run took less is re-run MANY times in a row per round
-# A fast cell runs FIRST times in a row in round one, then MANY - FIRST more in round two; the
-# levels after the two rounds are compared, so a cell that leaks per run shows up as growth
-# (threads and emulators exactly; open files by more than FD_GROWTH).
-FIRST, MANY = 2, 5
-# Extra seconds of re-running slow cells per notebook: each is re-run once in round one, and once
-# more in round two while this budget lasts, so the whole file stays a couple of minutes.
+FAST = 0.5  # seconds: a cell whose first run took less is re-run MANY times in a row, a slower one FEW
+# A quick cell's open files are read after its FIRST-th run and after its MANY-th: a cell leaking a
+# file per run grows by MANY - FIRST between the two, more than FD_GROWTH.
+FIRST, MANY, FEW = 2, 5, 2
+# Seconds of re-running slow cells per notebook beyond their first re-run: slow cells are re-run
+# FEW times while this lasts (the quickest first), else once, so the whole file stays a couple of
+# minutes on a small CI machine.
 BUDGET = 5.0
 CELL_TIMEOUT = 180.0
 FD_SLACK = 5  # a pooled connection or a log file may be open at one moment and not the other
-FD_GROWTH = 2  # ... between two readings at rest a round apart; a fast cell leaking a file per run adds 3
+FD_GROWTH = 2  # ... between a quick cell's readings after its run FIRST and its run MANY in a row
 DRAIN = 5.0  # seconds the kernel may take for threads of the last re-run to end
 
 # What the kernel holds. Threads and emulators that are still ending get up to `drain` seconds,
@@ -123,35 +123,29 @@ def _level(kc, floor=None, drain=0.0, fd_slack=0) -> dict:
     return json.loads(line.removeprefix("LEVEL "))
 
 
-def repeats(first_run: list[float], budget: float = BUDGET) -> tuple[list[int], list[int]]:
-    """How many times to re-run each cell in a row, in round one and in round two, from how long
-    its first run took: a fast cell FIRST then MANY - FIRST times; a slow cell once in round one,
-    and once more in round two while the budget lasts (the quickest slow cells first)."""
-    fast = [t < FAST for t in first_run]
-    one = [FIRST if f else 1 for f in fast]
-    two = [MANY - FIRST if f else 0 for f in fast]
+def repeats(first_run: list[float], budget: float = BUDGET) -> list[int]:
+    """How many times to re-run each cell in a row, from how long its first run took: MANY for a
+    quick cell; FEW for a slow one while the budget lasts (the quickest slow cells first), else once."""
+    ks = [MANY if t < FAST else 1 for t in first_run]
     spent = 0.0
-    for i in sorted((i for i, f in enumerate(fast) if not f), key=lambda i: first_run[i]):
-        if spent + first_run[i] > budget:
+    for i in sorted((i for i, t in enumerate(first_run) if t >= FAST), key=lambda i: first_run[i]):
+        extra = (FEW - 1) * first_run[i]
+        if spent + extra > budget:
             break
-        two[i], spent = 1, spent + first_run[i]
-    return one, two
+        ks[i], spent = FEW, spent + extra
+    return ks
 
 
 def test_repeats_follow_the_first_run():
-    assert repeats([0.1, 0.4, 1.0], budget=30) == ([FIRST, FIRST, 1], [MANY - FIRST, MANY - FIRST, 1])
-    assert repeats([0.1, 20.0, 5.0], budget=6) == ([FIRST, 1, 1], [MANY - FIRST, 0, 1])
-    assert repeats([0.1, 40.0], budget=30) == ([FIRST, 1], [MANY - FIRST, 0])  # every cell is re-run at least once
+    assert repeats([0.1, 0.4, 1.0], budget=30) == [MANY, MANY, FEW]
+    assert repeats([0.1, 20.0, 5.0], budget=6) == [MANY, 1, FEW]  # the quickest slow cells first
+    assert repeats([0.1, 40.0], budget=30) == [MANY, 1]  # every cell is re-run at least once
 
 
-def _rerun_round(kc, cells, ks, failed) -> None:
-    """Runs each cell ks[i] times in a row, in order; the first failure of a cell goes in failed."""
-    for i, (code, k) in enumerate(zip(cells, ks, strict=True)):
-        for _ in range(k):
-            error, _ = _run(kc, code)
-            if error is not None:  # one failure says it; the resource check still follows
-                failed.setdefault(i, error)
-                break
+def _reading(kc, floor=None, drain=0.0, fd_slack=0) -> dict:
+    """The kernel's level with its lab panels at rest (see SETTLE)."""
+    assert _run(kc, SETTLE)[0] is None
+    return _level(kc, floor=floor, drain=drain, fd_slack=fd_slack)
 
 
 @pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
@@ -166,33 +160,37 @@ def test_rerunning_every_cell_leaves_the_one_run_level(path, tmp_path):
             assert error is None, f"{path.name} cell {i} failed on the first run: {error}"
             first_run.append(elapsed)
         assert _run(kc, LEVEL)[0] is None
-        assert _run(kc, SETTLE)[0] is None
-        once = _level(kc)
+        once = _reading(kc)
 
-        ks_one, ks_two = repeats(first_run)
+        ks = repeats(first_run)
         failed: dict[int, str] = {}
+        grew: dict[int, tuple[int, int]] = {}  # quick cells whose open files grew: (after run FIRST, after run MANY)
+        early: dict = {}
         started = time.monotonic()
-        _rerun_round(kc, cells, ks_one, failed)
-        assert _run(kc, SETTLE)[0] is None
-        round_one = _level(kc, floor=once, drain=DRAIN, fd_slack=FD_SLACK)
-        _rerun_round(kc, cells, ks_two, failed)
-        assert _run(kc, SETTLE)[0] is None
-        round_two = _level(kc, floor=round_one, drain=DRAIN, fd_slack=FD_GROWTH)
+        for i, (code, k) in enumerate(zip(cells, ks, strict=True)):
+            for n in range(1, k + 1):
+                error, _ = _run(kc, code)
+                if error is not None:  # one failure says it; the resource check still follows
+                    failed[i] = f"re-run {n}: {error}"
+                    break
+                if k == MANY and n == FIRST:
+                    early = _reading(kc)
+                elif k == MANY and n == MANY:
+                    late = _reading(kc, floor=early, drain=DRAIN, fd_slack=FD_GROWTH)
+                    if late["fds"] > early["fds"] + FD_GROWTH:
+                        grew[i] = (early["fds"], late["fds"])
         extra = time.monotonic() - started
+        after = _reading(kc, floor=once, drain=DRAIN, fd_slack=FD_SLACK)
 
-    fast = sum(1 for t in first_run if t < FAST)
     print(
-        f"{path.name}: {len(cells)} cells, first run {sum(first_run):.1f} s; re-runs in two rounds: {fast} fast "
-        f"cells x ({FIRST} + {MANY - FIRST}), {len(cells) - fast} slow x (1 + {sum(ks_two) - fast * (MANY - FIRST)} "
-        f"of them once more) in {extra:.1f} s; fds one run / round one / round two: "
-        f"{once['fds']} / {round_one['fds']} / {round_two['fds']}; one run {once}; after {round_two}"
+        f"{path.name}: {len(cells)} cells, first run {sum(first_run):.1f} s; re-runs (cells x K) "
+        f"{sum(1 for k in ks if k == MANY)} x {MANY}, {sum(1 for k in ks if k != MANY)} x {sorted(set(ks) - {MANY})} "
+        f"in {extra:.1f} s; one run {once}; after {after}"
     )
-    for after in (round_one, round_two):
-        assert after["emulators"] == once["emulators"], (once, after)
-        assert after["threads"] == once["threads"], (once, after)
-        assert after["executor_threads"] <= min(32, (os.cpu_count() or 1) + 4), (once, after)
-        assert len(after["children"]) <= len(once["children"]), (once, after)
-        assert after["fds"] <= once["fds"] + FD_SLACK, (once, after)
-    # A file (socket, pipe, log) left open per run grows from one round to the next.
-    assert round_two["fds"] <= round_one["fds"] + FD_GROWTH, (round_one, round_two)
+    assert after["emulators"] == once["emulators"], (once, after)
+    assert after["threads"] == once["threads"], (once, after)
+    assert after["executor_threads"] <= min(32, (os.cpu_count() or 1) + 4), (once, after)
+    assert len(after["children"]) <= len(once["children"]), (once, after)
+    assert after["fds"] <= once["fds"] + FD_SLACK, (once, after)
+    assert grew == {}, f"{path.name}: open files after run {FIRST} and run {MANY} in a row, per cell: {grew}"
     assert set(failed) == NOT_RERUNNABLE.get(path.stem, set()), f"{path.name}: cells that fail when run again: {failed}"
