@@ -45,15 +45,11 @@ NOT_RERUNNABLE = {
 }
 PARAMS = NOTEBOOKS
 
-FAST = 0.5  # seconds: a cell whose first run took less is re-run MANY times in a row, a slower one FEW
+FAST = 0.5  # seconds: a cell whose first run took less is re-run MANY times in a row, a slower one once
 # A quick cell's open files are read after its re-run FIRST and after its re-run MANY: a cell leaking a
 # file per run grows by MANY - FIRST between the two, more than FD_GROWTH even when a connection
 # (two files: the emulator runs in the kernel) is closing at one reading and not at the other.
-FIRST, MANY, FEW = 1, 6, 2
-# Seconds of re-running slow cells per notebook beyond their first re-run: slow cells are re-run
-# FEW times while this lasts (the quickest first), else once, so the whole file stays a couple of
-# minutes on a small CI machine.
-BUDGET = 5.0
+FIRST, MANY = 1, 6
 CELL_TIMEOUT = 180.0
 FD_SLACK = 5  # a pooled connection or a log file may be open at one moment and not the other
 FD_GROWTH = 2  # ... between a quick cell's readings after its re-run FIRST and its re-run MANY
@@ -124,23 +120,15 @@ def _level(kc, floor=None, drain=0.0, fd_slack=0) -> dict:
     return json.loads(line.removeprefix("LEVEL "))
 
 
-def repeats(first_run: list[float], budget: float = BUDGET) -> list[int]:
+def repeats(first_run: list[float]) -> list[int]:
     """How many times to re-run each cell in a row, from how long its first run took: MANY for a
-    quick cell; FEW for a slow one while the budget lasts (the quickest slow cells first), else once."""
-    ks = [MANY if t < FAST else 1 for t in first_run]
-    spent = 0.0
-    for i in sorted((i for i, t in enumerate(first_run) if t >= FAST), key=lambda i: first_run[i]):
-        extra = (FEW - 1) * first_run[i]
-        if spent + extra > budget:
-            break
-        ks[i], spent = FEW, spent + extra
-    return ks
+    quick cell, once for a slow one. One more run of a slow cell shows a thread, emulator or child
+    process left behind per run (those are compared exactly), and slow cells are most of the time."""
+    return [MANY if t < FAST else 1 for t in first_run]
 
 
 def test_repeats_follow_the_first_run():
-    assert repeats([0.1, 0.4, 1.0], budget=30) == [MANY, MANY, FEW]
-    assert repeats([0.1, 20.0, 5.0], budget=6) == [MANY, 1, FEW]  # the quickest slow cells first
-    assert repeats([0.1, 40.0], budget=30) == [MANY, 1]  # every cell is re-run at least once
+    assert repeats([0.1, 0.4, 1.0, 40.0]) == [MANY, MANY, 1, 1]  # every cell is re-run at least once
 
 
 def _reading(kc, floor=None, drain=0.0, fd_slack=0) -> dict:
@@ -185,7 +173,7 @@ def test_rerunning_every_cell_leaves_the_one_run_level(path, tmp_path):
 
     print(
         f"{path.name}: {len(cells)} cells, first run {sum(first_run):.1f} s; re-runs (cells x K) "
-        f"{sum(1 for k in ks if k == MANY)} x {MANY}, {sum(1 for k in ks if k != MANY)} x {sorted(set(ks) - {MANY})} "
+        f"{sum(1 for k in ks if k == MANY)} x {MANY}, {sum(1 for k in ks if k != MANY)} x 1 "
         f"in {extra:.1f} s; one run {once}; after {after}"
     )
     assert after["emulators"] == once["emulators"], (once, after)
