@@ -216,5 +216,6 @@ def make_clock(loop, spin: float = 0.0):
             log.debug("no timerfd (%s): relay timers use the event loop's own", exc)
             api = None
         if api is not None:
-            return _PreciseClock(loop, *api, spin=spin)
+            fd, settime = api
+            return _PreciseClock(loop, fd, settime, spin=spin)
     return _LoopClock(loop)
