@@ -124,6 +124,8 @@ def test_each_crossing_holds_half_the_rtt_and_the_relay_records_how_late_it_left
         late = emu._call(lambda: list(emu._relay.lateness))
     assert min(calls) >= 0.001  # two crossings of 0.5 ms each, never shortened
     assert len(late) >= 60 and min(late) >= 0  # every held chunk recorded, none left early
+    if isinstance(emu._relay.clock, _clock._PreciseClock):
+        assert emu._relay.clock.spins > 0  # woke ahead of its deadlines (relay.CLOCK_SPIN) and still none early
     excess = statistics.median(calls) - 0.001 - base
     assert excess < 0.0006, f"reused call at rtt 1 ms exceeds rtt + rtt-0 time by {excess * 1000:.2f} ms"
 
@@ -166,3 +168,84 @@ def test_a_failing_timer_callback_is_reported_and_later_timers_still_fire():
 
     errors, fired = _on_fresh_loop(scenario)
     assert [type(e) for e in errors] == [RuntimeError] and fired == [1]
+
+
+def _spinning(spin, scenario):
+    """Runs scenario(loop, clock) on a fresh loop with a precise clock of this spin: (result, clock)."""
+    loop = asyncio.new_event_loop()
+    try:
+        clock = _clock.make_clock(loop, spin=spin)
+        try:
+            return loop.run_until_complete(scenario(loop, clock)), clock
+        finally:
+            clock.close()
+    finally:
+        loop.close()
+
+
+@linux_only
+def test_a_spinning_clock_wakes_ahead_but_never_runs_a_timer_early():
+    # spin: the timerfd fires 2 ms ahead and the clock polls for the deadline. Whatever the
+    # early wake, a timer runs at or after its deadline, in deadline order.
+    async def scenario(loop, clock):
+        rng = random.Random(5)
+        start = loop.time()
+        fired: list[tuple[float, int, float]] = []
+        done = loop.create_future()
+        expected = []
+        for i in range(40):
+            when = start + rng.choice([0.001, 0.004, 0.004, rng.uniform(0.0, 0.06)])
+            clock.call_at(when, lambda w=when, i=i: fired.append((w, i, loop.time())))
+            expected.append((when, i))
+        clock.call_at(start + 0.08, lambda: done.set_result(None))
+        await asyncio.wait_for(done, 5.0)
+        return fired, sorted(expected)
+
+    (fired, expected), clock = _spinning(0.002, scenario)
+    assert [(w, i) for w, i, _ in fired] == expected
+    early = [(at - w) * 1e6 for w, _, at in fired if at < w]
+    assert not early, f"timers ran early by {early} us"
+    assert clock.spins > 0  # it did wake ahead and poll
+
+
+@linux_only
+def test_a_spin_leaves_the_loop_free_for_other_connections():
+    # A 50 ms spin window: the clock polls from +10 ms to its deadline at +60 ms. Bytes that
+    # arrive on a socket at +30 ms, and an asyncio timer due at +30 ms, are handled then, not
+    # after the spin: it polls through the loop instead of blocking it.
+    async def scenario(loop, clock):
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        got: dict[str, float] = {}
+        start = loop.time()
+        loop.add_reader(a.fileno(), lambda: (a.recv(10), got.setdefault("bytes", loop.time())))
+        loop.call_at(start + 0.03, lambda: got.setdefault("timer", loop.time()))
+        loop.call_at(start + 0.03, lambda: b.send(b"x"))
+        done = loop.create_future()
+        clock.call_at(start + 0.06, lambda: done.set_result(loop.time()))
+        deadline_ran = await asyncio.wait_for(done, 5.0)
+        loop.remove_reader(a.fileno())
+        a.close()
+        b.close()
+        return start, got, deadline_ran
+
+    (start, got, deadline_ran), clock = _spinning(0.05, scenario)
+    assert clock.spins == 1
+    assert deadline_ran >= start + 0.06
+    assert got["timer"] < start + 0.06 and got["bytes"] < start + 0.06, (got, start)
+
+
+@linux_only
+def test_a_spin_costs_at_most_its_window_per_deadline():
+    # Five deadlines 30 ms apart, a 3 ms window: five spins of about 3 ms each, the clock asleep
+    # in between (a clock that kept polling would spin for the whole 120 ms).
+    async def scenario(loop, clock):
+        start = loop.time()
+        done = loop.create_future()
+        for i in range(5):
+            clock.call_at(start + 0.03 * (i + 1), lambda i=i: i == 4 and done.set_result(None))
+        await asyncio.wait_for(done, 5.0)
+
+    _, clock = _spinning(0.003, scenario)
+    assert clock.spins == 5
+    assert clock.spun <= 5 * (0.003 + 0.005), f"spun {clock.spun * 1000:.1f} ms for five 3 ms windows"
