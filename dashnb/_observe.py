@@ -126,6 +126,13 @@ class CallRecord:
         self.requests_on_connection: int | None = None
         self._sent_at: float | None = None
 
+    def sent(self, connection_id: int | None, requests_on_connection: int, sent_at: float | None) -> None:
+        """The attempt's request went out on a connection (its second request or later: a reuse)."""
+        self.reused = requests_on_connection > 1
+        self.connection_id = connection_id
+        self.requests_on_connection = requests_on_connection
+        self._sent_at = sent_at
+
     def snapshot(self) -> CallSample:
         return CallSample(
             path=self.path,
@@ -318,10 +325,7 @@ class Observer:
                 c.in_flight += 1
         rec = _current.get()
         if rec is not None:
-            rec.reused = reused
-            rec.connection_id = connection_id
-            rec.requests_on_connection = requests_on_connection
-            rec._sent_at = sent_at
+            rec.sent(connection_id, requests_on_connection, sent_at)
 
     def response_started(self, now: float) -> None:
         """Response headers arrived: time to first byte, measured from the request being sent."""

@@ -203,12 +203,8 @@ class PoolConfigConnector(aiohttp.TCPConnector):
         # pooled connection cannot fail (nothing in it awaits), and the two steps that can (the
         # wait for a slot, opening a connection) count their own failures below.
         rec = _current_record()
-        if rec is not None:  # rec.start_attempt("async"), inlined: once per request
-            if rec.attempts:
-                rec._reset_attempt()
-            rec.path = "async"
-            rec.attempts += 1
-            rec.error = None
+        if rec is not None:
+            rec.start_attempt("async")
         self._dashnb_activity.active += 1
         # aiohttp hands the request's sock_read to the connection right after this returns, and
         # ObservedRequest.send replaces it with the config's where the config's is tighter and can
@@ -325,10 +321,7 @@ class ObservedRequest(aiohttp.ClientRequest):
                 c.reused += 1
             rec = _current_record()
             if rec is not None:
-                rec.reused = n > 1
-                rec.connection_id = proto._dashnb_id
-                rec.requests_on_connection = n
-                rec._sent_at = time.perf_counter()
+                rec.sent(proto._dashnb_id, n, time.perf_counter())
         try:
             return await _request_send(self, conn)
         except BaseException as exc:
@@ -347,10 +340,7 @@ class ObservedResponse(aiohttp.ClientResponse):
         except BaseException as exc:
             self._dashnb_observer.request_failed("async", exc)
             raise
-        # Observer.response_started, inlined: once per request.
-        rec = _current_record()
-        if rec is not None and rec._sent_at is not None:
-            rec.ttfb_s = time.perf_counter() - rec._sent_at
+        self._dashnb_observer.response_started(time.perf_counter())
         return resp
 
 
