@@ -103,8 +103,12 @@ def _summary_line(
     return ", ".join(parts)
 
 
+def footer_html(footer: str) -> str:
+    """The line of timings under a reply, as plain text in HTML."""
+    return f'<div style="color:#777;font-size:smaller;margin-top:4px">{html.escape(footer)}</div>'
+
+
 def _html(text: str, footer: str) -> str:
-    return (
-        f'<div class="dashnb-ask"><div style="white-space:pre-wrap">{html.escape(text)}</div>'
-        f'<div style="color:#777;font-size:smaller;margin-top:4px">{html.escape(footer)}</div></div>'
-    )
+    """A reply shown as plain text (every character escaped), with its footer."""
+    escaped = f'<div style="white-space:pre-wrap">{html.escape(text)}</div>'
+    return f'<div class="dashnb-ask">{escaped}{footer_html(footer)}</div>'

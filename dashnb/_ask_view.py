@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Any
 
-from ._ask_result import _html
+from ._ask_result import _html, footer_html
+from ._markdown import to_html
 
 # Redraw a streaming display at most this often: a long reply has hundreds of chunks, and
 # each redraw is a message to the front end.
@@ -24,8 +25,10 @@ _REDRAW_EVERY_S = 0.05
 class _Live:
     """What is on screen while a reply streams; displayed through an IPython display handle.
 
-    As HTML (the reply verbatim) or, for a conversation, as Markdown made inert (``_markdown``);
-    text/plain always, for front ends that render neither.
+    As HTML: the reply as plain text or, for a conversation, rendered from Markdown and sanitized
+    (``_markdown``), drawn again from the whole text so far on every update; the footer is always
+    plain text. text/plain too, for front ends that render no HTML. Never ``text/markdown``: the
+    front end would render that by its own rules, HTML in it included.
     """
 
     def __init__(self, model: str, *, markdown: bool = False) -> None:
@@ -38,10 +41,11 @@ class _Live:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         if self.markdown:
-            from ._markdown import escape_footer, inert
-
-            shown = f"{inert(self.text)}\n\n" if self.text else ""
-            return {"text/markdown": f"{shown}*{escape_footer(self.footer)}*", "text/plain": repr(self)}
+            shown = f'<div class="dashnb-reply">{to_html(self.text)}</div>' if self.text else ""
+            return {
+                "text/html": f'<div class="dashnb-ask">{shown}{footer_html(self.footer)}</div>',
+                "text/plain": repr(self),
+            }
         return {"text/html": _html(self.text, self.footer), "text/plain": repr(self)}
 
 

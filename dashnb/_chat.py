@@ -15,7 +15,8 @@ change, the key never shown) whose messages are the system prompt, the history a
 prompt; only a turn that succeeds is added to the history, so a failed one can be asked again.
 The line under each reply gives the turn's tokens in and out (the input grows with the history)
 and whether it reused a pooled connection. In a notebook the reply renders as Markdown while it
-streams; raw HTML in it is shown as text, never run (``_markdown``).
+streams, as HTML made here and sanitized; raw HTML and script links in it are shown as text, never
+run (``_markdown``).
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def chat(
 
     ``system``: the system prompt. ``history``: messages to go on from (a list of
     ``{"role": "user" | "assistant", "content": ...}``, optionally led by a system message).
-    ``markdown``: render replies as Markdown in a notebook (else as plain text). ``params``: sent
+    ``markdown``: render replies as Markdown in a notebook, sanitized (else as plain text). ``params``: sent
     with every turn (``max_tokens=200``, ``temperature=0.2``, ``api_key=...``, which never shows).
     """
     return Chat(

@@ -14,12 +14,12 @@
     conversation = %ask        # the dashnb.Chat behind the cells: .history, .turns, .reset()
 
 A ``%%ask`` cell sends its body as the next turn of the current conversation (a ``dashnb.chat()``
-on the notebook's session), renders the reply as Markdown while it streams, and ends with the
-turn's tokens, latency and connection reuse. ``-m`` and ``-s`` change the conversation's model
-and system prompt from that turn on (``-s ""`` removes it); ``--new`` starts a new one. Without a
-rich front end (terminal IPython) the reply is printed as plain text. An error ends the cell with
-its one-paragraph message, no traceback. Loaded only by ``%load_ext``: ``import dashnb`` never
-imports IPython.
+on the notebook's session), renders the reply as Markdown while it streams (as sanitized HTML,
+``_markdown``: nothing in a reply runs), and ends with the turn's tokens, latency and connection
+reuse. ``-m`` and ``-s`` change the conversation's model and system prompt from that turn on
+(``-s ""`` removes it); ``--new`` starts a new one. Without a rich front end (terminal IPython)
+the reply is printed as plain text. An error ends the cell with its one-paragraph message, no
+traceback. Loaded only by ``%load_ext``: ``import dashnb`` never imports IPython.
 """
 
 from __future__ import annotations

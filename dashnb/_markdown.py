@@ -1,110 +1,118 @@
-"""A model's reply as Markdown that a notebook may render: raw HTML and script links shown as text.
+"""A model's reply as HTML that is safe to show: Markdown rendered for untrusted input, then sanitized.
 
-    >>> inert('Use <b>bold</b> or `a <b> tag`.')
-    'Use &lt;b>bold&lt;/b> or `a <b> tag`.'
-    >>> inert('[docs](javascript:alert(1)) and [ok](https://example.com)')
-    '[docs]\\\\(javascript:alert(1)) and [ok](https://example.com)'
+    >>> to_html('**Use** <b>bold</b> or `a <b> tag`.')
+    '<p><strong>Use</strong> &lt;b&gt;bold&lt;/b&gt; or <code>a &lt;b&gt; tag</code>.</p>'
+    >>> to_html('[docs](javascript:alert(1)) and [ok](https://example.com)')
+    '<p>[docs](javascript:alert(1)) and <a href="https://example.com" rel="noopener noreferrer">ok</a></p>'
 
-A reply is untrusted input (a prompt can carry text written to steer it), but JupyterLab renders
-the Markdown a kernel sends in a trusted notebook without sanitizing it: a ``<img onerror=...>``
-in a reply would run in the reader's browser. So outside code, every ``<`` becomes ``&lt;`` (it
-still reads as ``<``) and a link to a ``javascript:``, ``vbscript:`` or ``data:`` URL loses its
-link syntax. Code spans and fenced blocks are left alone: Markdown shows them literally anyway.
-Works on a partial reply too (an unclosed fence runs to the end, as in the renderer).
+A reply is untrusted input: a prompt, a web page or a tool result the model read can steer what it
+writes. JupyterLab renders Markdown and HTML that a kernel sends in a session without sanitizing
+them, and script on that page can drive the Jupyter API, so a live ``<img onerror=...>`` in a reply
+would be code execution on the reader's machine. So the reply is never handed to the front end as
+Markdown (which JupyterLab would render by its own rules) nor as raw HTML; it is rendered here, in
+two independent layers, each enough on its own for the usual attacks:
+
+1. markdown-it-py, with raw HTML off (HTML in the text is shown as text) and its link validation
+   (no ``javascript:``, ``vbscript:``, ``file:`` or ``data:`` links), parses the reply the way a
+   Markdown renderer does, so there is no second opinion about where code spans and lines end;
+2. nh3 (the Rust sanitizer ammonia) keeps only the tags and attributes Markdown produces and
+   links to http, https and mailto URLs.
+
+Images become links to the image (with the alt text): loading an image the reply names would tell
+its server that the reply was read, and whatever the URL carries (a reply steered into putting the
+conversation in an image URL would leak it). Works on a partial reply too: a streaming display
+renders the text so far on every update.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import re
+from typing import Any
 
-__all__ = ["escape_footer", "inert"]
+__all__ = ["ALLOWED_SCHEMES", "ALLOWED_TAGS", "to_html"]
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_BACKTICKS = re.compile(r"`+")
-_SCRIPT_LINK = re.compile(r"\]\(\s*<?\s*(?=(?:javascript|vbscript|data):)", re.IGNORECASE)
-_SCRIPT_REF = re.compile(r"^( {0,3}\[[^\]]+\]):(?=\s*<?\s*(?:javascript|vbscript|data):)", re.IGNORECASE | re.MULTILINE)
-_FOOTER_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
-
-
-def _defuse(prose: str) -> str:
-    prose = prose.replace("<", "&lt;")
-    prose = _SCRIPT_LINK.sub(lambda m: "]\\(" + m.group(0)[2:], prose)
-    return _SCRIPT_REF.sub(lambda m: m.group(1) + "\\:", prose)
-
-
-def _inline(text: str) -> str:
-    """Defuse a paragraph's prose, keeping code spans: a run of n backticks opens a span that the
-    next run of exactly n closes; an unmatched run is literal backticks (CommonMark)."""
-    out: list[str] = []
-    pos = 0  # start of the prose not yet emitted
-    scan = 0
-    while True:
-        m = _BACKTICKS.search(text, scan)
-        if m is None:
-            break
-        run = m.group(0)
-        close = None
-        for c in _BACKTICKS.finditer(text, m.end()):
-            if len(c.group(0)) == len(run):
-                close = c
-                break
-        if close is None:  # literal backticks: keep scanning after them
-            scan = m.end()
-            continue
-        out.append(_defuse(text[pos : m.start()]))
-        out.append(text[m.start() : close.end()])
-        pos = scan = close.end()
-    out.append(_defuse(text[pos:]))
-    return "".join(out)
-
-
-def _prose(lines: list[str]) -> str:
-    # Only code spans within one line are kept as they are: where a span may cross a line, a block
-    # boundary (a heading, a list item, a blank line) can end it in the renderer, and a tag after
-    # that boundary would render. A table row is split at "|" even inside a span, so in a line
-    # with a "|" nothing is kept. Erring this way only shows a rare "&lt;" in code literally.
-    return "".join(_defuse(line) if "|" in line else _inline(line) for line in lines)
+#: The only elements a rendered reply may contain: what CommonMark and its tables produce, less images.
+ALLOWED_TAGS = frozenset(
+    {
+        "a",
+        "blockquote",
+        "br",
+        "code",
+        "del",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "s",
+        "strong",
+        "table",
+        "tbody",
+        "td",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+    }
+)
+# No style or class anywhere: a class could dress a reply up as part of JupyterLab's own interface.
+_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+#: URL schemes a link in a reply may use.
+ALLOWED_SCHEMES = frozenset({"http", "https", "mailto"})
+# Relative links are dropped too: JupyterLab resolves them against the server, where a link can
+# open a file or a kernel's page.
+_ABSOLUTE = re.compile(rf"(?:{'|'.join(sorted(ALLOWED_SCHEMES))}):", re.IGNORECASE)
 
 
-def _opens_fence(line: str) -> str | None:
-    m = _FENCE.match(line)
-    if m is None:
-        return None
-    if m.group(1)[0] == "`" and "`" in line[m.end() :]:
-        return None  # a backtick in a backtick fence's info string makes it inline code, not a fence
-    return m.group(1)
+def _image_as_link(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    """markdown-it's image rule replaced: a link to the image, its alt text as the label."""
+    token = tokens[idx]
+    label = self.renderInline(token.children or [], options, env) or "image"
+    href = token.attrGet("src") or ""
+    return f'<a href="{html.escape(href)}">{label}</a>' if href else label
 
 
-def inert(markdown: str) -> str:
-    """``markdown`` with HTML tags and script links made inert outside code (see the module doc)."""
-    out: list[str] = []
-    prose: list[str] = []
-    fence: str | None = None
-    for line in markdown.splitlines(keepends=True):
-        m = _FENCE.match(line)
-        if fence is None:
-            opened = _opens_fence(line)
-            if opened is not None:
-                out.append(_prose(prose))
-                prose = []
-                fence = opened
-                out.append(line)
-            else:
-                prose.append(line)
-        else:
-            out.append(line)
-            # A fence closes with at least as many of the same character and nothing after them.
-            if m is not None and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
-                if not line[m.end() :].strip():
-                    fence = None
-    out.append(_prose(prose))
-    return "".join(out)
+@functools.cache
+def _parser() -> Any:
+    # markdown-it-py costs ~30 ms to import: paid at the first reply shown, not at `import dashnb`.
+    from markdown_it import MarkdownIt
+
+    # "js-default": CommonMark plus tables and strikethrough, with html=False, linkify and
+    # typographer off; validateLink refuses javascript:, vbscript:, file: and most data: URLs.
+    md = MarkdownIt("js-default", {"html": False})
+    md.add_render_rule("image", _image_as_link)
+    return md
 
 
-def escape_footer(text: str) -> str:
-    """Plain text shown as Markdown literally (the line of timings under a reply).
+def _keep_attribute(tag: str, name: str, value: str) -> str | None:
+    return None if name == "href" and not _ABSOLUTE.match(value) else value
 
-    >>> escape_footer("reused connection #1 (request 2 on it)")
-    'reused connection \\\\#1 (request 2 on it)'
-    """
-    return _FOOTER_SPECIAL.sub(r"\\\1", text)
+
+def _sanitize(markup: str) -> str:
+    import nh3
+
+    return nh3.clean(
+        markup,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(names) for tag, names in _ALLOWED_ATTRIBUTES.items()},
+        url_schemes=set(ALLOWED_SCHEMES),
+        link_rel="noopener noreferrer",
+        attribute_filter=_keep_attribute,
+        strip_comments=True,
+    )
+
+
+def to_html(markdown: str) -> str:
+    """``markdown`` (a model's reply, whole or partial) as sanitized HTML (see the module doc)."""
+    if not isinstance(markdown, str):
+        raise TypeError(f"to_html() takes the reply's text as a str, got {type(markdown).__name__}")
+    return _sanitize(_parser().render(markdown)).strip()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dashnb import _ask, _ask_view, _chat, _markdown, _session
+from dashnb._ask_result import footer_html
 from dashnb.emulator._replies import count_tokens
 
 dashscope = pytest.importorskip("dashscope")
@@ -208,9 +209,10 @@ def test_the_key_shows_nowhere(emu, fresh, monkeypatch, capsys):
     assert "<secret>" in str(vars(wrong))
 
 
-def test_markdown_display_streams_inert_markdown(fresh, monkeypatch):
-    """In a kernel the reply goes to one display, as Markdown (not HTML) with a text/plain
-    fallback, updated while it streams; the final one ends with the turn's line."""
+def test_markdown_display_streams_sanitized_html(fresh, monkeypatch):
+    """In a kernel the reply goes to one display, as HTML rendered from its Markdown and sanitized
+    (never text/markdown, which the front end would render by its own rules), with a text/plain
+    fallback, rendered again while it streams; the final one ends with the turn's line."""
     from IPython.core.formatters import DisplayFormatter
 
     formatter = DisplayFormatter()
@@ -231,45 +233,23 @@ def test_markdown_display_streams_inert_markdown(fresh, monkeypatch):
     kinds = [k for k, _ in shown]
     assert kinds[0] == "display" and set(kinds[1:]) == {"update"} and len(kinds) >= 3
     for _, bundle in shown:
-        assert set(bundle) == {"text/markdown", "text/plain"}, bundle.keys()
-    assert "waiting for the first token" in shown[0][1]["text/markdown"]
-    partial = shown[1][1]["text/markdown"]  # the first piece is drawn at once
-    assert partial.split("\n\n")[0] and r.text.startswith(partial.split("\n\n")[0])
+        assert set(bundle) == {"text/html", "text/plain"}, bundle.keys()
+    assert "waiting for the first token" in shown[0][1]["text/html"]
+    assert "dashnb-reply" not in shown[0][1]["text/html"]
+    partial = shown[1][1]["text/plain"].rsplit("\n", 1)[0]  # the first piece is drawn at once
+    assert partial and r.text.startswith(partial)
+    assert f'<div class="dashnb-reply">{_markdown.to_html(partial)}</div>' in shown[1][1]["text/html"]
     final = shown[-1][1]
     footer = f"turn 1 · {r.summary(input_tokens=True)}"
-    assert final["text/markdown"] == f"{_markdown.inert(r.text)}\n\n*{_markdown.escape_footer(footer)}*"
+    assert final["text/html"] == (
+        f'<div class="dashnb-ask"><div class="dashnb-reply">{_markdown.to_html(r.text)}</div>'
+        f"{footer_html(footer)}</div>"
+    )
     assert final["text/plain"] == f"{r.text}\n{footer}"
-    # ask() keeps its HTML display
+    # ask() keeps its plain-text HTML display
     shown.clear()
     _ask.ask(FIRST, session=fresh)
-    assert "text/html" in shown[-1][1] and "text/markdown" not in shown[-1][1]
-
-
-# ---- a reply is untrusted: its HTML and script links never become live in the notebook -----------
-
-
-@pytest.mark.parametrize(
-    "reply, expected",
-    [
-        ("Hi <img src=x onerror=alert(1)>", "Hi &lt;img src=x onerror=alert(1)>"),
-        ("<script>x()</script>", "&lt;script>x()&lt;/script>"),
-        ("keep `a < b` and ``x ` <y>``", "keep `a < b` and ``x ` <y>``"),
-        ("```python\nif a < b:\n```\n<b>", "```python\nif a < b:\n```\n&lt;b>"),
-        ("~~~\n<kept>\n~~~~\nafter <x>", "~~~\n<kept>\n~~~~\nafter &lt;x>"),
-        ("```\n<unclosed fence, as the renderer shows it", "```\n<unclosed fence, as the renderer shows it"),
-        ("```a`b\n<x>", "```a`b\n&lt;x>"),  # not a fence: a backtick in the info string
-        ("a `\n<img onerror=1>\n`", "a `\n&lt;img onerror=1>\n`"),  # spans are kept on one line only
-        ("# h `\n<x>`", "# h `\n&lt;x>`"),
-        ("| `a | <img> | b` |", "| `a | &lt;img> | b` |"),  # a table splits cells inside spans
-        ("[go](javascript:alert(1))", "[go]\\(javascript:alert(1))"),
-        ("[go]( JavaScript:x)", "[go]\\( JavaScript:x)"),
-        ("[d](data:text/html,x)", "[d]\\(data:text/html,x)"),
-        ("[r]: javascript:alert(1)", "[r]\\: javascript:alert(1)"),
-        ("[ok](https://example.com) **bold** 1 < 2", "[ok](https://example.com) **bold** 1 &lt; 2"),
-    ],
-)
-def test_markdown_is_made_inert(reply, expected):
-    assert _markdown.inert(reply) == expected
+    assert "text/html" in shown[-1][1] and "dashnb-reply" not in shown[-1][1]["text/html"]
 
 
 # ---- %%ask without a kernel: plain text -----------------------------------------------------------

@@ -1,5 +1,5 @@
 """%load_ext dashnb in a real Jupyter kernel: two %%ask cells make one conversation on one connection,
-and the reply arrives as Markdown display data, updated while it streams."""
+and the reply arrives as HTML rendered from its Markdown and sanitized, updated while it streams."""
 
 from __future__ import annotations
 
@@ -61,11 +61,12 @@ def _displays(messages):
     return shown, other
 
 
-def _reply_part(markdown: str) -> str:
-    return markdown.rsplit("\n\n*", 1)[0] if "\n\n*" in markdown else ""
+def _reply_part(plain: str) -> str:
+    """The reply so far, from the text/plain view (the reply, a newline, the footer)."""
+    return plain.rsplit("\n", 1)[0] if "\n" in plain else ""
 
 
-def test_two_ask_cells_make_one_conversation_rendered_as_markdown(kernel):
+def test_two_ask_cells_make_one_conversation_rendered_as_html(kernel):
     km, kc = kernel
     out = run_cell(kc, SETUP)
     assert "Error" not in out, out
@@ -98,12 +99,18 @@ def test_two_ask_cells_make_one_conversation_rendered_as_markdown(kernel):
         assert kinds[0] == "display_data" and set(kinds[1:]) == {"update_display_data"}, kinds
         assert len({d for _, d, _ in shown}) == 1 and shown[0][1], "one display, updated in place"
         for _, _, data in shown:
-            assert set(data) == {"text/markdown", "text/plain"}, data.keys()
+            assert set(data) == {"text/html", "text/plain"}, data.keys()
         # Drawn while it streams: some update shows part of the reply, not yet all of it.
-        partial = [_reply_part(d["text/markdown"]) for _, _, d in shown[1:-1]]
-        assert any(p and p != _markdown.inert(reply) and reply.startswith(p) for p in partial), partial
+        partial = [_reply_part(d["text/plain"]) for _, _, d in shown[1:-1]]
+        assert any(p and p != reply and reply.startswith(p) for p in partial), partial
+        for _, _, d in shown[1:-1]:  # each update is the partial reply, rendered
+            assert (
+                f'<div class="dashnb-reply">{_markdown.to_html(_reply_part(d["text/plain"]))}</div>' in d["text/html"]
+            )
         final = shown[-1][2]
-        assert final["text/markdown"].startswith(_markdown.inert(reply) + "\n\n*turn " + str(n) + " · qwen-plus")
+        rendered = f'<div class="dashnb-ask"><div class="dashnb-reply">{_markdown.to_html(reply)}</div>'
+        assert final["text/html"].startswith(rendered), final["text/html"]
+        assert f"turn {n} · qwen-plus" in final["text/html"]
         assert final["text/plain"].startswith(reply + f"\nturn {n} · qwen-plus")
         assert ("new connection" if n == 1 else "reused connection") in final["text/plain"]
         assert f"{(one, two)[n - 1]['input_tokens']} in + " in final["text/plain"]

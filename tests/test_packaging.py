@@ -44,6 +44,8 @@ HEAVY_MODULES = (
     "httpx2",
     "httpcore",
     "openai",
+    "markdown_it",  # the reply renderer's, loaded at the first reply shown
+    "nh3",
 )
 IMPORT_BUDGET_S = 0.150
 IMPORT_RUNS = 7
