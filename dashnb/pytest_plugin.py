@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from typing import Any
 
 import pytest
 
@@ -108,7 +109,7 @@ def _close_sdk_pools() -> None:
 
 # A test that stopped the session's emulator (dashscope_emulator.stop()) must not break the
 # tests after it: the next one gets a fresh emulator, kept here and stopped with the session.
-_REPLACEMENT = pytest.StashKey[object]()
+_REPLACEMENT = pytest.StashKey[Any]()
 
 
 def _running(emu, options: dict, config: pytest.Config):
