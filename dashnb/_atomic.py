@@ -2,9 +2,9 @@
 
     >>> import os, tempfile
     >>> from dashnb._atomic import write_atomic
-    >>> d = tempfile.mkdtemp()
-    >>> p = write_atomic(os.path.join(d, "r.json"), '{"ok": true}\\n')
-    >>> open(p).read()
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = write_atomic(os.path.join(d, "r.json"), '{"ok": true}\\n')
+    ...     p.read_text()
     '{"ok": true}\\n'
 
 Opening a file with ``"w"`` truncates it first: if the write then fails (a full disk, a file size
