@@ -44,6 +44,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from dashnb._atomic import write_atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 JAVA_SOURCE = os.path.join(ROOT, "tests", "crosscheck", "OkHttpCrosscheck.java")
@@ -794,9 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DISAGREES: {p}", file=sys.stderr)
     if not args.print:
         os.makedirs(os.path.dirname(RECORD), exist_ok=True)
-        with open(RECORD, "w", encoding="utf-8") as fh:
-            json.dump(table, fh, indent=1, sort_keys=False)
-            fh.write("\n")
+        write_atomic(RECORD, json.dumps(table, indent=1, sort_keys=False) + "\n")
         print(f"\nwrote {os.path.relpath(RECORD, ROOT)}")
     return 1 if problems else 0
 

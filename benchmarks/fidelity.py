@@ -39,6 +39,8 @@ import time
 
 from _common import pct, table
 
+from dashnb._atomic import write_atomic
+
 RTTS = (10.0, 40.0, 100.0)
 CALLS = {0.0: 60, 10.0: 40, 40.0: 30, 100.0: 20}
 GAP_CALLS = 16  # idle-gap control, per mode and cell
@@ -478,6 +480,5 @@ if __name__ == "__main__":
     saved = _load_runs(a.saved) if a.saved else None
     text, data = run(a.runs, before, saved, a.loop_clock, ablation, a.before_label, a.spin_us)
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
+        write_atomic(a.json, json.dumps(data, indent=1))
     print(text)

@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from dashnb._atomic import write_atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -59,8 +61,7 @@ def main(argv: list[str]) -> int:
             "shared machine: expect a few percent of noise between runs.",
         ]
     )
-    with open(os.path.join(HERE, "RESULTS.md"), "w", encoding="utf-8") as fh:
-        fh.write(head + "\n\n" + "\n\n".join(sections) + "\n")
+    write_atomic(os.path.join(HERE, "RESULTS.md"), head + "\n\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {os.path.join(HERE, 'RESULTS.md')}", file=sys.stderr)
     return 0
 

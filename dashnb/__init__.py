@@ -17,7 +17,9 @@ import logging as _logging
 
 __version__ = "0.1.0"
 
-_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+# Once: importlib.reload(dashnb) runs this again, and each run would stack another handler.
+if not any(isinstance(h, _logging.NullHandler) for h in _logging.getLogger(__name__).handlers):
+    _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 # Written out, sorted, and checked against _LAZY by a test (tests/test_packaging.py), so that
 # a name can be neither exported by accident nor forgotten.

@@ -12,9 +12,12 @@ import argparse
 import errno
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any
 
+from ._atomic import write_atomic
 from .emulator._options import PROFILE_CHOICES, TLS_CHOICES
 
 
@@ -258,6 +261,14 @@ def _legend(modes: list[str], concurrency: int) -> str:
 
 
 def _bench(args: Any) -> int:
+    stop = _StopOnSignals()
+    try:
+        return _bench_run(args, stop)
+    finally:
+        stop.restore()
+
+
+def _bench_run(args: Any, stop: _StopOnSignals) -> int:
     from ._measure import compare
     from ._modes import DEFAULT_MODES, mode_class
 
@@ -318,22 +329,27 @@ def _bench(args: Any) -> int:
         file=sys.stderr,
         flush=True,
     )
+    total = args.calls * len(modes)
     try:
+        if stop.received:  # a signal while the emulator started: nothing measured, nothing to wait for
+            raise KeyboardInterrupt
+        stop.running = True
         result = compare(
             modes,
             calls=args.calls,
             concurrency=args.concurrency,
             endpoint=endpoint,
             model=args.model,
-            progress=False if args.no_progress else (True if sys.stderr.isatty() else False),
+            progress=False if args.no_progress else (True if sys.stderr.isatty() else _progress_lines(total)),
         )
-    except KeyboardInterrupt:
-        print("dashnb bench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (_stop_on_signals)
+        stop.running = False
+        return _interrupted(args, modes, getattr(exc, "partial", None), stop.received or signal.SIGINT)
     except RuntimeError as exc:
         print(f"dashnb bench: {exc}", file=sys.stderr)
         return 1
     finally:
+        stop.running = False  # a signal from here on is noted, and the results are still saved
         if emu is not None:
             emu.stop()
     if args.scenario:
@@ -342,20 +358,101 @@ def _bench(args: Any) -> int:
     print(_legend(modes, args.concurrency))
     if emu is not None and {"per_call", "shared"} <= set(modes) and result.ratio("per_call", "shared") is not None:
         print(_model_line(result))
-    if args.json:
-        text = result.to_json()
-        if args.json == "-":
-            print(text)
-        else:
-            try:
-                with open(args.json, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-            except OSError as exc:  # checked before the run, yet it can still fail: keep the results
-                print(f"dashnb bench: cannot write {args.json} ({exc.strerror}); the JSON follows", file=sys.stderr)
-                print(text)
-                return 1
-            print(f"wrote {args.json}", file=sys.stderr)
+    if args.json and not _save_json(args.json, result):
+        return 1
+    if stop.received:
+        return _SIGNAL_EXIT[stop.received]
     return 1 if any(s.calls and s.errors == s.calls for s in result.summary) else 0
+
+
+#: The exit codes of a shell's job killed by each signal (128 + its number).
+_SIGNAL_EXIT: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class _StopOnSignals:
+    """SIGINT and SIGTERM during a bench: the first stops the run (a KeyboardInterrupt in the main
+    thread, which ``compare`` answers with what it measured); any later one, or one after the run,
+    is only noted, so that what was measured is still printed and saved."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.running = False  # True while compare() runs: only then does a signal interrupt
+        # Set explicitly, as serve does: a bench started in the background by a non-interactive
+        # shell inherits SIGINT as ignored, and a SIGTERM would otherwise end it without a word.
+        # (Only the main thread may set handlers: main() called from another thread goes without.)
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in _SIGNAL_EXIT}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: set outside Python, which cannot be put back from here
+                signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        first = self.received is None
+        if first:
+            self.received = signum
+        if first and self.running:
+            raise KeyboardInterrupt
+        # os.write: print() here could re-enter a print the signal interrupted.
+        note = f"dashnb bench: {signal.Signals(signum).name}: already stopping; saving what was measured\n"
+        os.write(2, note.encode())
+
+
+def _progress_lines(total: int) -> Any:
+    """Without a terminal for a bar: a line at the first call and every tenth of the run, so a log
+    (or a job in the background) shows that it runs and how far."""
+    step = max(1, total // 10)
+
+    def progress(done: int, total: int) -> None:
+        if done == 1 or done % step == 0 or done == total:
+            print(f"dashnb bench: {done}/{total} calls", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _interrupted(args: Any, modes: list[str], partial: Any, signum: int) -> int:
+    name = signal.Signals(signum).name
+    done = sum(s.calls for s in partial.summary) if partial is not None else 0
+    if not done:
+        print(f"dashnb bench: interrupted by {name} before any call finished; nothing to save", file=sys.stderr)
+        return _SIGNAL_EXIT[signum]
+    partial.settings["interrupted"] = name
+    if args.scenario:
+        partial.settings["scenario"] = args.scenario
+    print(partial)
+    print(_legend(modes, args.concurrency))
+    saved = ""
+    if args.json and _save_json(args.json, partial, quiet=True) and args.json != "-":
+        saved = f"; saved to {args.json}"
+    print(
+        f"dashnb bench: interrupted by {name} after {done} of {args.calls * len(modes)} calls: "
+        f"the results above are partial{saved}",
+        file=sys.stderr,
+    )
+    return _SIGNAL_EXIT[signum]
+
+
+def _save_json(path: str, result: Any, *, quiet: bool = False) -> bool:
+    """Write ``result`` as JSON to ``path`` ('-': stdout); atomically, so a failed write (a full
+    disk) leaves the previous file whole. False, with the JSON on stdout, when it cannot."""
+    text = result.to_json()
+    if path == "-":
+        print(text)
+        return True
+    try:
+        write_atomic(path, text + "\n")
+    except OSError as exc:  # checked before the run, yet it can still fail: keep the results
+        print(
+            f"dashnb bench: cannot write {path} ({exc.strerror or exc}); {path} is unchanged; the JSON follows",
+            file=sys.stderr,
+        )
+        print(text)
+        return False
+    if not quiet:
+        print(f"wrote {path}", file=sys.stderr)
+    return True
 
 
 def _model_line(result: Any) -> str:

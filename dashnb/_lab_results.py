@@ -23,6 +23,7 @@ from typing import Any
 import traitlets
 from traitlets import Enum, HasTraits, Instance, observe
 
+from ._atomic import write_atomic
 from ._lab_settings import (
     Y_AXIS_CHOICES,
     LabSettings,
@@ -171,12 +172,13 @@ class LabResults(HasTraits):
         target = pathlib.Path(path)
         writers = {".json": self.to_json, ".csv": self.to_csv}
         if target.suffix == ".png":
-            target.write_bytes(self.to_png())
+            data: str | bytes = self.to_png()
         elif target.suffix in writers:
-            target.write_text(writers[target.suffix](), encoding="utf-8")
+            data = writers[target.suffix]()
         else:
             raise ValueError(f"save() writes .json, .csv or .png, not {target.suffix or 'no suffix'!r}")
-        return target
+        # Atomic: a full disk or an interrupted write leaves the previous file as it was.
+        return write_atomic(target, data)
 
 
 def _count(x: int | None) -> str:

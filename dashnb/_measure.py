@@ -38,7 +38,7 @@ from typing import Any
 
 from ._call import CallContext
 from ._modes import DEFAULT_MODES, Mode, check_modes, mode_class
-from ._results import Comparison, Measurement
+from ._results import Comparison, Interrupted, Measurement
 from ._scenarios import scenario as find_scenario
 from ._stats import CallTiming, summarize
 
@@ -245,7 +245,9 @@ def compare(
 
     Ctrl-C (KeyboardInterrupt) or an exception from ``progress`` stops the run: no new calls
     start, calls in flight finish or are cancelled, private sessions are closed, the caller's
-    session stays usable, and the exception propagates.
+    session stays usable, and the exception propagates. A Ctrl-C propagates as ``Interrupted``
+    (a KeyboardInterrupt) whose ``.partial`` is the Comparison of the calls that finished.
+    An emulator endpoint stopped, or its CA file deleted, during the run: RuntimeError saying so.
     """
     modes = check_modes(modes)
     for name, value in (("calls", calls), ("concurrency", concurrency)):
@@ -280,7 +282,6 @@ def _compare(
 
     ctx = CallContext(endpoint, config, model=model, prompt=prompt, concurrency=concurrency, session=session)
     objs: dict[str, Mode] = {}
-    results: dict[str, Measurement] = {}
     try:
         for name in modes:
             objs[name] = mode_class(name)(ctx)
@@ -302,25 +303,49 @@ def _compare(
                 for name in active:
                     bar.mode(name)
                     _run_block(objs[name], block, b, bar, records[name], wall, client, server)
+        except KeyboardInterrupt as exc:
+            # What was measured is kept: the calls that finished, the blocks' counts so far.
+            partial = Comparison(_measurements(modes, objs, skipped, records, wall, client, server), settings)
+            partial.settings["interrupted"] = True
+            raise Interrupted(partial) from exc
         finally:
             bar.close()
-        for name in modes:
-            m = objs[name]
-            if skipped[name] is not None:
-                summary = summarize(name, [], wall_s=0.0, concurrency=m.concurrency, skipped=skipped[name])
-            else:
-                summary = summarize(
-                    name,
-                    records[name],
-                    wall_s=wall[name],
-                    concurrency=m.concurrency,
-                    client_connections=client[name],
-                    server=server[name],
-                )
-            results[name] = Measurement(name, records.get(name, ()), summary)
+        results = _measurements(modes, objs, skipped, records, wall, client, server)
+    except Exception:
+        # A CA file deleted mid-run surfaces as a FileNotFoundError from whichever client built
+        # its TLS context next: replace it with what happened and what to do.
+        _check_endpoint(endpoint)
+        raise
     finally:
         _close_modes(objs)
     return Comparison(results, settings)
+
+
+def _measurements(
+    modes: list[str],
+    objs: dict[str, Mode],
+    skipped: dict[str, str | None],
+    records: dict[str, list[CallTiming]],
+    wall: dict[str, float],
+    client: dict[str, int | None],
+    server: dict[str, dict | None],
+) -> dict[str, Measurement]:
+    results: dict[str, Measurement] = {}
+    for name in modes:
+        m = objs[name]
+        if skipped[name] is not None:
+            summary = summarize(name, [], wall_s=0.0, concurrency=m.concurrency, skipped=skipped[name])
+        else:
+            summary = summarize(
+                name,
+                records[name],
+                wall_s=wall[name],
+                concurrency=m.concurrency,
+                client_connections=client[name],
+                server=server[name],
+            )
+        results[name] = Measurement(name, records.get(name, ()), summary)
+    return results
 
 
 def _run_block(
@@ -329,27 +354,71 @@ def _run_block(
     from ._run import run
 
     name = mode.name
+    finished: list[CallTiming] = []
+
+    def on_done(t: CallTiming) -> None:
+        finished.append(t)  # what a block cut short still measured
+        bar(t)
+
+    _check_endpoint(mode.ctx.endpoint)
     mode.begin_block()
     try:
         c0, s0 = mode.client_connections(), _server_counts(mode.ctx.endpoint)
         t0 = time.perf_counter()
-        if mode.is_async:
-            out = run(mode.arun_block(block, b, bar))
-        else:
-            out = mode.run_block(block, b, bar)
+        try:
+            if mode.is_async:
+                out = run(mode.arun_block(block, b, on_done))
+            else:
+                out = mode.run_block(block, b, on_done)
+        except KeyboardInterrupt:
+            # Keep the calls that finished and, if they can still be read, the counts so far.
+            records.extend(sorted(finished, key=lambda t: t.index))
+            wall[name] += time.perf_counter() - t0
+            try:
+                c1, s1 = mode.client_connections(), _server_counts(mode.ctx.endpoint)
+            except Exception:
+                c1 = s1 = None
+            _add_counts(name, client, server, c0, c1, s0, s1)
+            raise
         t1 = time.perf_counter()
         c1, s1 = mode.client_connections(), _server_counts(mode.ctx.endpoint)
     finally:
         mode.end_block()
     records.extend(sorted(out, key=lambda t: t.index))
     wall[name] += t1 - t0
+    _add_counts(name, client, server, c0, c1, s0, s1)
+    log.debug("%s block %d: %d calls in %.3f s", name, b, len(out), t1 - t0)
+    # A CA deleted mid-block fails that block's new connections quickly: say why, now.
+    _check_endpoint(mode.ctx.endpoint)
+
+
+def _add_counts(name: str, client: dict, server: dict, c0: Any, c1: Any, s0: Any, s1: Any) -> None:
     client[name] = None if c0 is None or c1 is None or client[name] is None else client[name] + c1 - c0
     if s0 is None or s1 is None:
         server[name] = None
     elif server[name] is not None:
         for k in _SERVER_KEYS:
             server[name][k] += s1[k] - s0[k]
-    log.debug("%s block %d: %d calls in %.3f s", name, b, len(out), t1 - t0)
+
+
+def _check_endpoint(endpoint: Any) -> None:
+    """Stop the run with a clear error when its emulator stopped or its CA file was deleted:
+    every call after that fails (or, waiting on a server that is gone, only times out)."""
+    if not getattr(endpoint, "is_emulator", False):
+        return
+    if getattr(endpoint, "stopped", False):
+        raise RuntimeError(
+            f"{endpoint.label} was stopped during the run (stop() or force=True elsewhere in this "
+            "process); start a new one with dashnb.emulator.start() and run again"
+        )
+    ca = getattr(endpoint, "ca_path", None)
+    if ca and str(getattr(endpoint, "base_url", "")).startswith("https:") and not os.path.isfile(ca):
+        raise RuntimeError(
+            f"the CA certificate of {endpoint.label} was deleted during the run ({ca} no longer "
+            "exists, so no client can verify the emulator any more): something removed files from "
+            "the temporary directory, such as a temp-file cleaner. Run again; if it recurs, set "
+            "TMPDIR to a directory that no cleaner sweeps"
+        )
 
 
 def _close_modes(objs: dict[str, Mode]) -> None:

@@ -102,14 +102,23 @@ async def _bounded(call: Callable[[int], Any], indices: Sequence[int], limit: in
     done: asyncio.Queue = asyncio.Queue()
 
     async def worker() -> None:
-        for i in todo:  # one iterator shared by the workers: each index is taken once
-            done.put_nowait(await call(i))
+        try:
+            for i in todo:  # one iterator shared by the workers: each index is taken once
+                done.put_nowait(await call(i))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # A call that raises instead of returning its record (a client that cannot even be
+            # built: its CA file deleted) must reach the driver, or it waits for that record forever.
+            done.put_nowait(exc)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(indices)))]
     out = []
     try:
         for _ in indices:
             t = await done.get()
+            if isinstance(t, BaseException):
+                raise t
             out.append(t)
             on_done(t)
     except BaseException:

@@ -1,6 +1,7 @@
 """The httpx generation's modes: the dashscope 2.x client and the openai SDK, each sync or async,
 streamed or not, on its own defaults or on the session's httpx client; and ``ssl_cert_file``,
-the guarded ``SSL_CERT_FILE`` a default client is built under.
+a guarded ``SSL_CERT_FILE`` for code that builds a default client by hand (the modes no longer
+need it: they hand each client the emulator's CA, ``_trusting``).
 
     >>> from dashnb._modes_httpx import _HTTPX_MODES
     >>> [m.name for m in _HTTPX_MODES][:2]
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,11 +26,15 @@ from ._stats import CallTiming
 
 # -- the httpx generation: the dashscope 2.x client and the openai SDK ---------------------------
 #
-# A ``*_default`` mode builds the SDK's client as a user would, with no ``http_client=``: it trusts
-# what the environment says, so for the emulator its CA is named in ``SSL_CERT_FILE`` while the
-# client is built (httpx and httpx2 read it then, in ``create_ssl_context``). A ``*_dashnb`` mode
-# passes the session's ``.httpx`` / ``.httpx_async``, so dashnb's hooks count its calls. Nothing
-# here imports httpx, openai or dashscope until a mode runs.
+# A ``*_default`` mode builds the SDK's client as a user would, on the SDK's own defaults. To reach
+# an emulator that client must trust its CA, and the process environment is not the way: a
+# ``SSL_CERT_FILE`` set while the client is built is seen by every thread meanwhile (one reading
+# the emulator's CA path, another building a client for the real service). So the CA goes to the
+# one client: openai's ``DefaultHttpxClient(verify=...)`` is its own defaults with our trust; the
+# dashscope 2.x client offers no such hook, so the SSL context of the httpx client it built is told
+# to trust the CA too (``_trust_ca``). A ``*_dashnb`` mode passes the session's ``.httpx`` /
+# ``.httpx_async``, so dashnb's hooks count its calls. Nothing here imports httpx, openai or
+# dashscope until a mode runs.
 
 
 # The environment is the process's: two runs building clients at once would each save the
@@ -58,6 +64,24 @@ def ssl_cert_file(path: str | None) -> Iterator[None]:
                 os.environ.pop("SSL_CERT_FILE", None)
 
 
+def _trust_ca(http_client: Any, ca_path: str) -> None:
+    """Make an httpx client built on its defaults trust ``ca_path`` as well, before it connects.
+
+    httpx keeps no public handle on the SSL context it built; its connection pool holds it
+    (``Client._transport._pool._ssl_context``, one per client), and every connection of the client
+    starts TLS with it. A release that moves it fails here, saying so, not with a certificate error.
+    """
+    pool = getattr(getattr(http_client, "_transport", None), "_pool", None)
+    context = getattr(pool, "_ssl_context", None)
+    if not isinstance(context, ssl.SSLContext):
+        raise RuntimeError(
+            f"cannot make {type(http_client).__module__}.{type(http_client).__name__} trust the emulator's CA: "
+            "its SSL context is no longer at ._transport._pool._ssl_context in this release; use the *_dashnb "
+            "modes (the session's own httpx client) instead"
+        )
+    context.load_verify_locations(cafile=ca_path)
+
+
 def _status(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)
     return status if isinstance(status, int) else None
@@ -80,19 +104,25 @@ class _HttpxMode(_SessionMode):
 
     def _build(self) -> Any:
         ep = self.ctx.endpoint
+        ca = None if self.dashnb else getattr(ep, "ca_path", None)
         http: dict[str, Any] = {}
         if self.dashnb:
             http["http_client"] = self.session.httpx_async if self.is_async else self.session.httpx
-        with ssl_cert_file(None if self.dashnb else getattr(ep, "ca_path", None)):
-            if self.sdk == "v2":
-                import dashscope
+        if self.sdk == "v2":
+            import dashscope
 
-                cls = dashscope.AsyncClient if self.is_async else dashscope.Client
-                return cls(api_key=ep.api_key, base_url=ep.base_url, **http)
-            import openai
+            cls = dashscope.AsyncClient if self.is_async else dashscope.Client
+            client = cls(api_key=ep.api_key, base_url=ep.base_url, **http)
+            if ca:
+                _trust_ca(client._transport.http_client, ca)
+            return client
+        import openai
 
-            ocls = openai.AsyncOpenAI if self.is_async else openai.OpenAI
-            return ocls(api_key=ep.api_key, base_url=ep.compatible_base_url, **http)
+        if ca:  # the SDK's documented way to keep its defaults (timeouts, limits) on a client of one's own
+            default = openai.DefaultAsyncHttpxClient if self.is_async else openai.DefaultHttpxClient
+            http["http_client"] = default(verify=ep.ssl_context())
+        ocls = openai.AsyncOpenAI if self.is_async else openai.OpenAI
+        return ocls(api_key=ep.api_key, base_url=ep.compatible_base_url, **http)
 
     def _messages(self) -> list[dict[str, str]]:
         return [{"role": "user", "content": self.ctx.prompt}]

@@ -24,7 +24,7 @@ from typing import Any
 from ._modes import MODES
 from ._stats import CallTiming, ModeSummary, format_table, html_table
 
-__all__ = ["Comparison", "Measurement"]
+__all__ = ["Comparison", "Interrupted", "Measurement"]
 
 
 class Measurement:
@@ -132,6 +132,7 @@ class Comparison:
         return (
             f"{st.get('endpoint', '?')}{server}{scenario}: {st.get('calls')} calls per mode, concurrency "
             f"{st.get('concurrency')}, {st.get('rounds')} interleaved rounds"
+            + ("; INTERRUPTED: only the calls that finished" if st.get("interrupted") else "")
         )
 
     def to_dict(self, *, calls: bool = False) -> dict[str, Any]:
@@ -159,3 +160,12 @@ class Comparison:
         from ._plot import plot_measurements
 
         return plot_measurements(self.measurements, **kwargs)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a ``compare()``. Still a KeyboardInterrupt (so it stops what called it too),
+    carrying what was measured before it: ``.partial``, whose settings say ``"interrupted": True``."""
+
+    def __init__(self, partial: Comparison) -> None:
+        super().__init__("compare() was interrupted; what it measured so far is in .partial")
+        self.partial = partial

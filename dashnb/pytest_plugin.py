@@ -19,13 +19,15 @@ arguments to reach it and to trust it:
   ``DASHSCOPE_HTTP_BASE_URL``, ``DASHSCOPE_COMPATIBLE_BASE_URL`` and ``DASHSCOPE_BASE_URL``, the
   environment that ``dashscope.Client`` (2.x) reads when it is created;
 - ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` point the openai SDK (and LangChain's ``ChatOpenAI``) at
-  its compatible mode;
+  its compatible mode, and so do ``openai.api_key`` / ``openai.base_url`` (the module-level client,
+  cached in ``openai._client``, is the test's own and the previous one comes back after it);
 - the emulator's CA is the one CA trusted by requests (``REQUESTS_CA_BUNDLE``, used by the dashscope
   module API) and httpx (``SSL_CERT_FILE``, used by ``dashscope.Client`` and openai). Verification
   stays on: only the emulator's certificate verifies, so a call that escapes to the real service
   fails instead of spending tokens. aiohttp callers pass ``dashscope_emulator.ssl_context()``.
 
-All of it is restored when the test ends. The fixture's value is the running
+All of it is restored when the test ends. A test may stop the emulator: the next test gets a new
+one. The fixture's value is the running
 :class:`dashnb.emulator.Emulator`: ``.api_key``, ``.base_url``, ``.compatible_base_url``, ``.ca_path``,
 ``.ssl_context()``, ``.stats()``, and ``.configure(...)`` to change latency, faults or the server-time
 profile for this test only.
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from typing import Any
 
 import pytest
 
@@ -83,6 +86,19 @@ def _environment(emu) -> dict[str, str]:
     return env
 
 
+def _point_openai_module(emu, monkeypatch) -> None:
+    """openai's module-level client (``openai.chat.completions.create`` without a client) caches
+    itself in ``openai._client`` from ``openai.api_key`` / ``openai.base_url``: give the test one
+    of its own on the emulator, and put back what was there (cached client included) afterwards."""
+    try:
+        import openai
+    except ImportError:  # not installed: nothing to point
+        return
+    monkeypatch.setattr(openai, "_client", None)
+    monkeypatch.setattr(openai, "api_key", emu.api_key)
+    monkeypatch.setattr(openai, "base_url", emu.compatible_base_url + "/")  # as the client keeps it
+
+
 def _close_sdk_pools() -> None:
     # The module API keeps one requests.Session for calls made without session=: its connections
     # belong to the previous test (and their counts would show in this one's stats).
@@ -91,12 +107,30 @@ def _close_sdk_pools() -> None:
         http_request.close_shared_sync_session()
 
 
+# A test that stopped the session's emulator (dashscope_emulator.stop()) must not break the
+# tests after it: the next one gets a fresh emulator, kept here and stopped with the session.
+_REPLACEMENT = pytest.StashKey[Any]()
+
+
+def _running(emu, options: dict, config: pytest.Config):
+    if not emu.stopped:
+        return emu
+    current = config.stash.get(_REPLACEMENT, None)
+    if current is None or current.stopped:
+        from dashnb import emulator
+
+        current = emulator.start(shared=False, **options)
+        config.stash[_REPLACEMENT] = current
+        config.add_cleanup(current.stop)
+    return current
+
+
 @pytest.fixture
-def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, monkeypatch):
+def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, monkeypatch, request):
     """The session's DashScope emulator, reset, with the SDKs pointed at it for this test."""
     from dashnb.emulator import EmulatorOptions
 
-    emu = dashscope_emulator_server
+    emu = _running(dashscope_emulator_server, dashscope_emulator_options, request.config)
     emu.configure(**EmulatorOptions(**dashscope_emulator_options).live)
     _close_sdk_pools()
     # Counts start at zero. A connection a client still pools from an earlier test (LangChain's
@@ -115,6 +149,7 @@ def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, mo
     monkeypatch.setattr(dashscope, "api_key", emu.api_key)
     monkeypatch.setattr(dashscope, "base_http_api_url", emu.base_url)
     monkeypatch.setattr(dashscope, "base_compatible_api_url", emu.compatible_base_url)
+    _point_openai_module(emu, monkeypatch)
     yield emu
     _close_sdk_pools()
     gc.collect()  # clients the test dropped close their connections now, not in a later test

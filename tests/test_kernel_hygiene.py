@@ -86,8 +86,57 @@ def test_the_temp_dir_of_a_killed_process_is_removed_by_the_next_one(tmp_path):
         proc.wait()
         proc.stdout.close()
     assert os.path.isdir(left)  # the kill left it
+    _age(left)  # the sweep leaves a directory younger than ten minutes alone
     subprocess.run([sys.executable, "-c", _START_AND_STOP], env=env, check=True, timeout=60)
     assert _dirs(tmp_path) == set()  # the next process removed it, and its own
+
+
+def _age(path, seconds: float = 3600) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+# What a live emulator in another PID namespace looks like from here: a directory named with a pid
+# that does not run in this namespace, old, its lock held by a process that does run.
+_HOLD_AS_ANOTHER_NAMESPACE = """
+import fcntl, os, sys, time
+path = sys.argv[1]
+os.mkdir(path, 0o700)
+open(os.path.join(path, "ca.pem"), "w").close()
+fd = os.open(os.path.join(path, "owner.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+then = time.time() - 3600
+os.utime(path, (then, then))
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_a_live_emulator_whose_pid_is_not_visible_here_keeps_its_temp_dir(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    held = tmp_path / f"dashnb-emulator-{_dead_pid()}-other-namespace"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_AS_ANOTHER_NAMESPACE, str(held)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        subprocess.run([sys.executable, "-c", _START_AND_STOP], env=env, check=True, timeout=60)
+        assert (held / "ca.pem").is_file()  # its pid is dead here, yet its lock says it lives
+    finally:
+        holder.stdin.close()  # the holder exits, and the kernel releases its lock
+        holder.wait(timeout=60)
+        holder.stdout.close()
+    subprocess.run([sys.executable, "-c", _START_AND_STOP], env=env, check=True, timeout=60)
+    assert _dirs(tmp_path) == set()  # and once no one holds it, it is swept
 
 
 def test_a_live_processs_temp_dir_is_never_removed(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ naming a CA file already deleted, which broke every later call in the process th
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -94,3 +95,22 @@ def test_concurrent_httpx_default_runs_always_restore_ssl_cert_file(emu, mode):
     assert {var: os.environ.get(var) for var in _VARS} == before
     assert not watcher.missing  # never named a file that was gone
     assert errors == []
+
+
+@pytest.mark.slow
+def test_httpx_default_modes_leave_the_environment_alone_while_they_run(emu):
+    # The *_default modes used to set SSL_CERT_FILE process-wide while they built each SDK client:
+    # another thread reading it meanwhile (here, the watcher) saw the emulator's CA path. Each
+    # client now gets the CA itself. Frequent thread switches, so the watcher runs inside a build.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    modes = ["v2_default", "v2_async_default", "openai_default", "openai_async_stream_default"]
+    before = {var: os.environ.get(var) for var in _VARS}
+    try:
+        with _EnvWatcher() as watcher:
+            for _ in range(3):
+                r = _measure.compare(modes, calls=2, endpoint=emu, progress=False, warmup=False)
+                assert [r[m].summary.errors for m in modes] == [0] * len(modes)  # and they trusted it
+    finally:
+        sys.setswitchinterval(interval)
+    assert watcher.seen == set(before.items()), "the environment changed while compare() ran"

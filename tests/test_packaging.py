@@ -236,6 +236,16 @@ def test_import_is_fast_and_light():
     assert not heavy, f"import dashnb loaded heavy modules: {heavy}"
 
 
+def test_reloading_adds_no_second_null_handler():
+    code = (
+        "import importlib, logging, dashnb\n"
+        "for _ in range(3):\n"
+        "    importlib.reload(dashnb)\n"
+        "print(sum(isinstance(h, logging.NullHandler) for h in logging.getLogger('dashnb').handlers))"
+    )
+    assert _python(code).strip() == "1"
+
+
 def test_all_is_sorted_unique_and_resolves():
     out = _python(
         "import json, dashnb\n"

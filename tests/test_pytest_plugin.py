@@ -84,6 +84,36 @@ def test_fixture_resets_the_emulator_and_restores_the_environment(inner, monkeyp
     result.assert_outcomes(passed=4)
 
 
+def test_a_stopped_emulator_and_the_openai_module_client_do_not_leak_into_later_tests(inner, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-outer-openai")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    inner.makepyfile(
+        test_inner="""
+        import openai
+
+        def test_0_stops_it(dashscope_emulator):
+            dashscope_emulator.stop()
+
+        def test_1_still_gets_a_working_one(dashscope_emulator):
+            import dashscope
+            assert not dashscope_emulator.stopped
+            assert dashscope.Generation.call(model="qwen-plus", prompt="hi").status_code == 200
+            assert dashscope_emulator.stats()["requests"] == 1
+
+        def test_2_openai_module_client(dashscope_emulator):
+            messages = [{"role": "user", "content": "hi"}]
+            reply = openai.chat.completions.create(model="qwen-plus", messages=messages)
+            assert reply.choices[0].message.content
+            assert openai._client is not None  # the module client is cached now
+
+        def test_3_module_client_restored():
+            assert openai._client is None and openai.base_url is None and openai.api_key is None
+        """
+    )
+    result = inner.runpytest_subprocess(*ARGS, "-v")
+    result.assert_outcomes(passed=4)
+
+
 def test_importing_the_plugin_is_light():
     code = (
         "import sys, dashnb.pytest_plugin; "

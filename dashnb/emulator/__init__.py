@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import threading
 import warnings
 import weakref
@@ -158,7 +157,7 @@ def _launch(opts: EmulatorOptions) -> Emulator:
         emu._start()
     except BaseException:
         emu._stopped = True
-        shutil.rmtree(emu._tmpdir, ignore_errors=True)
+        emu._remove_dir()
         raise
     _ALL.add(emu)
     return emu

@@ -15,13 +15,12 @@ import random
 import secrets
 import shutil
 import ssl
-import tempfile
 import threading
 from typing import Any
 
 from ._listen import _certificate_names, _listen, _url_host
 from ._options import FIXED, EmulatorOptions
-from ._tempdir import _TMP_PREFIX, _sweep_stale_dirs
+from ._tempdir import _sweep_stale_dirs, make_dir
 
 __all__ = ["REGISTRY", "Emulator"]
 
@@ -58,13 +57,14 @@ class Emulator:
         # thread nor the right to delete the CA the parent's clients still trust.
         self._pid = os.getpid()
         _sweep_stale_dirs()
-        # Named with the owning pid, so a later process can tell a dead one's leftovers.
-        self._tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{self._pid}-")  # mode 0700
+        # Named with the owning pid and locked while this emulator lives, so that a later
+        # process can tell a dead one's leftovers (and leaves a live one's alone).
+        self._tmpdir, self._lock_fd = make_dir()
         self._api_key = "emu-" + secrets.token_urlsafe(12)
         try:
             self._ca_path, self._server_contexts = self._make_tls()
         except BaseException:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._remove_dir()
             raise
         self._rng = random.Random(options.seed)
         self._backends: dict[str, tuple[str, int]] = {}
@@ -206,7 +206,13 @@ class Emulator:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        self._remove_dir()
+
+    def _remove_dir(self) -> None:
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)  # the lock goes with it: removed first, so no sweep races the removal
 
     @property
     def stopped(self) -> bool:
