@@ -36,9 +36,15 @@ def _serve_parser(sub) -> None:
     p.add_argument("--ttfb-ms", type=float, default=0.0, help="server time before the first byte")
     p.add_argument("--ttfb-jitter-ms", type=float, default=0.0, help="random extra server time, 0 to this, per request")
     p.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429 (default: none)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback unless --public)")
+    p.add_argument(
+        "--host", default=None, help="address to listen on (default 127.0.0.1; with --public, 0.0.0.0: every address)"
+    )
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
-    p.add_argument("--public", action="store_true", help="allow a non-loopback --host (prints a warning)")
+    p.add_argument(
+        "--public",
+        action="store_true",
+        help="listen beyond this machine: on every address, or on a non-loopback --host (prints a warning)",
+    )
     p.set_defaults(func=_serve, parser=p)
 
 
@@ -47,6 +53,14 @@ def _as_flags(message: str) -> str:
     command line the user typed flags, so name those."""
     message = message.replace("public=True (CLI: --public)", "--public")
     return re.sub(r"emulator option (\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
+def _serve_host(host: str | None, public: bool) -> str:
+    """Where `serve` listens: --host, else loopback, or every address when --public asks to be
+    reachable from the network (listening on loopback then would make --public do nothing)."""
+    if host is not None:
+        return host
+    return "0.0.0.0" if public else "127.0.0.1"
 
 
 def _listen_error(exc: OSError, host: str, port: int) -> str:
@@ -128,6 +142,7 @@ def _serve(args) -> int:
 
     from . import emulator
 
+    host = _serve_host(args.host, args.public)
     options = dict(
         rtt_ms=args.rtt_ms,
         jitter_ms=args.jitter_ms,
@@ -136,7 +151,7 @@ def _serve(args) -> int:
         ttfb_ms=args.ttfb_ms,
         ttfb_jitter_ms=args.ttfb_jitter_ms,
         rate_limit=args.rate_limit,
-        host=args.host,
+        host=host,
         port=args.port,
         public=args.public,
     )
@@ -148,7 +163,7 @@ def _serve(args) -> int:
         print(f"dashnb serve: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # the bind failed: one line, not the server thread's traceback
-        print(f"dashnb serve: {_listen_error(exc, args.host, args.port)}", file=sys.stderr)
+        print(f"dashnb serve: {_listen_error(exc, host, args.port)}", file=sys.stderr)
         return 1
     for w in caught:
         print(f"WARNING: {_as_flags(str(w.message))}", file=sys.stderr)

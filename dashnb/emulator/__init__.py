@@ -62,7 +62,7 @@ import weakref
 
 from . import _emulator
 from ._emulator import LOCK, REGISTRY, Emulator
-from ._options import TLS_CHOICES, EmulatorOptions
+from ._options import TLS_CHOICES, EmulatorOptions, exposure_warning
 
 __all__ = ["TLS_CHOICES", "Emulator", "EmulatorOptions", "running", "start"]
 
@@ -90,12 +90,9 @@ def start(*, shared: bool = True, name: str | None = None, **options) -> Emulato
     ``dashnb.endpoint()`` does not hand it out (``stop(force=True)`` stops it regardless).
     """
     opts = EmulatorOptions(**options)
-    if opts.public:
-        warnings.warn(
-            f"the emulator listens on {opts.host}, reachable from your network; its test key and stats are not secret",
-            UserWarning,
-            stacklevel=2,
-        )
+    exposed = exposure_warning(opts)
+    if exposed:
+        warnings.warn(exposed, UserWarning, stacklevel=2)
     if name is not None and shared:
         raise ValueError("name= is for private emulators: pass shared=False with it")
     if not shared:

@@ -14,11 +14,13 @@ import os
 import random
 import secrets
 import shutil
+import socket
 import ssl
 import threading
+import weakref
 from typing import Any
 
-from ._listen import _certificate_names, _listen, _url_host
+from ._listen import _bind, _certificate_names, _listen, _url_host
 from ._options import FIXED, EmulatorOptions
 from ._tempdir import _sweep_stale_dirs, make_dir
 
@@ -34,6 +36,19 @@ REGISTRY: dict[EmulatorOptions, Emulator] = {}
 # Guards REGISTRY and the shared emulators' holds: start() handing one out and stop() deciding
 # to stop it must not interleave.
 LOCK = threading.RLock()
+# Every emulator this process started, for the fork hook below.
+_STARTED: weakref.WeakSet[Emulator] = weakref.WeakSet()
+
+
+def _close_listeners_in_child() -> None:
+    """After os.fork(), in the child: close the copies of the parent's listening sockets.
+
+    A forked child holds a copy of every descriptor, and a listening socket stays open while any
+    copy does: once the parent stopped its emulator, clients would still connect (the kernel
+    queues them) to a socket no one accepts from, and hang. The child never serves them anyway.
+    """
+    for emu in list(_STARTED):
+        emu._close_listeners()
 
 
 class Emulator:
@@ -68,6 +83,8 @@ class Emulator:
             raise
         self._rng = random.Random(options.seed)
         self._backends: dict[str, tuple[str, int]] = {}
+        self._listeners: list[socket.socket] = []  # the relay's and the servers' behind it
+        _STARTED.add(self)
 
     # -- TLS ------------------------------------------------------------------------------
 
@@ -140,15 +157,18 @@ class Emulator:
         )
         self._servers = []
         for name, ctx in (("1.3", self._server_contexts["1.3"]), ("1.2", self._server_contexts["1.2"]), ("off", None)):
+            sock = _bind("127.0.0.1", 0)  # ours, so a forked child can close its copy (see _close_listeners)
+            self._listeners.append(sock)
             server = await loop.create_server(
-                self._app.make_server(tls=ctx is not None), "127.0.0.1", 0, ssl=ctx, backlog=1024
+                self._app.make_server(tls=ctx is not None), sock=sock, ssl=ctx, backlog=1024
             )
             self._servers.append(server)
-            self._backends[name] = server.sockets[0].getsockname()[:2]
+            self._backends[name] = sock.getsockname()[:2]
         # Out of files, asyncio's accept loop logs a traceback per failed accept: the relay's
         # handler makes that one line a second (this loop is the emulator's own).
         loop.set_exception_handler(self._relay.exception_handler)
         socks = _listen(self._options.host, self._options.port)
+        self._listeners += socks
         self._port = socks[0].getsockname()[1]
         await self._relay.listen(socks)
 
@@ -159,6 +179,7 @@ class Emulator:
         for server in getattr(self, "_servers", []):
             server.close()
             await server.wait_closed()
+        self._close_listeners()
 
     def _backend_for(self, opts: EmulatorOptions):
         if opts.tls_stall and opts.tls != "off":
@@ -206,6 +227,10 @@ class Emulator:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        # The loop closed them on its way out; if it could not (stuck, or it died), the port must
+        # still stop taking connections: a stopped emulator that clients hang on is worse.
+        if self._thread is None or not self._thread.is_alive():
+            self._close_listeners()
         self._remove_dir()
 
     def _remove_dir(self) -> None:
@@ -213,6 +238,10 @@ class Emulator:
         fd, self._lock_fd = self._lock_fd, -1
         if fd >= 0:
             os.close(fd)  # the lock goes with it: removed first, so no sweep races the removal
+
+    def _close_listeners(self) -> None:
+        for sock in self._listeners:
+            sock.close()  # a no-op on one already closed
 
     @property
     def stopped(self) -> bool:
@@ -385,3 +414,7 @@ class Emulator:
             for k, v in rows
         )
         return f"<table><caption style='text-align:left'><b>DashScope emulator</b></caption>{body}</table>"
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_close_listeners_in_child)

@@ -160,6 +160,11 @@ class Link:
         self.to_server: _Delay | None = None
         self.to_client: _Delay | None = None
         self.stalled = False  # tls_stall: accepted, never answered
+        self.spoke = False  # the client has sent bytes (a request may be on its way)
+        # The client half-closed: its FIN waits at the relay until the request it sent is
+        # answered (client_eof), or has been passed on to the server (eof_forwarded).
+        self.client_eof = False
+        self.eof_forwarded = False
         self.backlog: list[object] = []  # client bytes read while the connection waits for a slot
         self.backlog_bytes = 0
         self.pending: list[tuple[float, object]] = []  # (due, bytes) read before the upstream connection is ready

@@ -36,6 +36,10 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and (host == "::" or host.lower().startswith("::ffff:")):
+            # Dual stack whatever the system's default: `::` answers IPv4 clients too (they
+            # appear as ::ffff:a.b.c.d), as a user who asks for every address expects.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
         sock.listen(1024)
         sock.setblocking(False)

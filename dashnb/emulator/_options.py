@@ -27,6 +27,7 @@ __all__ = [
     "TLS_CHOICES",
     "EmulatorOptions",
     "auto_connection_limit",
+    "exposure_warning",
     "is_loopback",
 ]
 
@@ -150,9 +151,24 @@ def auto_connection_limit() -> int:
 
 
 def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches: ``localhost``, 127.0.0.0/8, ::1, and their
+    IPv4-mapped form (``::ffff:127.0.0.1``), which a dual-stack ``::`` socket reports for IPv4 peers."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        addr = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+def exposure_warning(options: EmulatorOptions) -> str | None:
+    """The warning an emulator listening beyond this machine deserves, or None on loopback.
+
+    ``public=True`` only permits a non-loopback host: with a loopback one nothing is exposed.
+    """
+    if is_loopback(options.host):
+        return None
+    where = options.host or "every address"
+    return f"the emulator listens on {where}, reachable from your network; its test key and stats are not secret"

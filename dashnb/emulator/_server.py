@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import math
 import os
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from . import _catalogue, _embeddings, _multimodal
 from . import _replies as R
 from ._admission import _RID, Refusal, admit
 from ._counters import Counters
 from ._limits import _RateLimiter
+from ._options import is_loopback
 from ._profiles import ServerClock
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,73 @@ _JSON = "application/json"
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
+# The start of HTTP/2's connection preface (RFC 9113, 3.4): a client that speaks only HTTP/2.
+_H2_PREFACE = b"PRI * HTTP/2.0"
+
+
+def _plain_error(status: int, reason: str, message: str) -> bytes:
+    """A whole reply in DashScope's error shape, written before (or instead of) any HTTP parsing."""
+    body = _dumps(R.native_error(reason.replace(" ", ""), message, _rid())).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {_JSON}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Connection(RequestHandler):
+    """aiohttp's handler of one connection, answering what it cannot parse without a traceback.
+
+    aiohttp answers a malformed request (``Content-Length: -1``) with a 400 but logs each with a
+    traceback, which in a notebook lands in the running cell's output; here it gets a JSON 400 and
+    one rate-limited log line. A client speaking HTTP/2 gets a 505 instead of a 400 about ``PRI``.
+    """
+
+    def __init__(self, manager, *, warn, answered, **kwargs):
+        super().__init__(manager, **kwargs)
+        self._warn = warn
+        self._answered = answered  # (transport) -> None: this head is answered, though not handled
+        self._first = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._first and data:
+            self._first = False
+            if data.startswith(_H2_PREFACE) and self.transport is not None:
+                self._warn("http2", "emulator refused an HTTP/2 connection: it speaks HTTP/1.1 only")
+                message = "The emulator speaks HTTP/1.1 only; use an HTTP/1.1 client (without HTTP/2 prior knowledge)."
+                self.transport.write(_plain_error(505, "HTTP Version Not Supported", message))
+                self._answered(self.transport)
+                self.force_close()
+                return
+        super().data_received(data)
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)  # a bug of ours: keep its traceback
+        # The parser's first line says what is wrong ("Invalid character in Content-Length");
+        # the lines after it quote the raw header, which could be a key.
+        what = (exc.message or "malformed request").split("\n", 1)[0].rstrip(": ")[:120]
+        self._warn("malformed", "emulator answered %d to a malformed request: %s", status, what)
+        self._answered(request.transport)
+        problem = f"The request is not valid HTTP/1.1: {what}. Fix its request line or headers."
+        resp = web.Response(
+            status=status, body=_dumps(R.native_error("BadRequest", problem, _rid())).encode(), content_type=_JSON
+        )
+        resp.force_close()  # what follows a request that could not be parsed cannot be trusted either
+        return resp
+
+
 class _Server(web.Server):
     """aiohttp's low-level server, told when a connection becomes usable (after TLS, if any)."""
 
-    def __init__(self, handler, *, on_ready, **kwargs):
+    def __init__(self, handler, *, on_ready, warn, answered, **kwargs):
         super().__init__(handler, **kwargs)
         self._on_ready = on_ready
+        self._warn = warn
+        self._answered = answered
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, warn=self._warn, answered=self._answered, **self._kwargs)
 
     def connection_made(self, handler, transport) -> None:
         super().connection_made(handler, transport)
@@ -73,7 +136,14 @@ class DashScopeApp:
                 self.counters.tls_handshakes += 1
 
         # handler_cancellation: a client that hangs up cancels its stalled handler instead of leaking it.
-        return _Server(self.handle, on_ready=on_ready, handler_cancellation=True, access_log=None)
+        return _Server(
+            self.handle,
+            on_ready=on_ready,
+            warn=self.relay.warn.warning,
+            answered=self._head_answered,
+            handler_cancellation=True,
+            access_log=None,
+        )
 
     def reset_sequences(self) -> None:
         self._error_acc = 0.0
@@ -82,9 +152,18 @@ class DashScopeApp:
     # -- dispatch -------------------------------------------------------------------------
 
     def _link(self, request):
-        transport = request.transport
+        return self._link_of(request.transport)
+
+    def _link_of(self, transport):
         peer = transport.get_extra_info("peername") if transport is not None else None
         return self.relay.by_upstream_port.get(peer[1]) if peer else None
+
+    def _head_answered(self, transport) -> None:
+        """A head answered without `handle` (it could not be parsed): its deadline is over, and a
+        FIN from the client need not wait for a reply the server is already closing after."""
+        link = self._link_of(transport)
+        if link is not None:
+            link.head_since = None
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         link = self._link(request)
@@ -120,10 +199,23 @@ class DashScopeApp:
                 link.last_activity = self.loop.time()
         if not response.prepared:
             response.headers.setdefault("x-request-id", request[_RID])
+        if link is not None and link.client_eof and not link.eof_forwarded:
+            # The client half-closed after its request (HTTP/1.1 allows it): the relay holds its
+            # FIN back (see Relay._half_close_upstream). Send the reply now, then let the FIN
+            # through: it ends the connection, as the client asked, and nothing is lost.
+            response.force_close()
+            try:
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client hung up after all: counted below
+            self.relay.forward_eof(link)
         transport = request.transport
-        if not response.prepared and (transport is None or transport.is_closing()):
-            # The client half-closed (or hung up) while we worked: aiohttp closed the connection,
-            # so this reply can never be sent. Counting it as its status would claim a reply.
+        gone = transport is None or transport.is_closing() or (link is not None and link.eof_forwarded)
+        if not response.prepared and gone:
+            # The client hung up while we worked (or its FIN reached the server before the
+            # request did): this reply can never be sent. Counting it as its status would claim a reply.
             self.counters.statuses["cancelled"] += 1
         else:
             self.counters.statuses[str(response.status)] += 1
@@ -131,6 +223,14 @@ class DashScopeApp:
 
     async def _route(self, request, link):
         path, method = request.path, request.method
+        expect = request.headers.get("Expect")
+        if expect is not None and request.version >= (1, 1):
+            if expect.lower() != "100-continue":
+                message = f"Expect: {expect[:60]!r} is not supported; send 100-continue or no Expect header."
+                return self._error(path.startswith(COMPATIBLE_PREFIX), 417, "ExpectationFailed", message, request)
+            # The client holds its body until told to send it (curl does for bodies over 1 KiB;
+            # aiohttp's low-level server never answers it, so the client would wait for ever).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if path == NATIVE_PATH and method == "POST":
             return await self._generate(request, compatible=False)
         if path == COMPATIBLE_PATH and method == "POST":
@@ -152,7 +252,8 @@ class DashScopeApp:
 
     def _stats(self, link):
         peer = link.peer[0] if link is not None and link.peer else None
-        if peer is None or not ipaddress.ip_address(peer.split("%")[0]).is_loopback:
+        # A dual-stack listener (host "::") sees IPv4 loopback clients as ::ffff:127.0.0.1.
+        if peer is None or not is_loopback(peer):
             return self._json(403, R.native_error("Forbidden", "Emulator stats answer loopback clients only.", _rid()))
         return self._json(200, self.counters.snapshot(self.relay.links.values()))
 
