@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._ask import DEFAULT_MODEL, AskResult, check_params, complete, resolve_session
+from ._endpoint import _Secret
 
 __all__ = ["Chat", "chat"]
 
@@ -165,6 +166,8 @@ class Chat:
         ``params`` go to the service for this turn only, over the conversation's own (``max_tokens``,
         ``temperature``...). Raises ``AskError`` (the history is then unchanged).
         """
+        if params.get("api_key") is not None:  # first: from here on no local of this frame holds the key
+            params["api_key"] = _Secret((params["api_key"],))
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("a turn needs a non-empty prompt string")
         check_params(params, "Chat.ask()")

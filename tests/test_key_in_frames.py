@@ -277,3 +277,17 @@ def test_what_a_failed_ask_raises_reaches_no_frame_holding_the_key(emu, make_ses
             raise ValueError("outer")  # noqa: B904 (chained on purpose: __context__)
     except ValueError as control:
         assert _where_the_error_shows(control, key.reveal())
+
+
+@pytest.mark.slow
+def test_what_a_failed_chat_turn_raises_reaches_no_frame_holding_the_key(emu, make_session, monkeypatch, capsys):
+    """A conversation's turn given its own key (Chat.ask(prompt, api_key=K)), refused with a 401."""
+    from dashnb._endpoint import _Secret
+
+    key = _Secret(("sk-turn-" + "6" * 24,))
+    c = dashnb.chat(session=make_session(endpoint=emu))
+    with pytest.raises(dashnb.AskError) as info:
+        c.ask("hello", api_key=key.reveal())
+    assert info.value.status_code == 401
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert _where_the_error_shows(info.value, key.reveal()) == []
