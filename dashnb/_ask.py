@@ -87,6 +87,9 @@ def complete(
         raise ValueError(f"stack must be one of {', '.join(map(repr, STACKS))}, got {stack!r}")
     from dashscope import Generation  # lazily: importing dashscope costs about a second
 
+    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+        # In the caller's dict too, so its frame stops showing the key (a Chat's merged params).
+        params["api_key"] = _Secret((params["api_key"],))
     params = dict(params)
     ep = session.endpoint
     label = str(getattr(ep, "label", "the endpoint"))
@@ -98,8 +101,9 @@ def complete(
     # The key lives in a masked holder, revealed only in the call that hands it to the SDK: a
     # local holding it would show in any tool that captures frame locals (pytest --showlocals,
     # crash reporters), and so would the kwargs dict if it went in there.
-    given = params.pop("api_key", None)  # the caller's own str, or a Chat's holder
-    key = given if isinstance(given, _Secret) else _Secret((given or ep.api_key,))
+    key = params.pop("api_key", None) or _Secret((ep.api_key,))
+    if not isinstance(key.reveal(), str) or not key.reveal().strip():
+        raise ValueError("api_key must be a non-empty string (or leave it out to use the endpoint's key)")
     secrets = [key]
     kwargs = dict(
         model=model,
@@ -133,6 +137,14 @@ def complete(
         view.fail(f"HTTP {status}" + (f" {code}" if code else ""))
         return err
 
+    # A failure is raised only after the SDK's objects are dropped and outside the except
+    # clause: raised inside it, the AskError's __context__ would keep the SDK's exception, whose
+    # traceback reaches frames that hold the key (the SDK's own locals), and so would the reply
+    # objects left in this frame's locals.
+    error: AskError | None = None
+    result: Any = None
+    responses: Any = None
+    resp: Any = None
     with _observe.call_scope() as rec:
         start = time.perf_counter()
         try:
@@ -140,11 +152,12 @@ def complete(
                 result = Generation.call(**kwargs, api_key=key.reveal())
             else:
                 result = _httpx_call(stack, session, ep, kwargs, key)
-            responses: Any = result if stream else (result,)
+            responses = result if stream else (result,)
             try:
                 for resp in responses:
                     if stack == "dashscope" and getattr(resp, "status_code", None) != 200:
-                        raise failed(resp)
+                        error = failed(resp)
+                        break
                     request_id = getattr(resp, "request_id", None) or request_id
                     if stack == "dashscope":
                         usage = _usage(resp) or usage
@@ -161,32 +174,18 @@ def complete(
                 close = getattr(responses, "close", None)
                 if close is not None:  # a stream left early: release its connection
                     close()
-        except AskError:
-            raise
+                close = None
         except KeyboardInterrupt:
             view.fail("interrupted")  # else the display says "waiting for the first token" forever
             raise
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if stack != "dashscope" and isinstance(status, int):  # the v2 and openai SDKs raise HTTP errors
-                raise failed(
-                    types.SimpleNamespace(
-                        status_code=status,
-                        code=getattr(exc, "code", None),
-                        message=getattr(exc, "message", None) or str(exc),
-                        request_id=getattr(exc, "request_id", None),
-                    )
-                ) from None
-            # Transport failures (timeouts, refused or dropped connections, TLS errors) are raised
-            # by the SDK; their text names the host, never the key, but scrub it anyway.
-            why = _scrub(f"{type(exc).__name__}: {exc}", secrets)
-            view.fail(type(exc).__name__)
-            raise AskError(
-                f"{model} on {label}: no answer ({why}). Check the network, the endpoint's "
-                f"region, and request_timeout= if the call timed out."
-            ) from None
-        total = time.perf_counter() - start
-        sample = rec.snapshot()
+            error = _failure(exc, stack, failed, model, label, secrets, view)
+        if error is None:
+            total = time.perf_counter() - start
+            sample = rec.snapshot()
+        result = responses = resp = None
+    if error is not None:
+        raise error
 
     handshake = None
     if sample.reused is False and (sample.connect_s is not None or sample.tls_s is not None):
@@ -204,6 +203,30 @@ def complete(
     )
     view.finish(footer(res))
     return res
+
+
+def _failure(
+    exc: Exception, stack: str, failed: Callable[[Any], AskError], model: str, label: str, secrets: list, view: _View
+) -> AskError:
+    """The ``AskError`` that says what ``exc`` (raised by an SDK) means; it keeps nothing of ``exc``."""
+    status = getattr(exc, "status_code", None)
+    if stack != "dashscope" and isinstance(status, int):  # the v2 and openai SDKs raise HTTP errors
+        return failed(
+            types.SimpleNamespace(
+                status_code=status,
+                code=getattr(exc, "code", None),
+                message=getattr(exc, "message", None) or str(exc),
+                request_id=getattr(exc, "request_id", None),
+            )
+        )
+    # Transport failures (timeouts, refused or dropped connections, TLS errors) are raised
+    # by the SDK; their text names the host, never the key, but scrub it anyway.
+    why = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+    view.fail(type(exc).__name__)
+    return AskError(
+        f"{model} on {label}: no answer ({why}). Check the network, the endpoint's "
+        f"region, and request_timeout= if the call timed out."
+    )
 
 
 def ask(
@@ -232,6 +255,9 @@ def ask(
     One prompt, one reply, no memory: for a conversation that carries its history from turn to
     turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
     """
+    # First: from here on no local of this frame holds the key.
+    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+        params["api_key"] = _Secret((params["api_key"],))
     check_params(params, "ask()")  # first: ask(messages=...) without a prompt should hear about chat()
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("ask() needs a non-empty prompt string")

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._ask import DEFAULT_MODEL, AskResult, check_params, complete, resolve_session
+from ._endpoint import _Secret
 
 __all__ = ["Chat", "chat"]
 
@@ -106,6 +107,9 @@ class Chat:
         history: Any = None,
         **params: Any,
     ) -> None:
+        # First: a refused argument's traceback must not show it.
+        if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+            params["api_key"] = _Secret((params["api_key"],))  # vars(), __dict__, debuggers: <secret>
         check_params(params, "dashnb.chat()")
         self._model = _check_model(model)
         self._history, self._system = _check_history(history, _check_system(system))
@@ -113,12 +117,7 @@ class Chat:
         self.stream = bool(stream)
         self.markdown = bool(markdown)
         self._turns: list[AskResult] = []
-        key = params.pop("api_key", None)
-        if key is not None:
-            from ._endpoint import _Secret
-
-            key = _Secret((key,))  # so that vars(), __dict__ and a debugger show <secret>
-        self._api_key = key
+        self._api_key = params.pop("api_key", None)
         self._params = params
 
     # -- settings ------------------------------------------------------------------------------
@@ -166,6 +165,9 @@ class Chat:
         ``params`` go to the service for this turn only, over the conversation's own (``max_tokens``,
         ``temperature``...). Raises ``AskError`` (the history is then unchanged).
         """
+        # First: from here on no local of this frame holds the key.
+        if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+            params["api_key"] = _Secret((params["api_key"],))
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("a turn needs a non-empty prompt string")
         check_params(params, "Chat.ask()")
@@ -237,6 +239,9 @@ def chat(
     ``markdown``: render replies as Markdown in a notebook, sanitized (else as plain text). ``params``: sent
     with every turn (``max_tokens=200``, ``temperature=0.2``, ``api_key=...``, which never shows).
     """
+    # First, as in Chat(): no local of this frame shows it.
+    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+        params["api_key"] = _Secret((params["api_key"],))
     return Chat(
         model=model, system=system, session=session, stream=stream, markdown=markdown, history=history, **params
     )

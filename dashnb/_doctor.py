@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from ._endpoint import (
     _OFF_VALUES,
@@ -24,25 +23,13 @@ from ._endpoint import (
     COMPATIBLE_BASE_URL_ENV,
     OFFLINE_ENV,
     _split_base_url,
+    mask_url,
 )
 
 __all__ = ["report"]
 
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 _INTL = "https://dashscope-intl.aliyuncs.com/api/v1"
-
-
-def _mask(url: str) -> str:
-    """A proxy URL with any user name and password replaced (they are credentials too)."""
-    try:
-        parts = urlsplit(url)
-        if parts.username is None and parts.password is None:
-            return url
-        host = parts.hostname or ""
-        netloc = f"***:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        return "<not a valid URL>"
 
 
 def _version(name: str) -> str:
@@ -70,7 +57,7 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         lines.append(f"  because:     {why}")
         lines.append(f"  API key:     {'set, but not used offline' if key_set else 'not set (none needed)'}")
     else:
-        target = base or _INTL
+        target = mask_url(base) if base else _INTL
         if base:
             try:
                 _split_base_url(base, BASE_URL_ENV)
@@ -86,7 +73,12 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         )
         compatible = env.get(COMPATIBLE_BASE_URL_ENV, "").strip()
         if compatible:
-            lines.append(f"  compatible:  {compatible} (from {COMPATIBLE_BASE_URL_ENV})")
+            try:
+                _split_base_url(compatible, COMPATIBLE_BASE_URL_ENV)
+                lines.append(f"  compatible:  {mask_url(compatible)} (from {COMPATIBLE_BASE_URL_ENV})")
+            except ValueError as exc:  # what endpoint() would raise; the message never echoes the URL
+                lines.append(f"  compatible:  refused: {exc}")
+                ok = False
         lines.append("  API key:     set (never shown)")
 
     # -- what is trusted -----------------------------------------------------------------------
@@ -117,12 +109,10 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
     if not proxies:
         lines.append("proxy:         none (no HTTPS_PROXY / ALL_PROXY set): straight to the service")
     else:
-        shown = ", ".join(
-            f"{var}={_mask(v) if 'proxy' in var.lower() and 'no_' not in var.lower() else v}"
-            for var, v in proxies.items()
-        )
+        # NO_PROXY is a list of hosts, not a URL, but a mistaken entry may be one: mask each.
+        shown = ", ".join(f"{var}={','.join(mask_url(part) for part in v.split(','))}" for var, v in proxies.items())
         lines.append(f"proxy:         {shown}")
-        lines.append("  used by:     real-service sessions (requests, aiohttp with trust_env); never for the emulator")
+        lines.append("  used by:     real-service sessions (requests, aiohttp and httpx); never for the emulator")
 
     # -- versions ------------------------------------------------------------------------------
     import platform

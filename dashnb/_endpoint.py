@@ -157,6 +157,42 @@ class _Secret(tuple):
         raise TypeError("an API key is not pickled")
 
 
+def mask_url(url: str) -> str:
+    """``url`` as it may be shown: user name and password, query values and fragment masked.
+
+        >>> mask_url("https://alice:pw@gw.example.com:8443/api/v1?api_key=k&region=intl#t")
+        'https://***:***@gw.example.com:8443/api/v1?api_key=***&region=***#***'
+        >>> mask_url("alice:pw@proxy:8080"), mask_url("localhost")
+        ('***:***@proxy:8080', 'localhost')
+
+    Every query value is masked, not only the ones named like a secret: a gateway's signature or
+    token may have any name. A value without ``scheme://`` (``HTTPS_PROXY=user:pw@proxy:8080``,
+    which proxies accept) is read as one that starts with its host, as requests and httpx read
+    it. What cannot be read at all shows as ``<not a valid URL>``.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = url.strip()
+    bare = "://" not in text
+    try:
+        parts = urlsplit(("//" + text) if bare else text)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return "<not a valid URL>"
+    if "@" in parts.path + parts.query + parts.fragment:  # a password with '/', '?' or '#' in it, cut there
+        return "***" if bare else f"{parts.scheme}://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = "***:***@" + host + (f":{port}" if port is not None else "")
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***" for item in parts.query.split("&") if item
+    )
+    shown = urlunsplit(parts._replace(netloc=netloc, query=query, fragment="***" if parts.fragment else ""))
+    return shown[2:] if bare else shown
+
+
 def _split_base_url(url: Any, what: str) -> tuple[str, str]:
     """(origin, path) of a base URL, refusing what would leak or break; the URL is never echoed,
     since a mistaken one may carry a credential."""

@@ -1,7 +1,8 @@
 """httpx observed without patching a socket: an httpcore pool whose connections number themselves.
 
 Used by ``dashnb._translate_httpx``'s transports (imported with them, so it imports httpcore at
-the top). ``ObservedPool`` (and its async twin) wraps each connection it creates; the wrapper
+the top). ``ObservedPool`` (and its async twin) wraps each connection it creates, direct or through
+a proxy's tunnel (the transports put it in front of httpcore's proxy pools too); the wrapper
 numbers the connection and adds httpcore's ``trace`` extension to each request it serves, which
 reports the TCP connect, the TLS handshake, the request going out and the response closing, to
 a ``dashnb._observe.Observer``. A ``Registry`` holds one client's connections for the
@@ -58,7 +59,7 @@ class RequestWatch:
         self.tls_s: float | None = None
         self.sent = self.finished = False
 
-    def event(self, name: str) -> None:
+    def event(self, name: str, info: dict[str, Any]) -> None:
         now = time.perf_counter()
         conn = self.conn
         obs: _observe.Observer = conn._dashnb_observer
@@ -66,10 +67,14 @@ class RequestWatch:
             self.tcp0 = now
         elif name == "connection.connect_tcp.complete":
             self.tcp_s = now - self.tcp0
-        elif name == "connection.start_tls.started":
+        # "connection.start_tls" on a direct connection; "proxy.start_tls" for the service's TLS
+        # inside a proxy's tunnel (after the proxy's own, when the proxy is https://).
+        elif name.endswith("start_tls.started"):
             self.tls0 = now
-        elif name == "connection.start_tls.complete":
+        elif name.endswith("start_tls.complete"):
             self.tls_s = now - self.tls0
+        elif name.endswith(".send_request_headers.started") and _is_connect(info):
+            pass  # the tunnel's CONNECT to a proxy: the connection is not open to the service yet
         elif name.endswith(".send_request_headers.started") and not self.sent:
             self.sent = True
             if conn._dashnb_id is None:  # the first request: this connection was just opened
@@ -86,6 +91,11 @@ class RequestWatch:
             if self.sent and not self.finished:
                 self.finished = True
                 obs.request_finished(conn._dashnb_path)
+
+
+def _is_connect(info: dict[str, Any]) -> bool:
+    request = info.get("request")
+    return getattr(request, "method", None) == b"CONNECT"
 
 
 def _outer_trace(request: httpcore.Request) -> Any:
@@ -146,7 +156,7 @@ class ObservedConnection(_Delegating, httpcore.ConnectionInterface):
         watch = RequestWatch(self, _outer_trace(request))
 
         def trace(name: str, info: dict[str, Any]) -> None:
-            watch.event(name)
+            watch.event(name, info)
             if watch.outer is not None:
                 watch.outer(name, info)
 
@@ -172,7 +182,7 @@ class ObservedAsyncConnection(_Delegating, httpcore.AsyncConnectionInterface):
         watch = RequestWatch(self, _outer_trace(request))
 
         async def trace(name: str, info: dict[str, Any]) -> None:
-            watch.event(name)
+            watch.event(name, info)
             if watch.outer is not None:
                 await watch.outer(name, info)
 

@@ -55,7 +55,8 @@ Note that the SDK's retry also catches connect timeouts (``requests.ConnectTimeo
 so through the SDK such a failure takes about twice the configured timeout.
 
 Trust: sessions trust ``endpoint.ca_path`` (certifi when ``None``), and pass the endpoint's
-``trust_env`` (False when absent) to both libraries. Emulator endpoints have none, so their
+``trust_env`` (False when absent) to each library (httpx's proxies are mounted by
+``_translate_httpx``, since httpx reads none when given a transport). Emulator endpoints have none, so their
 sessions trust exactly the emulator's CA and ignore ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``,
 ``HTTP(S)_PROXY`` / ``NO_PROXY`` and ``~/.netrc``. ``DashScope`` endpoints set ``trust_env = True``
 and take ``ca_path`` from the environment, so real-service sessions use proxies and CA bundles

@@ -41,20 +41,30 @@ The transports built here put two more things on httpx, each in its own module: 
 httpcore pool that numbers its connections (``dashnb._httpx_pool``), and streams that keep their
 connection when closed after ``data: [DONE]`` (``dashnb._httpx_drain``, whose ``drain_budget``
 defaults to ``DEFAULT_DRAIN_BUDGET``). Nothing patches a socket.
+
+Proxies: httpx reads ``HTTPS_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` only when it builds its own
+transport, and these clients bring theirs. So for an endpoint that trusts the environment (the
+real service) the clients mount, as httpx would, one observed transport per proxy the environment
+names (``httpx._utils.get_environment_proxies``: httpx's own rules, ``NO_PROXY`` included), each
+on httpcore's proxy pool; an emulator is always reached directly, whatever the environment says.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 import time
 import weakref
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpcore
 import httpx
+from httpx._utils import get_environment_proxies  # httpx's own reading of the proxy variables
 
 from . import _observe
+from ._endpoint import mask_url
 from ._httpx_drain import AsyncDrainingStream, DrainingStream, DrainState, is_sse
 from ._httpx_pool import ObservedAsyncConnection, ObservedAsyncPool, ObservedConnection, ObservedPool, Registry
 from ._translate import java_idle_timeout, tighter
@@ -70,6 +80,9 @@ __all__ = [
     "httpx_limits",
     "httpx_timeout",
 ]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Seconds a stream closed after ``data: [DONE]`` may wait for its body's end. On the real service
 #: and the emulator the end follows [DONE] within a round trip; 0.25 s covers a slow one.
@@ -110,39 +123,76 @@ def _merge_timeout(caller: Mapping[str, Any] | None, config: PoolConfig) -> dict
 # -- the transports and clients ------------------------------------------------------------------
 
 
+# httpcore's pools for each kind of proxy (None: direct), sync and async: httpx.HTTPTransport's choice.
+_PROXY_POOLS: dict[str | None, tuple[type, type]] = {
+    None: (httpcore.ConnectionPool, httpcore.AsyncConnectionPool),
+    "http": (httpcore.HTTPProxy, httpcore.AsyncHTTPProxy),
+    "https": (httpcore.HTTPProxy, httpcore.AsyncHTTPProxy),
+    "socks5": (httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy),
+    "socks5h": (httpcore.SOCKSProxy, httpcore.AsyncSOCKSProxy),
+}
+
+
 def _observed_pool(
-    path: str, conn_base: type, pool_base: type, observer: _observe.Observer, limits: httpx.Limits, ssl_context
+    path: str,
+    conn_base: type,
+    pool_base: type,
+    observer: _observe.Observer,
+    limits: httpx.Limits,
+    ssl_context: ssl.SSLContext,
+    proxy: httpx.Proxy | None,
 ) -> tuple[Any, Any]:
-    """An observed httpcore pool with ``limits``, and the call that drops its open-count probe.
+    """An observed httpcore pool with ``limits``, through ``proxy`` (None: direct), and the call
+    that drops its open-count probe.
 
     httpx builds its pool itself and takes no pool class: the transports replace theirs with this
-    one, built with the same settings (no proxy: dashnb's endpoints connect directly)."""
+    one, built with the same settings, the proxy's as ``httpx.HTTPTransport(proxy=...)`` gives them."""
     registry = Registry()
-    unprobe = observer.add_open_probe(path, registry.open_count)
     conn_cls = type(f"Dashnb{conn_base.__name__}", (conn_base,), {"_dashnb_observer": observer})
+    kwargs: dict[str, Any] = {
+        "ssl_context": ssl_context,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+    kind = None if proxy is None else proxy.url.scheme
+    if proxy is not None:
+        kwargs["proxy_url"] = httpcore.URL(
+            scheme=proxy.url.raw_scheme, host=proxy.url.raw_host, port=proxy.url.port, target=proxy.url.raw_path
+        )
+        kwargs["proxy_auth"] = proxy.raw_auth
+        if kind in ("http", "https"):
+            kwargs.update(proxy_headers=proxy.headers.raw, proxy_ssl_context=proxy.ssl_context)
+    # The observed pool in front of httpcore's own pool for this proxy: ObservedPool's
+    # create_connection wraps what the proxy pool's creates (a tunnel, a SOCKS connection).
+    proxy_base = _PROXY_POOLS[kind][0 if path == "sync" else 1]
     pool_cls = type(
-        f"Dashnb{pool_base.__name__}", (pool_base,), {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry}
+        f"Dashnb{pool_base.__name__}",
+        (pool_base, proxy_base) if proxy is not None else (pool_base,),
+        {"_dashnb_conn_cls": conn_cls, "_dashnb_registry": registry},
     )
-    pool = pool_cls(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-    )
-    return pool, unprobe
+    pool = pool_cls(**kwargs)
+    return pool, observer.add_open_probe(path, registry.open_count)
 
 
 class DashnbTransport(httpx.HTTPTransport):
     """httpx's transport on an observed httpcore pool, with the config's timeouts and the drain."""
 
     def __init__(
-        self, config: PoolConfig, ssl_context: ssl.SSLContext, observer: _observe.Observer, drain_budget: float
+        self,
+        config: PoolConfig,
+        ssl_context: ssl.SSLContext,
+        observer: _observe.Observer,
+        drain_budget: float,
+        proxy: httpx.Proxy | None = None,
     ) -> None:
         limits = httpx_limits(config, is_async=False)
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        # httpx checks the proxy (its scheme; socksio for SOCKS) and builds a pool this replaces.
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False, proxy=proxy)
         self._pool, self._dashnb_unprobe = _observed_pool(
-            "sync", ObservedConnection, ObservedPool, observer, limits, ssl_context
+            "sync", ObservedConnection, ObservedPool, observer, limits, ssl_context, proxy
         )
+        self.proxy = proxy
         self.pool_config = config
         self.observer = observer
         self.drain_budget = drain_budget
@@ -167,20 +217,27 @@ class DashnbTransport(httpx.HTTPTransport):
         super().close()
 
     def __repr__(self) -> str:
-        return f"<DashnbTransport {self.pool_config!r}>"
+        return f"<DashnbTransport {self.pool_config!r}{_via(self.proxy)}>"
 
 
 class DashnbAsyncTransport(httpx.AsyncHTTPTransport):
     """The async twin of ``DashnbTransport``."""
 
     def __init__(
-        self, config: PoolConfig, ssl_context: ssl.SSLContext, observer: _observe.Observer, drain_budget: float
+        self,
+        config: PoolConfig,
+        ssl_context: ssl.SSLContext,
+        observer: _observe.Observer,
+        drain_budget: float,
+        proxy: httpx.Proxy | None = None,
     ) -> None:
         limits = httpx_limits(config, is_async=True)
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        # httpx checks the proxy (its scheme; socksio for SOCKS) and builds a pool this replaces.
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False, proxy=proxy)
         self._pool, self._dashnb_unprobe = _observed_pool(
-            "async", ObservedAsyncConnection, ObservedAsyncPool, observer, limits, ssl_context
+            "async", ObservedAsyncConnection, ObservedAsyncPool, observer, limits, ssl_context, proxy
         )
+        self.proxy = proxy
         self.pool_config = config
         self.observer = observer
         self.drain_budget = drain_budget
@@ -205,7 +262,11 @@ class DashnbAsyncTransport(httpx.AsyncHTTPTransport):
         await super().aclose()
 
     def __repr__(self) -> str:
-        return f"<DashnbAsyncTransport {self.pool_config!r}>"
+        return f"<DashnbAsyncTransport {self.pool_config!r}{_via(self.proxy)}>"
+
+
+def _via(proxy: httpx.Proxy | None) -> str:
+    return "" if proxy is None else f" via {mask_url(str(proxy.url))}"
 
 
 class EndpointAuth(httpx.Auth):
@@ -240,10 +301,30 @@ def _client_kwargs(config: PoolConfig, endpoint: Any) -> dict[str, Any]:
         "base_url": endpoint.base_url,
         "timeout": httpx_timeout(config),
         "auth": EndpointAuth(endpoint),
-        # Proxies from the environment for the real service only, as on the other paths; the CA is
-        # the endpoint's, given to the transport.
+        # The CA is the endpoint's, given to the transport; the proxies are the mounts below.
         "trust_env": bool(getattr(endpoint, "trust_env", False)),
     }
+
+
+def _proxy_mounts(endpoint: Any, transport_for: Callable[[httpx.Proxy], T]) -> dict[str, T | None]:
+    """httpx's ``mounts=``: the environment's proxies (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...)
+    as httpx itself reads them, each as a transport built by ``transport_for``, for an endpoint
+    that trusts the environment (the real service); none for an emulator, which is always reached
+    directly. A ``NO_PROXY`` host mounts None: the client's own transport, direct.
+
+    httpx reads these only when it builds its transport itself (``transport=`` turns them off),
+    so dashnb mounts them as httpx would, in front of its own observed pools. Read when the
+    client is built, as httpx does."""
+    if getattr(endpoint, "is_emulator", False) or not getattr(endpoint, "trust_env", False):
+        return {}
+    made: dict[str, T] = {}  # one transport (one pool) per proxy, however many schemes name it
+    mounts: dict[str, T | None] = {}
+    for pattern, url in get_environment_proxies().items():
+        if url is not None and url not in made:
+            made[url] = transport_for(httpx.Proxy(url))
+            log.debug("httpx requests matching %s go through %s", pattern, mask_url(url))
+        mounts[pattern] = None if url is None else made[url]
+    return mounts
 
 
 def _ssl_context(endpoint: Any) -> ssl.SSLContext:
@@ -260,9 +341,11 @@ def build_httpx_client(
     """An ``httpx.Client`` pooled as ``config`` says, trusting ``endpoint``'s CA, observed, whose
     streams keep their connection after ``[DONE]``. The caller closes it."""
     _check_budget(drain_budget)
-    transport = DashnbTransport(config, _ssl_context(endpoint), observer or _observe.Observer(), drain_budget)
-    client = httpx.Client(transport=transport, **_client_kwargs(config, endpoint))
-    _TRANSPORTS[client] = transport
+    ctx, obs = _ssl_context(endpoint), observer or _observe.Observer()
+    transport = DashnbTransport(config, ctx, obs, drain_budget)
+    mounts = _proxy_mounts(endpoint, lambda proxy: DashnbTransport(config, ctx, obs, drain_budget, proxy))
+    client = httpx.Client(transport=transport, mounts=mounts, **_client_kwargs(config, endpoint))
+    _TRANSPORTS[client] = (transport, *{id(t): t for t in mounts.values() if t is not None}.values())
     return client
 
 
@@ -275,9 +358,11 @@ def build_httpx_async_client(
 ) -> httpx.AsyncClient:
     """The async twin of ``build_httpx_client``; use it on one event loop, close it there."""
     _check_budget(drain_budget)
-    transport = DashnbAsyncTransport(config, _ssl_context(endpoint), observer or _observe.Observer(), drain_budget)
-    client = httpx.AsyncClient(transport=transport, **_client_kwargs(config, endpoint))
-    _TRANSPORTS[client] = transport
+    ctx, obs = _ssl_context(endpoint), observer or _observe.Observer()
+    transport = DashnbAsyncTransport(config, ctx, obs, drain_budget)
+    mounts = _proxy_mounts(endpoint, lambda proxy: DashnbAsyncTransport(config, ctx, obs, drain_budget, proxy))
+    client = httpx.AsyncClient(transport=transport, mounts=mounts, **_client_kwargs(config, endpoint))
+    _TRANSPORTS[client] = (transport, *{id(t): t for t in mounts.values() if t is not None}.values())
     return client
 
 
@@ -286,10 +371,8 @@ _TRANSPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def busy_connections(client: Any) -> int:
     """Connections of a client built here that are serving a request (or being opened)."""
-    transport = _TRANSPORTS.get(client)
-    if transport is None:
-        return 0
-    return sum(1 for c in transport._pool.connections if not c.is_idle() and not c.is_closed())
+    transports = _TRANSPORTS.get(client, ())
+    return sum(1 for t in transports for c in t._pool.connections if not c.is_idle() and not c.is_closed())
 
 
 def _check_budget(budget: Any) -> None:

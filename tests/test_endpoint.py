@@ -297,3 +297,118 @@ def test_emulator_trust_is_not_widened_by_the_environment(emu, clean_env, make_s
             await s.aiohttp.post(emu.base_url + GEN, json=BODY)
 
     asyncio.run(main())
+
+
+# ---- the httpx clients (dashscope v2, openai): the same proxy rules -----------------------------------
+
+
+def _httpx_calls(s, n: int = 3) -> list[int]:
+    """n sync and n async POSTs through a session's httpx clients (the endpoint's key added by
+    them, as for the v2 client); their status codes."""
+    statuses = []
+    for _ in range(n):
+        statuses.append(s.httpx.post(GEN.lstrip("/"), json=BODY).status_code)
+
+    async def main():
+        for _ in range(n):
+            statuses.append((await s.httpx_async.post(GEN.lstrip("/"), json=BODY)).status_code)
+
+    asyncio.run(main())
+    return statuses
+
+
+@pytest.mark.parametrize("var", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"])
+def test_real_service_httpx_clients_go_through_the_environments_proxy(emu, clean_env, make_session, proxy, var):
+    ep = _real_style(emu, clean_env)
+    clean_env.setenv(var, proxy.url)
+    s = make_session(endpoint=ep)
+    from dashnb import _observe
+
+    with _observe.call_scope() as rec:  # the first call opens the tunnel: its CONNECT, then TLS inside
+        assert s.httpx.post(GEN.lstrip("/"), json=BODY).status_code == 200
+    first = rec.snapshot()
+    # the connection counts as open once the service's TLS is up, not at the proxy's CONNECT
+    assert first.reused is False and first.connect_s is not None and first.tls_s is not None, first
+    assert _httpx_calls(s, n=2) == [200] * 4
+    port = emu.base_url.split(":")[2].split("/")[0]
+    # one tunnel per connection, as on the other paths: one for the sync client, one for the async
+    assert proxy.tunnels == [f"127.0.0.1:{port}"] * 2
+    assert emu.stats()["tcp_connections"] == 2 and emu.stats()["requests"] == 5
+    # observed through the tunnel as directly: two connections opened, three reuses
+    stats = s.stats()
+    assert stats["connections_opened"] == 2 and stats["connections_reused"] == 3, stats
+
+
+@pytest.mark.parametrize("stack", ["v2", "openai"])
+def test_ask_on_the_httpx_stacks_goes_through_the_proxy_and_reuses_its_tunnel(
+    emu, clean_env, make_session, proxy, stack, capsys
+):
+    ep = _real_style(emu, clean_env)
+    clean_env.setenv("HTTPS_PROXY", proxy.url)
+    s = make_session(endpoint=ep)
+    first = dashnb.ask("hello", session=s, stack=stack)
+    second = dashnb.ask("again", session=s, stack=stack)
+    assert first.text and second.text
+    assert len(proxy.tunnels) == 1 and emu.stats()["tcp_connections"] == 1
+    assert first.reused is False and second.reused is True
+    assert second.connection_id == first.connection_id and second.requests_on_connection == 2
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*", "localhost,127.0.0.1"])
+def test_real_service_httpx_clients_honour_no_proxy(emu, clean_env, make_session, proxy, no_proxy):
+    ep = _real_style(emu, clean_env)
+    clean_env.setenv("HTTPS_PROXY", proxy.url)
+    clean_env.setenv("NO_PROXY", no_proxy)
+    s = make_session(endpoint=ep)
+    assert _httpx_calls(s) == [200] * 6
+    assert proxy.tunnels == []  # straight to the server
+    assert emu.stats()["tcp_connections"] == 2 and s.stats()["connections_opened"] == 2
+    # control: a NO_PROXY naming other hosts only leaves this one on the proxy
+    clean_env.setenv("NO_PROXY", "localhost,127.0.0.2,.example.com")
+    assert _httpx_calls(make_session(endpoint=ep), n=1) == [200] * 2
+    assert len(proxy.tunnels) == 2
+
+
+def test_emulator_httpx_clients_ignore_the_proxy_variables(emu, clean_env, make_session, proxy):
+    for var in ("HTTPS_PROXY", "ALL_PROXY", "HTTP_PROXY"):
+        clean_env.setenv(var, proxy.url)
+    s = make_session(endpoint=emu)
+    assert _httpx_calls(s) == [200] * 6
+    assert proxy.tunnels == []
+    assert emu.stats()["tcp_connections"] == 2
+    # control: in the same environment, the real-service endpoint's clients do use the proxy
+    ep = _real_style(emu, clean_env)
+    assert _httpx_calls(make_session(endpoint=ep), n=1) == [200] * 2
+    assert len(proxy.tunnels) == 2
+
+
+def test_a_proxy_that_refuses_the_tunnel_fails_the_call_not_silently_direct(emu, clean_env, make_session):
+    """A proxy that answers 403 to every CONNECT: the httpx client reports the proxy's refusal
+    (it does not fall back to a direct connection), and the proxy's password is not in the error."""
+    ep = _real_style(emu, clean_env)
+    refusing = socket.create_server(("127.0.0.1", 0))
+    password = secrets.token_hex(8)
+
+    def refuse():
+        while True:
+            try:
+                conn, _ = refusing.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        clean_env.setenv("HTTPS_PROXY", f"http://alice:{password}@127.0.0.1:{refusing.getsockname()[1]}")
+        s = make_session(endpoint=ep)
+        import httpx
+
+        with pytest.raises(httpx.ProxyError) as info:
+            s.httpx.post(GEN.lstrip("/"), json=BODY)
+        assert "403" in str(info.value) and password not in str(info.value)
+        assert password not in repr(s.httpx._mounts)
+        assert emu.stats()["tcp_connections"] == 0
+    finally:
+        refusing.close()

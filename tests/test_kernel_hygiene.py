@@ -8,8 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tempfile
+import time
 
 import pytest
 

@@ -250,3 +250,53 @@ def test_nbval_run_fails_a_cell_that_prints_a_key(leak, tmp_path):
         assert not KEY_LIKE.findall(proc.stdout)  # the report itself masks the key
     else:
         assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+# ---- the doctor: every URL it prints is masked -----------------------------------------------------
+
+
+def _doctor_output(**env: str) -> str:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.upper().endswith("_PROXY") or k.startswith(("DASHSCOPE_", "DASHNB_")) or k.endswith("_CA_BUNDLE"))
+    }
+    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), clean.get("PYTHONPATH")]))
+    p = subprocess.run(
+        [sys.executable, "-m", "dashnb", "doctor"], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    return p.stdout + p.stderr
+
+
+def test_doctor_masks_credentials_in_every_url_it_prints():
+    """Hostile values: a password and a token in the compatible base URL, a scheme-less proxy
+    with user info, an ALL_PROXY with a query token, a NO_PROXY entry that is a URL with a
+    password. None of the secrets shows; the hosts still do (the doctor stays useful)."""
+    pw = {name: secrets.token_hex(8) for name in ("compat", "token", "bare", "lower", "all", "alltok", "no")}
+    key = _fake_key()
+    out = _doctor_output(
+        DASHSCOPE_API_KEY=key,
+        DASHSCOPE_COMPATIBLE_BASE_URL=f"https://bob:{pw['compat']}@gw.example.com/compatible-mode/v1?api_key={pw['token']}",
+        HTTPS_PROXY=f"carol:{pw['bare']}@proxy.example:8080",
+        https_proxy=f"dave:{pw['lower']}@proxy2.example:8080",
+        ALL_PROXY=f"socks5://erin:{pw['all']}@socks.example:1080/?sig={pw['alltok']}",
+        NO_PROXY=f"localhost,https://frank:{pw['no']}@internal.example",
+    )
+    assert [name for name, value in pw.items() if value in out] == []
+    assert _leaks(key, out) == []
+    assert "proxy.example:8080" in out and "socks.example:1080" in out and "NO_PROXY=localhost" in out
+    # The compatible base URL is refused as endpoint() refuses it, without echoing it.
+    assert "compatible:  refused" in out and "gw.example.com" not in out
+
+    # A valid compatible URL is shown; the service base URL with a token is refused unechoed.
+    out = _doctor_output(
+        DASHSCOPE_API_KEY=key,
+        DASHSCOPE_HTTP_BASE_URL=f"https://gw.example.com/api/v1?token={pw['token']}",
+        DASHSCOPE_COMPATIBLE_BASE_URL="https://gw.example.com/compatible-mode/v1",
+        HTTPS_PROXY=f"http://carol:{pw['bare']}@proxy.example:8080?auth={pw['alltok']}",
+    )
+    assert [name for name, value in pw.items() if value in out] == []
+    assert "nowhere: DASHSCOPE_HTTP_BASE_URL must not have a query" in out
+    assert "https://gw.example.com/compatible-mode/v1 (from DASHSCOPE_COMPATIBLE_BASE_URL)" in out
+    assert "http://***:***@proxy.example:8080" in out
