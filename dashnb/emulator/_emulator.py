@@ -67,7 +67,7 @@ class Emulator:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             raise
         self._rng = random.Random(options.seed)
-        self._backends: dict[str, tuple[str, int]] = {}
+        self._backends: dict[str, Any] = {}  # TLS setting -> the relay's Backend
 
     # -- TLS ------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class Emulator:
             loop.run_until_complete(self._serve())
         except BaseException as exc:  # report start-up failures to the starting thread
             try:
-                # What started before the failure (the servers behind the relay, its clock)
+                # What started before the failure (the relay's listening sockets, its clock)
                 # holds sockets and descriptors: close them, or each failed start leaks them.
                 loop.run_until_complete(self._undo_start())
             finally:
@@ -129,7 +129,7 @@ class Emulator:
             loop.close()
 
     async def _serve(self) -> None:
-        from ._relay import Relay
+        from ._relay import Backend, Relay
         from ._server import Counters, DashScopeApp
 
         loop = asyncio.get_running_loop()
@@ -138,16 +138,11 @@ class Emulator:
         self._app = DashScopeApp(
             loop=loop, options=lambda: self._options, api_key=self._api_key, relay=self._relay, counters=self._counters
         )
-        self._servers = []
+        # The servers behind the relay, one per TLS setting. They listen nowhere: the relay hands
+        # each of them one end of a socket pair per connection (see `_relay`), so the only sockets
+        # a client can reach are the ones the URLs name, and every connection meets its defences.
         for name, ctx in (("1.3", self._server_contexts["1.3"]), ("1.2", self._server_contexts["1.2"]), ("off", None)):
-            server = await loop.create_server(
-                self._app.make_server(tls=ctx is not None), "127.0.0.1", 0, ssl=ctx, backlog=1024
-            )
-            self._servers.append(server)
-            self._backends[name] = server.sockets[0].getsockname()[:2]
-        # Out of files, asyncio's accept loop logs a traceback per failed accept: the relay's
-        # handler makes that one line a second (this loop is the emulator's own).
-        loop.set_exception_handler(self._relay.exception_handler)
+            self._backends[name] = Backend(self._app.make_server(tls=ctx is not None), ctx)
         socks = _listen(self._options.host, self._options.port)
         self._port = socks[0].getsockname()[1]
         await self._relay.listen(socks)
@@ -156,9 +151,6 @@ class Emulator:
         relay = getattr(self, "_relay", None)
         if relay is not None:
             relay.close_all()
-        for server in getattr(self, "_servers", []):
-            server.close()
-            await server.wait_closed()
 
     def _backend_for(self, opts: EmulatorOptions):
         if opts.tls_stall and opts.tls != "off":
@@ -167,14 +159,10 @@ class Emulator:
 
     async def _shutdown(self) -> None:
         self._relay.close_all()
-        for server in self._servers:
-            server.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
 
     def stop(self, *, force: bool = False) -> None:
         """Stop serving, close every connection, delete the CA file. Safe to call twice.

@@ -82,9 +82,7 @@ class DashScopeApp:
     # -- dispatch -------------------------------------------------------------------------
 
     def _link(self, request):
-        transport = request.transport
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        return self.relay.by_upstream_port.get(peer[1]) if peer else None
+        return self.relay.by_handler.get(request.protocol)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         link = self._link(request)
@@ -98,6 +96,9 @@ class DashScopeApp:
         if link is not None:
             link.requests += 1
             link.busy += 1
+            if not request.content.is_eof():
+                # Its body is still arriving: the relay holds it to a deadline and a minimum rate.
+                link.body, link.body_since, link.body_mark = request.content, self.loop.time(), link.bytes_in
         try:
             response = await self._route(request, link)
         except asyncio.CancelledError:
@@ -117,6 +118,7 @@ class DashScopeApp:
         finally:
             if link is not None:
                 link.busy -= 1
+                link.body = None
                 link.last_activity = self.loop.time()
         if not response.prepared:
             response.headers.setdefault("x-request-id", request[_RID])
