@@ -185,9 +185,10 @@ def test_the_emulator_listens_only_where_its_urls_say(child_factory, host):
 @pytest.mark.slow
 def test_1100_direct_connection_attempts_leave_a_good_client_served(child_factory):
     # Before: 1,100 connections straight to the servers behind the relay (every listening port but
-    # the URL's, read from /proc) took the process to its file limit of 1024, and the good client's
-    # calls failed. After: there is no such port, and the same attempts on the URL's port meet its
-    # limit (1024 // 8 = 128 connections), which closes the longest-idle to make room.
+    # the URL's, read from /proc) took the process to its file limit (1024 of 1024 descriptors
+    # open), where anything else the process opens fails. After: there is no such port, and the
+    # same attempts on the URL's port meet its limit (1024 // 8 = 128 connections, 3 descriptors
+    # each), which closes the longest-idle to make room.
     wanted = 1100 + 200
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
