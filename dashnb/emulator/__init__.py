@@ -31,18 +31,25 @@ little slower than its back-to-back time, on a real network as here (``benchmark
 measures it).
 
 Defences. The emulator usually runs inside a notebook kernel, and any local process can connect
-to it; each connection costs it three file descriptors. So it guards the kernel's open files:
+to it; each connection costs it three file descriptors. So it guards the kernel's open files. It
+listens only where its URLs say (the servers behind the relay take each connection over a socket
+pair, never a port of their own), so every connection meets these defences:
 
 - ``connection_limit`` (default: an eighth of the process's open-file limit, 16 to 1024; 128
-  under the usual 1024): at the limit, a new connection first closes the connection idle the
-  longest (one with no request being answered), as nginx reuses keep-alive connections. If every
-  connection is busy, the new one is refused: over plain HTTP with a ``503 ServiceUnavailable``
+  under the usual 1024): at the limit, a new connection first closes the connection that has
+  given the server nothing to answer the longest (idle, or still sending a request body, counted
+  from the end of its head), as nginx reuses keep-alive connections. If every connection is
+  being answered, the new one is refused: over plain HTTP with a ``503 ServiceUnavailable``
   in DashScope's error shape and ``Connection: close``; over TLS the connection is closed (a
   TLS client could not read a plain reply). ``stats()`` counts ``evicted_connections`` and
   ``refused_connections``; a refusal logs a warning, at most one line a second.
 - ``head_timeout`` (default 30 s): a connection must deliver a complete request head within
   this long of being accepted (TLS handshake included) or of its bytes starting a new request;
   slower ones (slowloris) are closed and counted in ``head_timeouts``.
+- ``body_timeout`` (default 30 s) and ``body_min_rate`` (default 1024 bytes a second, judged from
+  5 s after the head): a request body must arrive within this long of its head, and at least this
+  fast; slower ones (slow POST) are closed and counted in ``body_timeouts``. The key is checked on
+  the head: without the right one, the 401 comes before the body is read.
 - ``idle_timeout`` (default 300 s): a kept-alive connection idle this long is closed (counted in
   ``idle_closed``, like the ``keepalive_timeout`` of the lessons, which is off by default).
 - Out of file descriptors anyway (something else in the process took them), accepting pauses

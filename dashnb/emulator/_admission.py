@@ -1,7 +1,8 @@
-"""What every model API of the emulator does before it answers: read the body within its limit,
-check the key, apply the rate limit and the injected failures, parse the JSON. Shared by text
-generation (`_server`) and the embedding and multimodal handlers (`_embeddings`, `_multimodal`),
-which answer in the native or the OpenAI-compatible error shape as their path says.
+"""What every model API of the emulator does before it answers: check the key (on the head, before
+the body is read), read the body within its limit, apply the rate limit and the injected failures,
+parse the JSON. Shared by text generation (`_server`) and the embedding and multimodal handlers
+(`_embeddings`, `_multimodal`), which answer in the native or the OpenAI-compatible error shape as
+their path says.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ async def admit(
     body that is not a JSON object to the caller's parser, which names the protocol's own code.
     """
     opts = app.options()
+    # The key is in the head: a request without the right one is refused before its body is read,
+    # so no one without a key can make the server wait on a body.
+    if not app._authorized(request):
+        return fail(401, "InvalidApiKey", app._key_problem(request))
     try:
         raw = await _read_body(request, MAX_BODY_BYTES)
     except _TooLarge as exc:
@@ -63,8 +68,6 @@ async def admit(
             f"The request body is too large: the limit is {MAX_BODY_BYTES} bytes (1 MiB), this one is {size}."
             + (f" {too_large_hint}" if too_large_hint else ""),
         )
-    if not app._authorized(request):
-        return fail(401, "InvalidApiKey", app._key_problem(request))
     if opts.rate_limit is not None:
         wait = app.limiter.take(opts.rate_limit, app.loop.time())
         if wait:

@@ -31,6 +31,7 @@ class Counters:
         self.refused = 0
         self.evicted = 0
         self.head_timeouts = 0
+        self.body_timeouts = 0  # bodies past body_timeout or slower than body_min_rate
         self.bytes_in = 0
         self.bytes_out = 0
         self.statuses: collections.Counter[str] = collections.Counter()
@@ -73,6 +74,7 @@ class Counters:
             "refused_connections": self.refused,
             "evicted_connections": self.evicted,
             "head_timeouts": self.head_timeouts,
+            "body_timeouts": self.body_timeouts,
             "requests_per_connection": per_connection,
             "statuses": dict(sorted(self.statuses.items())),
             "bytes_in": self.bytes_in,

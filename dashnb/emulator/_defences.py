@@ -1,6 +1,12 @@
 """The relay's defences of the kernel it runs in: its own accept loop, the connection limit
-(refusing with a 503, or evicting the longest-idle connection), the head and idle deadlines, and
-what it does when the process runs out of file descriptors.
+(refusing with a 503, or evicting the connection that has given the server nothing to do the
+longest), the head, body and idle deadlines, and what it does when the process runs out of file
+descriptors.
+
+A connection whose head is in but whose body is still arriving is not being answered: the server
+waits on it. So it has a deadline (``body_timeout``) and a minimum rate (``body_min_rate``, judged
+from ``BODY_RATE_GRACE_S`` after the head), and it may be evicted like an idle one, counted from
+the end of its head, so a byte every few seconds buys it nothing.
 
 ``Defences`` is a part of `Relay` (a mixin): it reads the relay's links, options and counters.
 """
@@ -25,7 +31,10 @@ log = logging.getLogger(__name__)
 # _REFUSAL_LINGER_S, so the client reads the 503 before the close); beyond, they close at once.
 _MAX_LINGERING = 32
 _REFUSAL_LINGER_S = 0.5
-_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: Seconds after its head before a body's average rate is held to ``body_min_rate``: time for a
+#: client that waits before sending it (``Expect: 100-continue`` waits about a second).
+BODY_RATE_GRACE_S = 5.0
 # Connections accepted per wake-up of a listening socket (the limit is checked before each), and
 # how long accepting pauses when it fails for want of descriptors.
 _ACCEPT_BATCH = 16
@@ -150,13 +159,26 @@ class Defences:
         # Nothing being answered and no reply on its way: the client loses no work.
         return not link.busy and not link.closed and (link.to_client is None or not link.to_client.queue)
 
+    def _waiting_since(self, link: Link) -> float | None:
+        """Since when the connection has given the server nothing to answer, or None while it has.
+
+        Idle: since its last bytes. Sending a body: since its head, whatever trickles in after.
+        """
+        if link.closed:
+            return None
+        if link.mid_body():
+            return link.body_since
+        return link.last_activity if self._evictable(link) else None
+
     def evict_one(self, why: str) -> bool:
-        """Close the connection idle the longest to make room; False when every one is busy."""
-        victim = min(filter(self._evictable, self.links.values()), key=lambda lk: lk.last_activity, default=None)
-        if victim is None:
+        """Close the connection waiting the longest to make room; False when every one is busy."""
+        waiting = ((since, link) for link in self.links.values() if (since := self._waiting_since(link)) is not None)
+        oldest = min(waiting, key=lambda pair: pair[0], default=None)
+        if oldest is None:
             return False
+        victim = oldest[1]
         self.counters.evicted += 1
-        log.debug("closing connection %d, idle the longest: %s", victim.id, why)
+        log.debug("closing connection %d, waiting the longest: %s", victim.id, why)
         self._drop(victim)
         return True
 
@@ -189,16 +211,21 @@ class Defences:
 
     def _sweep_every(self) -> float:
         opts = self._options()
-        timeouts = [t for t in (opts.head_timeout, opts.idle_timeout) if t is not None]
+        grace = BODY_RATE_GRACE_S if opts.body_min_rate is not None else None
+        timeouts = [t for t in (opts.head_timeout, opts.idle_timeout, opts.body_timeout, grace) if t is not None]
         return min([1.0] + [max(0.02, t / 4) for t in timeouts])
 
     def _sweep(self) -> None:
-        """Close connections past their deadlines: too slow to send a head, or idle too long."""
+        """Close connections past their deadlines: too slow to send a head or a body, or idle too long."""
         self._sweep_handle = None
         opts = self._options()
         now = self.loop.time()
         for link in list(self.links.values()):
-            if not link.admitted or link.busy or link.closed:
+            if not link.admitted or link.closed:
+                continue
+            if link.busy:
+                if link.mid_body():
+                    self._check_body(link, opts, now)
                 continue
             if link.head_since is not None:
                 if opts.head_timeout is not None and now - link.head_since > opts.head_timeout:
@@ -214,14 +241,19 @@ class Defences:
         if not self._closed:
             self._sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
 
-    def exception_handler(self, loop, context) -> None:
-        """The emulator loop's handler. The servers behind the relay accept through asyncio, whose
-        accept loop, out of descriptors, reports every failed accept (up to 1024 a tick) with a
-        traceback: one line a second here, and the longest-idle connection's descriptors back."""
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and exc.errno in _OUT_OF_FILES and "accept" in context.get("message", ""):
-            if self.warn.last.get("accept", -1e9) + 1.0 <= loop.time():
-                self.evict_one("the process is out of file descriptors")
-            self.warn.warning("accept", "emulator cannot accept connections: %s; retrying", exc.strerror or exc)
+    def _check_body(self, link: Link, opts, now: float) -> None:
+        """Close a connection whose body is past its deadline, or arriving slower than the minimum rate."""
+        took = now - link.body_since
+        if opts.body_timeout is not None and took > opts.body_timeout:
+            why = f"body not complete {opts.body_timeout:g}s after its head (body_timeout)"
+        elif (
+            opts.body_min_rate is not None
+            and took >= BODY_RATE_GRACE_S
+            and (link.bytes_in - link.body_mark) / took < opts.body_min_rate
+        ):
+            why = f"body arriving slower than {opts.body_min_rate:g} bytes a second (body_min_rate)"
+        else:
             return
-        loop.default_exception_handler(context)
+        self.counters.body_timeouts += 1
+        log.debug("closing connection %d: %s", link.id, why)
+        self._drop(link)

@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import Any
 
-from ._listen import _bind, _certificate_names, _listen, _url_host
+from ._listen import _certificate_names, _listen, _url_host
 from ._options import FIXED, EmulatorOptions
 from ._tempdir import _sweep_stale_dirs, make_dir
 
@@ -82,8 +82,8 @@ class Emulator:
             self._remove_dir()
             raise
         self._rng = random.Random(options.seed)
-        self._backends: dict[str, tuple[str, int]] = {}
-        self._listeners: list[socket.socket] = []  # the relay's and the servers' behind it
+        self._backends: dict[str, Any] = {}  # TLS setting -> the relay's Backend
+        self._listeners: list[socket.socket] = []  # the relay's (see _close_listeners)
         _STARTED.add(self)
 
     # -- TLS ------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class Emulator:
             loop.run_until_complete(self._serve())
         except BaseException as exc:  # report start-up failures to the starting thread
             try:
-                # What started before the failure (the servers behind the relay, its clock)
+                # What started before the failure (the relay's listening sockets, its clock)
                 # holds sockets and descriptors: close them, or each failed start leaks them.
                 loop.run_until_complete(self._undo_start())
             finally:
@@ -146,7 +146,7 @@ class Emulator:
             loop.close()
 
     async def _serve(self) -> None:
-        from ._relay import Relay
+        from ._relay import Backend, Relay
         from ._server import Counters, DashScopeApp
 
         loop = asyncio.get_running_loop()
@@ -155,18 +155,11 @@ class Emulator:
         self._app = DashScopeApp(
             loop=loop, options=lambda: self._options, api_key=self._api_key, relay=self._relay, counters=self._counters
         )
-        self._servers = []
+        # The servers behind the relay, one per TLS setting. They listen nowhere: the relay hands
+        # each of them one end of a socket pair per connection (see `_relay`), so the only sockets
+        # a client can reach are the ones the URLs name, and every connection meets its defences.
         for name, ctx in (("1.3", self._server_contexts["1.3"]), ("1.2", self._server_contexts["1.2"]), ("off", None)):
-            sock = _bind("127.0.0.1", 0)  # ours, so a forked child can close its copy (see _close_listeners)
-            self._listeners.append(sock)
-            server = await loop.create_server(
-                self._app.make_server(tls=ctx is not None), sock=sock, ssl=ctx, backlog=1024
-            )
-            self._servers.append(server)
-            self._backends[name] = sock.getsockname()[:2]
-        # Out of files, asyncio's accept loop logs a traceback per failed accept: the relay's
-        # handler makes that one line a second (this loop is the emulator's own).
-        loop.set_exception_handler(self._relay.exception_handler)
+            self._backends[name] = Backend(self._app.make_server(tls=ctx is not None), ctx)
         socks = _listen(self._options.host, self._options.port)
         self._listeners += socks
         self._port = socks[0].getsockname()[1]
@@ -176,9 +169,6 @@ class Emulator:
         relay = getattr(self, "_relay", None)
         if relay is not None:
             relay.close_all()
-        for server in getattr(self, "_servers", []):
-            server.close()
-            await server.wait_closed()
         self._close_listeners()
 
     def _backend_for(self, opts: EmulatorOptions):
@@ -188,14 +178,10 @@ class Emulator:
 
     async def _shutdown(self) -> None:
         self._relay.close_all()
-        for server in self._servers:
-            server.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for server in self._servers:
-            await server.wait_closed()
 
     def stop(self, *, force: bool = False) -> None:
         """Stop serving, close every connection, delete the CA file. Safe to call twice.

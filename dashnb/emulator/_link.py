@@ -154,6 +154,14 @@ class Link:
         # Since when a request head has been awaited (accepted, or bytes came after the last
         # request ended); None while a request is being answered or the connection is idle.
         self.head_since: float | None = None
+        # The request whose body is still arriving (its StreamReader, set by the server once the
+        # head is in), since when, and the relay's byte count then: a body has its own deadline
+        # and minimum rate, and a connection sending one slowly may be evicted.
+        self.body: Any = None
+        self.body_since = 0.0
+        self.body_mark = 0
+        self.bytes_in = 0  # bytes read from the client
+        self.handler: object = None  # the server's protocol for this connection, once it has one
         self.admitted = False
         self.closed = False
         self.idle_handle = None
@@ -171,6 +179,10 @@ class Link:
         self.pending_bytes = 0
         self.client_gate = _Gate(client_transport)  # reading from the client
         self.server_gate = _Gate()  # reading from the upstream, once connected
+
+    def mid_body(self) -> bool:
+        """A request's head is in and its body is still arriving."""
+        return self.body is not None and not self.body.is_eof()
 
 
 def _no_delay(transport) -> None:

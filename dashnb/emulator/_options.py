@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from ._profiles import PROFILE_CHOICES
 
 __all__ = [
+    "DEFAULT_BODY_MIN_RATE",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEAD_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
     "FIXED",
@@ -36,6 +38,11 @@ TLS_CHOICES = ("1.3", "1.2", "off")
 #: Seconds a connection may take, from being accepted or from the end of its last request, to send
 #: a complete request head (TLS handshake included): slower ones are closed (slowloris).
 DEFAULT_HEAD_TIMEOUT = 30.0
+#: Seconds a request's body may take to arrive after its head: slower ones are closed (slow POST).
+DEFAULT_BODY_TIMEOUT = 30.0
+#: Bytes a second a body must average (as they cross the network, TLS records included), judged
+#: from a few seconds after its head: a trickle is closed long before the deadline.
+DEFAULT_BODY_MIN_RATE = 1024.0
 #: Seconds a kept-alive connection may stay idle before the emulator closes it.
 DEFAULT_IDLE_TIMEOUT = 300.0
 _MALFORMED = (None, "truncated_body", "bad_sse", "wrong_content_type", "no_output")
@@ -67,6 +74,8 @@ class EmulatorOptions:
     # local clients; see the emulator package's docstring, "Defences".
     connection_limit: int | None = None  # None: auto_connection_limit(), a share of the open-file limit
     head_timeout: float | None = DEFAULT_HEAD_TIMEOUT
+    body_timeout: float | None = DEFAULT_BODY_TIMEOUT
+    body_min_rate: float | None = DEFAULT_BODY_MIN_RATE
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     reply_tokens: int = 16
     malformed: str | None = None
@@ -94,6 +103,8 @@ class EmulatorOptions:
             number(name, allow_inf=True)
         number("keepalive_timeout", allow_none=True, positive=True)
         number("head_timeout", allow_none=True, positive=True)
+        number("body_timeout", allow_none=True, positive=True)
+        number("body_min_rate", allow_none=True, positive=True)
         number("idle_timeout", allow_none=True, positive=True)
         number("rate_limit", allow_none=True, positive=True)
         if self.error_rate > 1:

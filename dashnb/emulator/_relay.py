@@ -9,6 +9,11 @@ to the first bytes the client sends: they cannot leave before accept + 1 RTT, ex
 client on a real network would have its SYN-ACK. A TLS handshake then costs its own round trips
 naturally, because its messages cross the relay like any other bytes.
 
+The servers behind the relay (one per TLS setting) listen nowhere. For each connection the relay
+makes a socket pair, keeps one end and hands the other to the server as an accepted connection
+(TLS terminated there, as before). So the only sockets a client can reach are the ones the URLs
+name, and every connection passes the relay's defences; each still costs three descriptors.
+
 The relay's defences (accept loop, connection limit, deadlines) are in `_defences`; one
 connection's state, gates and delay queues in `_link`.
 """
@@ -20,9 +25,12 @@ import collections
 import logging
 import random
 import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from ._clock import make_clock
-from ._defences import Defences, _RateLimitedLog
+from ._defences import OUT_OF_FILES, Defences, _RateLimitedLog
 from ._link import _EOF, HIGH_WATER, Link, _Delay, _ServerSide
 from ._options import auto_connection_limit
 
@@ -39,17 +47,25 @@ CLOCK_SPIN = 0.0003
 HALF_CLOSE_GRACE = 1.0
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A server behind the relay: its protocol factory (aiohttp's server) and its TLS context, if any."""
+
+    server: Callable[[], asyncio.BaseProtocol]
+    ssl: ssl.SSLContext | None
+
+
 class Relay(Defences):
     """Accepts client connections and forwards them, delayed, to the backend the options choose."""
 
     def __init__(self, loop, options_getter, backend_for, counters, rng: random.Random):
         self.loop = loop
         self._options = options_getter  # () -> EmulatorOptions (swapped live by configure)
-        self._backend_for = backend_for  # (options) -> (host, port) or None for "never finish TLS"
+        self._backend_for = backend_for  # (options) -> Backend, or None for "never finish TLS"
         self.counters = counters
         self.rng = rng
         self.links: dict[int, Link] = {}
-        self.by_upstream_port: dict[int, Link] = {}
+        self.by_handler: dict[object, Link] = {}  # the server's protocol for each link -> the link
         self.waiting: collections.deque[Link] = collections.deque()
         self.listeners: list[socket.socket] = []
         self.clock = make_clock(loop, spin=CLOCK_SPIN)
@@ -104,11 +120,27 @@ class Relay(Defences):
         self.arm_idle(link)
         self.loop.create_task(self._connect_upstream(link, target))
 
-    async def _connect_upstream(self, link: Link, target) -> None:
+    async def _connect_upstream(self, link: Link, backend: Backend) -> None:
         try:
-            transport, _ = await self.loop.create_connection(lambda: _ServerSide(self, link), *target)
-        except OSError as exc:  # the backend is gone: we are stopping
-            log.debug("relay could not reach backend: %s", exc)
+            near, far = socket.socketpair()
+        except OSError as exc:
+            if exc.errno in OUT_OF_FILES:
+                self.warn.warning(
+                    "accept",
+                    "emulator cannot accept connections: %s; closing its longest-idle connection",
+                    exc.strerror or exc,
+                )
+                self.evict_one(f"cannot reach its server: {exc.strerror or exc}")
+            else:
+                log.debug("relay could not make a socket pair: %s", exc)
+            self._abort(link)
+            return
+        self.loop.create_task(self._serve_pair(link, backend, far))
+        try:
+            transport, _ = await self.loop.connect_accepted_socket(lambda: _ServerSide(self, link), near)
+        except OSError as exc:
+            log.debug("relay could not take its end of a socket pair: %s", exc)
+            near.close()
             self._abort(link)
             return
         if link.closed:
@@ -116,7 +148,6 @@ class Relay(Defences):
             return
         link.upstream = transport
         link.server_gate.attach(transport)
-        self.by_upstream_port[transport.get_extra_info("sockname")[1]] = link
         link.to_server = _Delay(
             self.loop, self.clock, self.lateness, transport, lambda: self._half_close_upstream(link), link.client_gate
         )
@@ -125,10 +156,32 @@ class Relay(Defences):
             link.to_server.push(item, due)
         link.to_server.gate.level("held", link.to_server.held)  # the pending bytes are now the queue's
 
+    async def _serve_pair(self, link: Link, backend: Backend, far: socket.socket) -> None:
+        """The server takes its end of the pair as an accepted connection (and its TLS handshake)."""
+        if link.closed:
+            far.close()
+            return
+
+        def handler():
+            protocol = backend.server()
+            link.handler = protocol
+            self.by_handler[protocol] = link  # how the server finds the link of a request
+            return protocol
+
+        try:
+            await self.loop.connect_accepted_socket(handler, far, ssl=backend.ssl)
+        except OSError as exc:  # a failed or timed-out handshake, as a listening server sees it
+            log.debug("connection %d: the server could not take it: %s", link.id, exc)
+            far.close()
+        finally:
+            if link.closed:
+                self.by_handler.pop(link.handler, None)
+
     def _from_client(self, link: Link, data: bytes) -> None:
         now = self.loop.time()
         link.last_activity = now
         link.spoke = True
+        link.bytes_in += len(data)
         self.counters.bytes_in += len(data)
         if link.stalled:
             return  # a handshake that never completes: the bytes go nowhere
@@ -239,10 +292,9 @@ class Relay(Defences):
         for d in (link.to_server, link.to_client):
             if d is not None:
                 d.cancel()
-        if link.upstream is not None:
-            self.by_upstream_port.pop(link.upstream.get_extra_info("sockname")[1], None)
-            if not link.upstream.is_closing():
-                link.upstream.close()
+        self.by_handler.pop(link.handler, None)
+        if link.upstream is not None and not link.upstream.is_closing():
+            link.upstream.close()
         if link.admitted:
             self.counters.closed(link)
             self.admit_waiting()

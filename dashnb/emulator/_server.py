@@ -69,7 +69,7 @@ class _Connection(RequestHandler):
     def __init__(self, manager, *, warn, answered, **kwargs):
         super().__init__(manager, **kwargs)
         self._warn = warn
-        self._answered = answered  # (transport) -> None: this head is answered, though not handled
+        self._answered = answered  # (handler) -> None: this head is answered, though not handled
         self._first = True
 
     def data_received(self, data: bytes) -> None:
@@ -79,7 +79,7 @@ class _Connection(RequestHandler):
                 self._warn("http2", "emulator refused an HTTP/2 connection: it speaks HTTP/1.1 only")
                 message = "The emulator speaks HTTP/1.1 only; use an HTTP/1.1 client (without HTTP/2 prior knowledge)."
                 self.transport.write(_plain_error(505, "HTTP Version Not Supported", message))
-                self._answered(self.transport)
+                self._answered(self)
                 self.force_close()
                 return
         super().data_received(data)
@@ -91,7 +91,7 @@ class _Connection(RequestHandler):
         # the lines after it quote the raw header, which could be a key.
         what = (exc.message or "malformed request").split("\n", 1)[0].rstrip(": ")[:120]
         self._warn("malformed", "emulator answered %d to a malformed request: %s", status, what)
-        self._answered(request.transport)
+        self._answered(self)
         problem = f"The request is not valid HTTP/1.1: {what}. Fix its request line or headers."
         resp = web.Response(
             status=status, body=_dumps(R.native_error("BadRequest", problem, _rid())).encode(), content_type=_JSON
@@ -152,16 +152,12 @@ class DashScopeApp:
     # -- dispatch -------------------------------------------------------------------------
 
     def _link(self, request):
-        return self._link_of(request.transport)
+        return self.relay.by_handler.get(request.protocol)
 
-    def _link_of(self, transport):
-        peer = transport.get_extra_info("peername") if transport is not None else None
-        return self.relay.by_upstream_port.get(peer[1]) if peer else None
-
-    def _head_answered(self, transport) -> None:
+    def _head_answered(self, handler) -> None:
         """A head answered without `handle` (it could not be parsed): its deadline is over, and a
         FIN from the client need not wait for a reply the server is already closing after."""
-        link = self._link_of(transport)
+        link = self.relay.by_handler.get(handler)
         if link is not None:
             link.head_since = None
 
@@ -177,6 +173,9 @@ class DashScopeApp:
         if link is not None:
             link.requests += 1
             link.busy += 1
+            if not request.content.is_eof():
+                # Its body is still arriving: the relay holds it to a deadline and a minimum rate.
+                link.body, link.body_since, link.body_mark = request.content, self.loop.time(), link.bytes_in
         try:
             response = await self._route(request, link)
         except asyncio.CancelledError:
@@ -196,6 +195,7 @@ class DashScopeApp:
         finally:
             if link is not None:
                 link.busy -= 1
+                link.body = None
                 link.last_activity = self.loop.time()
         if not response.prepared:
             response.headers.setdefault("x-request-id", request[_RID])
