@@ -20,13 +20,16 @@ import re
 from dataclasses import dataclass
 
 from . import _prose
+from ._limits import MAX_REPLY_TOKENS
 from ._request import GenerationRequest
-from ._schema import instance
+from ._schema import Budget, instance
 from ._tools import ToolCall, hints_of, plan_calls
 
 __all__ = ["Reply", "compose", "compose_choices", "count_tokens"]
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Characters a token of generated JSON or arguments may stand for, to size their budget.
+_CHARS_PER_TOKEN = 8
 _PIECE = re.compile(r"\s*\S+")
 
 
@@ -109,10 +112,14 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
     if request.tool_results and choice == "auto":
         choice = "none"  # tool results are in: answer with them rather than call again
     calls: tuple[ToolCall, ...] = ()
+    # What a reply's JSON or arguments may grow to: what max_tokens allows, never more than the
+    # longest reply; a schema asking for more is cut there, as the service cuts at the output limit.
+    room = Budget(_CHARS_PER_TOKEN * min(request.max_tokens or MAX_REPLY_TOKENS, MAX_REPLY_TOKENS))
     if request.tools and choice != "none":  # the digest costs more than the rest of a plain reply
-        calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, _digest(request, index).hex())
+        seed = _digest(request, index).hex()
+        calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, seed, room)
     if calls:
-        return Reply((), input_tokens, reasoning, calls, "tool_calls", index)
+        return Reply((), input_tokens, reasoning, calls, "length" if room.cut else "tool_calls", index)
 
     limit = request.max_tokens
     if request.response_format == "text":
@@ -124,12 +131,12 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
         finish = "length" if limit is not None and limit < reply_tokens else "stop"
     else:
         if request.response_format == "json_schema":
-            value = instance(request.json_schema, hints_of(prompt))
+            value = instance(request.json_schema, hints_of(prompt), room)
         else:
             value = {"answer": "".join(_prose.reply_words(prompt, 12, variant, index)), "source": "dashnb emulator"}
         whole = tuple(_PIECE.findall(json.dumps(value, ensure_ascii=False)))
         tokens = whole if limit is None else whole[:limit]  # cut like the service: the JSON stays unfinished
-        finish = "length" if len(tokens) < len(whole) else "stop"
+        finish = "length" if len(tokens) < len(whole) or room.cut else "stop"
     if request.stop:
         text = "".join(tokens)
         cut = min((i for i in (text.find(s) for s in request.stop) if i >= 0), default=-1)

@@ -1,7 +1,7 @@
 """Text embeddings, native (``dashscope.TextEmbedding.call``) and OpenAI-compatible (``/embeddings``).
 
-    >>> v = embed("text-embedding-v4", 8, "connection reuse")
-    >>> v == embed("text-embedding-v4", 8, "connection reuse"), round(sum(x * x for x in v), 9)
+    >>> v = embed("text-embedding-v4", 64, "connection reuse")
+    >>> v == embed("text-embedding-v4", 64, "connection reuse"), round(sum(x * x for x in v), 9)
     (True, 1.0)
     >>> near = cosine(embed("text-embedding-v4", 64, "reuse the connection"), v)
     >>> far = cosine(embed("text-embedding-v4", 64, "a cat on a mat"), v)
@@ -12,17 +12,25 @@ The vectors are deterministic and unit length, and they carry a little meaning: 
 its own pseudo-random direction (a hashing "bag of words"), so texts that share words point the
 same way and a retrieval test can check that a query finds the document that shares its words.
 They are not a real model's embeddings: synonyms, word order and languages mean nothing here.
+
+Linear in the text, with a small constant: a word's direction is the sum of `_ROWS_PER_WORD` rows,
+chosen by one short hash of the word, of a fixed random table per model and dimension; a text
+counts how often each row is chosen and multiplies those counts by the table once (numpy). Ten
+texts of 8,000 distinct words at 2,048 dimensions take a fraction of a second, not the minute a
+full-length hash and a Python sum per word took.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import hashlib
 import math
-import operator
 import re
 import struct
+
+import numpy as np
 
 from . import _replies as R
 from ._admission import Admitted, Refusal, admit, request_id
@@ -52,20 +60,43 @@ MAX_TEXT_TOKENS = 8192
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
+# Rows of a model's direction table, and how many of them (distinct) make one word's direction:
+# two words share a row about once in 64 pairs, so unrelated words stay near orthogonal.
+_TABLE_ROWS = 1024
+_ROWS_PER_WORD = 4
+
+
 def embed(model: str, dimension: int, text: str) -> list[float]:
     """The emulator's unit vector for ``text``: a sum of one pseudo-random direction per word."""
-    acc = [0.0] * dimension
-    for word in _WORDS.findall(text.lower()) or [text]:
-        acc = list(map(operator.add, acc, _direction(model, dimension, word)))
-    norm = math.sqrt(sum(x * x for x in acc))
-    return [x / norm for x in acc]
+    counts: collections.Counter[int] = collections.Counter()
+    for word, n in collections.Counter(_WORDS.findall(text.lower()) or [text]).items():
+        for row in _rows(model, word):
+            counts[row] += n
+    rows = np.fromiter(counts, dtype=np.intp, count=len(counts))
+    weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+    # Whole numbers far below 2**53: the sum is exact, the same on every machine and BLAS.
+    acc = weights @ _table(model, dimension)[rows].astype(np.float64) + 0.5 * weights.sum()
+    return (acc / np.sqrt(acc @ acc)).tolist()
 
 
-@functools.lru_cache(maxsize=4096)
-def _direction(model: str, dimension: int, word: str) -> tuple[float, ...]:
-    seed = f"{model}\x00{dimension}\x00{word}".encode()
-    # int8 is -128..127: centred, so unrelated words are near orthogonal.
-    return tuple(b + 0.5 for b in struct.unpack(f"<{dimension}b", hashlib.shake_256(seed).digest(dimension)))
+def _rows(model: str, word: str) -> list[int]:
+    """The distinct table rows whose sum is ``word``'s direction: one short hash of the word."""
+    digest = hashlib.blake2b(f"{model}\x00{word}".encode(), digest_size=2 * _ROWS_PER_WORD).digest()
+    rows: list[int] = []
+    for i in range(_ROWS_PER_WORD):
+        row = int.from_bytes(digest[2 * i : 2 * i + 2], "little") % _TABLE_ROWS
+        while row in rows:
+            row = (row + 1) % _TABLE_ROWS
+        rows.append(row)
+    return rows
+
+
+@functools.lru_cache(maxsize=16)
+def _table(model: str, dimension: int) -> np.ndarray:
+    """The fixed random rows for ``model`` at ``dimension``, as int8 (2 MiB at most)."""
+    raw = hashlib.shake_256(f"{model}\x00{dimension}".encode()).digest(_TABLE_ROWS * dimension)
+    # int8 is -128..127, and embed() adds 0.5: centred (and never 0), so unrelated rows are near orthogonal.
+    return np.frombuffer(raw, dtype=np.int8).reshape(_TABLE_ROWS, dimension)
 
 
 def cosine(a: list[float], b: list[float]) -> float:

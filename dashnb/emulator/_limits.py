@@ -9,6 +9,9 @@ from __future__ import annotations
 MAX_BODY_BYTES = 1 << 20
 #: JSON nested deeper than this is refused with 400: no DashScope request needs more than a few levels.
 MAX_JSON_DEPTH = 64
+#: The most tokens one reply may have: the cap of ``reply_tokens`` and of what a JSON reply or a
+#: tool call's arguments may grow to (the longest output a Qwen model gives is of this order).
+MAX_REPLY_TOKENS = 32768
 
 
 class _RateLimiter:

@@ -17,6 +17,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
+from ._limits import MAX_REPLY_TOKENS
 from ._profiles import PROFILE_CHOICES
 
 __all__ = [
@@ -125,6 +126,16 @@ class EmulatorOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"emulator option {name} must be a whole number >= 1, got {value!r}")
+        if self.reply_tokens > MAX_REPLY_TOKENS:
+            raise ValueError(
+                f"emulator option reply_tokens must be at most {MAX_REPLY_TOKENS} (the longest reply the emulator "
+                f"composes), got {self.reply_tokens!r}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"emulator option seed must be a whole number, got {self.seed!r}")
+        for name in ("connection_close", "tls_stall", "public"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"emulator option {name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.port, int) or not 0 <= self.port < 65536:
             raise ValueError(f"emulator option port must be 0 (any free port) or a port number, got {self.port!r}")
         if not is_loopback(self.host) and not self.public:

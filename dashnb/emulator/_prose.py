@@ -124,7 +124,8 @@ def topic_of(prompt: str, words: int = 4) -> str:
     line = prompt.strip().splitlines()[0] if prompt.strip() else ""
     line = re.split(r"(?<=[?!.。？！])\s", line, maxsplit=1)[0]  # the first sentence says what it is about
     rest = _LEAD.sub("", line, count=1)
-    rest = re.sub(r"[?!.。？！,;:]+$", "", rest).strip()
+    # rstrip, not a regex anchored at the end: that one retries from every mark of a long run (quadratic).
+    rest = rest.rstrip("?!.。？！,;:").strip()
     parts = rest.split()[:words]
     while parts and parts[-1].lower() in _DANGLING:  # "cost of opening a" reads better without the "a"
         parts.pop()

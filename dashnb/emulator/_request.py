@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, fields
 
 from ._catalogue import CATALOGUE, CHAT_MODELS
+from ._schema_check import SchemaError, check_schema
 from ._tools import Tool, ToolError, parse_tool_choice, parse_tools
 
 __all__ = [
@@ -185,6 +186,10 @@ def _response_format(value, messages) -> tuple[str, dict | None]:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise _bad("response_format json_schema needs {'json_schema': {'name': ..., 'schema': {...}}}.")
+        try:
+            check_schema(schema, "response_format.json_schema.schema")
+        except SchemaError as exc:
+            raise _bad(str(exc)) from None
         return "json_schema", schema
     raise _bad("response_format type must be 'text', 'json_object' or 'json_schema'.")
 
@@ -296,12 +301,22 @@ def parse_compatible(body) -> tuple[GenerationRequest, bool, bool]:
     request = _new(
         incremental_output=True, max_tokens=_max_tokens(limit), **_common(model, body["messages"], body, "message")
     )
-    stream = bool(body.get("stream", False))
+    stream = _flag(body, "stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise _bad("stream_options must be a JSON object.")
-    include_usage = bool((options or {}).get("include_usage", False))
+    include_usage = _flag(options or {}, "include_usage", "stream_options.include_usage")
     return request, stream, include_usage
+
+
+def _flag(params: dict, key: str, name: str = "") -> bool:
+    """A boolean parameter: the service type-checks these, so "false" (a string) is refused, not truthy."""
+    value = params.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(f"{name or key} must be true or false (a JSON boolean), got {value!r:.40}.")
+    return value
 
 
 def check_mode(request: GenerationRequest, stream: bool) -> None:

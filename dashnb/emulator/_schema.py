@@ -11,15 +11,25 @@ prompt; string fields take them in order, so "the weather in Paris" fills ``loca
 Covers what tool and response schemas use in practice (object, properties, required, enum, const,
 type lists, string formats and lengths, number bounds, arrays, nesting, ``$ref`` into ``$defs``,
 ``anyOf``/``oneOf``/``allOf``); a ``pattern`` is not generated from, only respected when a hint fits it.
+
+Bounded work: the schema comes from the request, and a few hundred bytes of it can ask for a hundred
+million items, a $ref to itself under every property, or a pattern that backtracks for minutes. So
+a `Budget` caps what one reply generates (schema nodes visited, characters of output); past it,
+arrays, objects and strings stop growing and the budget says it was cut (the reply then ends with
+``finish_reason`` "length", as a model's does at its output limit). Patterns are matched with RE2,
+whose time is linear in the text, never with a backtracking engine; a pattern RE2 cannot read
+(lookaround, backreferences) or a very long one is not checked. `_schema_check` refuses keyword
+values the generator cannot use before any of this runs.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 
-__all__ = ["instance"]
+import re2
+
+__all__ = ["MAX_STEPS", "Budget", "instance"]
 
 _FORMATS = {
     "date": "2025-01-01",
@@ -33,10 +43,66 @@ _FORMATS = {
     "hostname": "localhost",
 }
 _MAX_DEPTH = 12  # a recursive schema ($ref to itself) stops here, at the smallest valid value
+#: Schema nodes one reply may visit (and list entries it may scan): well under a second of work.
+MAX_STEPS = 50_000
+#: Characters of output one reply may generate when its caller gives no budget (about 2,000 tokens).
+_DEFAULT_CHARS = 16_384
+# Patterns longer than this are not checked: RE2 compiles each, and the cache keeps the last 128.
+_MAX_PATTERN = 1_000
+# Hints longer than this are not matched against a pattern (no name or value is that long).
+_MAX_SUBJECT = 1_000
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = 1 << 20  # per compiled pattern; a pattern needing more is not checked
+_RE2_OPTIONS.log_errors = False  # a pattern RE2 cannot read is ordinary input, not an error to log
+
+
+class Budget:
+    """How much one reply may still generate: schema nodes visited and characters of output.
+
+    Shared by every value of a reply (all its tool calls), so the total is bounded, not each part.
+    ``cut`` turns true once either runs out; generation then returns the smallest values it can.
+    """
+
+    def __init__(self, chars: int, steps: int = MAX_STEPS):
+        self.chars, self.steps, self.cut = chars, steps, False
+        self.sizes: dict[int, int] = {}  # id of a const/default/enum value from the schema -> its size
+
+    def spend(self, steps: int = 1, chars: int = 0) -> bool:
+        """Take ``steps`` and ``chars``; False (and ``cut``) once either is exhausted."""
+        self.steps -= steps
+        self.chars -= chars
+        if self.steps < 0 or self.chars < 0:
+            self.cut = True
+        return not self.cut
+
+    def literal(self, value):
+        """A value copied from the schema (const, default, enum), paid for by its size."""
+        key = id(value)
+        if key not in self.sizes:
+            self.sizes[key] = _size(value)
+        self.spend(1, self.sizes[key])
+        return value
+
+
+def _size(value) -> int:
+    """About how many characters ``value`` takes as JSON (iterative: no recursion limit)."""
+    total, todo = 0, [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.values())
+            total += sum(len(k) + 4 for k in item) + 2
+        elif isinstance(item, list):
+            todo.extend(item)
+            total += len(item) + 2
+        else:
+            total += len(item) + 2 if isinstance(item, str) else 8
+    return total
 
 
 class _Hints:
-    def __init__(self, hints: Iterable):
+    def __init__(self, hints: Iterable, budget: Budget):
+        self.budget = budget
         self.strings = [h for h in hints if isinstance(h, str)]
         self.numbers = [h for h in hints if isinstance(h, (int, float)) and not isinstance(h, bool)]
 
@@ -50,14 +116,22 @@ class _Hints:
         return None
 
 
-def instance(schema, hints: Iterable = ()) -> object:
-    """A value valid against ``schema`` (a dict, or True/False/None for any)."""
-    return _value(schema, schema if isinstance(schema, dict) else {}, _Hints(hints), "value", 0)
+def instance(schema, hints: Iterable = (), budget: Budget | None = None) -> object:
+    """A value valid against ``schema`` (a dict, or True/False/None for any), within ``budget``.
+
+    Without a budget, a fresh default one; pass one to share it between values and to see
+    whether it was ``cut`` (the value is then smaller than the schema asks).
+    """
+    budget = Budget(_DEFAULT_CHARS) if budget is None else budget
+    return _value(schema, schema if isinstance(schema, dict) else {}, _Hints(hints, budget), "value", 0)
 
 
-def _resolve(schema: dict, root: dict) -> dict:
+def _resolve(schema: dict, root: dict, budget: Budget) -> dict:
     seen = 0
     while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
+        # Each hop copies the target: paid for by its size, so a long chain of large ones is bounded.
+        if not budget.spend(1 + len(schema)):
+            return {}
         ref = schema["$ref"]
         target: object = root
         if ref.startswith("#"):
@@ -69,37 +143,61 @@ def _resolve(schema: dict, root: dict) -> dict:
         else:
             target = None  # remote references are not fetched
         extra = {k: v for k, v in schema.items() if k != "$ref"}
+        if isinstance(target, dict):
+            budget.spend(len(target))
         schema = {**target, **extra} if isinstance(target, dict) else extra
         seen += 1
     return schema
 
 
+def _schema_of(schema, root: dict, budget: Budget) -> dict:
+    """``schema`` with its $ref followed; {} for `true` (any value) and anything not an object."""
+    resolved = _resolve(schema, root, budget) if isinstance(schema, dict) else {}
+    return resolved if isinstance(resolved, dict) else {}
+
+
 def _value(schema, root: dict, hints: _Hints, name: str, depth: int):
+    budget = hints.budget
+    if not budget.spend(1):
+        return None  # out of budget: the reply is cut here, as a model's is at its output limit
     if not isinstance(schema, dict):
         return {}  # `true` or a missing schema: anything goes; an object is the most useful anything
-    schema = _resolve(schema, root)
+    schema = _resolve(schema, root, budget)
     if "const" in schema:
-        return schema["const"]
+        return budget.literal(schema["const"])
     if schema.get("default") is not None and not isinstance(schema["default"], (dict, list)):
-        return schema["default"]  # what the tool's author expects when nothing else is said
+        return budget.literal(schema["default"])  # what the tool's author expects when nothing else is said
     if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return _pick_enum(schema["enum"], hints)
+        return budget.literal(_pick_enum(schema["enum"], hints))
+    combined = depth < _MAX_DEPTH  # anyOf/allOf of a $ref to the root would merge forever: stop at the depth
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
-        if isinstance(options, list) and options:
+        if combined and isinstance(options, list) and options:
             # The first option that is not null: Optional[X] in pydantic is anyOf [X, null].
-            chosen = next((o for o in options if _resolve(o, root).get("type") != "null"), options[0])
-            merged = {**{k: v for k, v in schema.items() if k != key}, **_resolve(chosen, root)}
+            chosen = _schema_of(options[0], root, budget)
+            for option in options:
+                if not budget.spend(1):
+                    break
+                if _schema_of(option, root, budget).get("type") != "null":
+                    chosen = _schema_of(option, root, budget)
+                    break
+            merged = {**{k: v for k, v in schema.items() if k != key}, **chosen}
+            budget.spend(len(merged))
             return _value(merged, root, hints, name, depth + 1)
-    if isinstance(schema.get("allOf"), list) and schema["allOf"]:
+    if combined and isinstance(schema.get("allOf"), list) and schema["allOf"]:
         merged = {k: v for k, v in schema.items() if k != "allOf"}
         for part in schema["allOf"]:
-            part = _resolve(part, root)
+            part = _schema_of(part, root, budget)
+            if not budget.spend(1 + len(part)):
+                break
             for k, v in part.items():
-                if k == "properties" and isinstance(merged.get(k), dict):
+                if k == "properties" and isinstance(merged.get(k), dict) and isinstance(v, dict):
+                    budget.spend(len(v))
                     merged[k] = {**merged[k], **v}
-                elif k == "required" and isinstance(merged.get(k), list):
-                    merged[k] = merged[k] + [r for r in v if r not in merged[k]]
+                elif k == "required" and isinstance(merged.get(k), list) and isinstance(v, list):
+                    budget.spend(len(v))
+                    known = {r for r in merged[k] if isinstance(r, str)}
+                    merged[k] = merged[k] + [r for r in v if isinstance(r, str) and r not in known]
                 else:
                     merged.setdefault(k, v)
         return _value(merged, root, hints, name, depth + 1)
@@ -129,24 +227,36 @@ def _value(schema, root: dict, hints: _Hints, name: str, depth: int):
 
 
 def _pick_enum(options: list, hints: _Hints):
-    for i, hint in enumerate(hints.strings):
+    if hints.strings and hints.budget.spend(len(options)):
+        # One pass over the options, not one per hint: a long enum costs its length once.
+        lowered: dict[str, str] = {}
         for option in options:
-            if isinstance(option, str) and option.lower() == hint.lower():
+            if isinstance(option, str):
+                lowered.setdefault(option.lower(), option)
+        for i, hint in enumerate(hints.strings):
+            if hint.lower() in lowered:
                 del hints.strings[i]  # used: the next free-text field gets the next hint
-                return option
+                return lowered[hint.lower()]
     return options[0]
 
 
 def _object(schema: dict, root: dict, hints: _Hints, depth: int) -> dict:
     props: dict = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
-    required = [r for r in schema.get("required", []) if isinstance(r, str)]
-    out = {}
+    listed = schema.get("required")
+    required = [r for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
+    out: dict = {}
     # Every listed property: more useful to the caller than the bare minimum, and still valid.
-    for key in list(props) + [r for r in required if r not in props]:
+    budget = hints.budget
+    names = set(props)
+    for key in list(props) + [r for r in required if r not in names]:
+        if not budget.spend(1, len(key) + 4):
+            return out
         out[key] = _value(props.get(key, {}), root, hints, key, depth + 1)
     extra = schema.get("minProperties")
     if isinstance(extra, int) and len(out) < extra and schema.get("additionalProperties") is not False:
         for i in range(extra - len(out)):
+            if not budget.spend(1, 12):
+                break
             out[f"extra_{i + 1}"] = _value(schema.get("additionalProperties", {}), root, hints, "extra", depth + 1)
     return out
 
@@ -159,10 +269,14 @@ def _array(schema: dict, root: dict, hints: _Hints, name: str, depth: int) -> li
         count = min(count, high)
     prefix: list = schema["prefixItems"] if isinstance(schema.get("prefixItems"), list) else []
     items = schema.get("items", {})
-    out = [_value(p, root, hints, name, depth + 1) for p in prefix[:count]]
-    for i in range(len(out), count):
-        value = _value(items, root, hints, name, depth + 1)
-        if schema.get("uniqueItems") and value in out:
+    budget = hints.budget
+    unique = bool(schema.get("uniqueItems"))
+    out: list = []
+    for i in range(count):
+        if not budget.spend(1 + (len(out) if unique else 0), 2):  # `in out` below scans the list
+            break
+        value = _value(prefix[i] if i < len(prefix) else items, root, hints, name, depth + 1)
+        if unique and value in out:
             value = _distinct(value, i, out)
         out.append(value)
     return out
@@ -180,21 +294,36 @@ def _string(schema: dict, hints: _Hints, name: str) -> str:
     fmt = schema.get("format")
     if fmt in _FORMATS:
         return _FORMATS[fmt]
-    pattern = schema.get("pattern")
+    budget = hints.budget
     value = hints.string() or f"emulated {name}".replace("_", " ")
-    if isinstance(pattern, str):
-        try:
-            if not re.search(pattern, value):
-                value = next((h for h in hints.strings if re.search(pattern, h)), value)
-        except re.error:
-            pass
+    matcher = _matcher(schema.get("pattern"))
+    if matcher is not None and not _fits(matcher, value):
+        value = next((h for h in hints.strings if _fits(matcher, h)), value)
     low: int = schema["minLength"] if isinstance(schema.get("minLength"), int) else 0
     high: int | None = schema["maxLength"] if isinstance(schema.get("maxLength"), int) else None
-    if len(value) < low:
-        value = value + "x" * (low - len(value))
     if high is not None:
-        value = value[:high]
+        value, low = value[:high], min(low, high)  # maxLength wins over a larger minLength
+    if not budget.spend(1, len(value)):
+        return value[: max(0, budget.chars + len(value))]
+    if len(value) < low:
+        pad = low - len(value)
+        budget.spend(0, pad)
+        value = value + "x" * (pad if not budget.cut else max(0, budget.chars + pad))
     return value
+
+
+def _matcher(pattern):
+    """RE2's compiled ``pattern``, or None when there is none to check or RE2 cannot read it."""
+    if not isinstance(pattern, str) or len(pattern) > _MAX_PATTERN:
+        return None
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        return None  # lookaround, backreferences: ECMA-262 features RE2 leaves out; not checked
+
+
+def _fits(matcher, text: str) -> bool:
+    return len(text) <= _MAX_SUBJECT and matcher.search(text) is not None
 
 
 def _number(schema: dict, hints: _Hints, *, integer: bool):
@@ -203,7 +332,7 @@ def _number(schema: dict, hints: _Hints, *, integer: bool):
     step = schema.get("multipleOf")
 
     def ok(v) -> bool:
-        if integer and v != int(v):
+        if not math.isfinite(v) or (integer and v != int(v)):
             return False
         if isinstance(low, (int, float)) and v < low:
             return False
@@ -213,7 +342,10 @@ def _number(schema: dict, hints: _Hints, *, integer: bool):
             return False
         if isinstance(xhigh, (int, float)) and not isinstance(xhigh, bool) and v >= xhigh:
             return False
-        return not (isinstance(step, (int, float)) and step > 0 and not math.isclose(v / step, round(v / step)))
+        if isinstance(step, (int, float)) and step > 0:
+            ratio = v / step
+            return math.isfinite(ratio) and math.isclose(ratio, round(ratio))
+        return True
 
     hinted = hints.number(ok)
     if hinted is not None:
@@ -225,8 +357,9 @@ def _number(schema: dict, hints: _Hints, *, integer: bool):
             candidates += [start + nudge, start, bound + (0.5 * nudge)]
     if isinstance(step, (int, float)) and step > 0:
         base = low if isinstance(low, (int, float)) else (xlow if isinstance(xlow, (int, float)) else 0)
-        first = math.ceil(base / step) * step
-        candidates = [first, first + step, *candidates]
+        if math.isfinite(base / step):  # a step of 1e-320 from 1 overflows: no multiple to offer then
+            first = math.ceil(base / step) * step
+            candidates = [first, first + step, *candidates]
     for c in candidates:
         if ok(c):
             return int(c) if integer else c

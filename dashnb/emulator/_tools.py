@@ -10,18 +10,32 @@ is called when the last user message mentions it (a word of its name or descript
 always calls one, a named function calls that one, "none" never calls. With ``parallel_tool_calls``
 every mentioned tool is called, and a tool whose prompt names several values ("Paris and London")
 is called once per value. After ``tool`` messages, "auto" answers in text (see `_prose`).
+
+Linear in the request: the prompt's words are read once (a tool is mentioned when a prompt word
+starts with one of its keywords), at most `MAX_HINTS` values are taken from it, and every call's
+arguments draw on one shared `Budget` (`plan_calls` says whether it was cut).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 
-from ._schema import instance
+from ._schema import Budget, instance
+from ._schema_check import SchemaError, check_schema
 
-__all__ = ["Tool", "ToolCall", "hints_of", "parse_tool_choice", "parse_tools", "plan_calls"]
+__all__ = ["MAX_HINTS", "Tool", "ToolCall", "hints_of", "parse_tool_choice", "parse_tools", "plan_calls"]
+
+#: The most strings (and, apart, numbers) taken from a prompt to fill arguments with.
+MAX_HINTS = 32
+# A capitalised run longer than this is no name (and a number longer than this no argument).
+_MAX_HINT_CHARS = 100
+_MAX_NUMBER_CHARS = 24
+#: Characters of arguments the calls of one reply may have when the caller gives no budget.
+MAX_ARGUMENT_CHARS = 16_384
 
 
 class ToolError(ValueError):
@@ -55,7 +69,7 @@ def parse_tools(raw) -> tuple[Tool, ...]:
         return ()
     if not isinstance(raw, list):
         raise ToolError("tools must be a list of {'type': 'function', 'function': {...}} objects.")
-    tools = []
+    tools: list[Tool] = []
     for item in raw:
         fn = item.get("function") if isinstance(item, dict) else None
         if not isinstance(fn, dict) or item.get("type", "function") != "function":
@@ -68,6 +82,10 @@ def parse_tools(raw) -> tuple[Tool, ...]:
             params = {}
         if not isinstance(params, dict):
             raise ToolError(f"Tool {name!r}: parameters must be a JSON Schema object.")
+        try:
+            check_schema(params, f"tools[{len(tools)}].function.parameters")
+        except SchemaError as exc:
+            raise ToolError(str(exc)) from None
         desc: str = fn["description"] if isinstance(fn.get("description"), str) else ""
         tools.append(Tool(name=name, description=desc, parameters=params))
     if len({t.name for t in tools}) != len(tools):
@@ -112,12 +130,30 @@ def _keywords(tool: Tool) -> set[str]:
     return words
 
 
-def _score(tool: Tool, prompt: str) -> int:
-    low = prompt.lower()
+class _Mentions:
+    """A prompt's words, read once, to look tools' keywords up in (in logarithmic time each).
+
+    A keyword is mentioned when a word of the prompt starts with it ("weather" in "weather's",
+    "location" in "locations"), or, for a pair of CJK characters, when the prompt has that pair.
+    """
+
+    def __init__(self, prompt: str):
+        low = prompt.lower()
+        self.words = sorted(set(re.findall(r"[a-z]+", low)))
+        self.cjk = {run[i : i + 2] for run in _CJK.findall(low) for i in range(len(run) - 1)}
+
+    def __contains__(self, stem: str) -> bool:
+        if _CJK.match(stem):
+            return stem in self.cjk
+        i = bisect.bisect_left(self.words, stem)
+        return i < len(self.words) and self.words[i].startswith(stem)
+
+
+def _score(tool: Tool, mentions: _Mentions) -> int:
     found = 0
     for word in _keywords(tool):
         stem = word[:-1] if len(word) > 4 and word.endswith("s") else word
-        found += stem in low
+        found += stem in mentions
     return found
 
 
@@ -129,15 +165,26 @@ _SKIP = frozenset({"I", "What", "How", "Why", "When", "Where", "Which", "Who", "
 
 def hints_of(prompt: str) -> list:
     """Values a prompt names, in order: quoted phrases, capitalised names, then numbers."""
-    strings: list[str] = [m.group(1).strip() for m in _QUOTED.finditer(prompt)]
-    for m in _PROPER.finditer(prompt):
+    strings: list[str] = []
+    for m in _QUOTED.finditer(prompt):
+        if len(strings) == MAX_HINTS:
+            break
+        strings.append(m.group(1).strip())
+    for m in _PROPER.finditer(prompt) if len(strings) < MAX_HINTS else ():
         name = m.group(1)
-        if name not in _SKIP and name not in strings and not any(name in s for s in strings):
-            strings.append(name)
+        if len(name) > _MAX_HINT_CHARS or name in _SKIP or name in strings or any(name in s for s in strings):
+            continue
+        strings.append(name)
+        if len(strings) == MAX_HINTS:
+            break
     numbers: list = []
     for m in _NUMBER.finditer(prompt):
         text = m.group(0)
+        if len(text) > _MAX_NUMBER_CHARS:
+            continue  # int() refuses thousands of digits, and float() makes them infinite
         numbers.append(float(text) if "." in text else int(text))
+        if len(numbers) == MAX_HINTS:
+            break
     return [*strings, *numbers]
 
 
@@ -145,14 +192,21 @@ def _call_id(seed: str, index: int) -> str:
     return "call_" + hashlib.sha256(f"{seed}/{index}".encode()).hexdigest()[:24]
 
 
-def plan_calls(tools: tuple[Tool, ...], choice: str, parallel: bool, prompt: str, seed: str) -> tuple[ToolCall, ...]:
-    """The calls a request gets: empty when the reply should be text."""
+def plan_calls(
+    tools: tuple[Tool, ...], choice: str, parallel: bool, prompt: str, seed: str, budget: Budget | None = None
+) -> tuple[ToolCall, ...]:
+    """The calls a request gets: empty when the reply should be text.
+
+    Their arguments draw on ``budget`` (a default one if none); once it is cut, no further call is made.
+    """
+    budget = Budget(MAX_ARGUMENT_CHARS) if budget is None else budget
     if not tools or choice == "none":
         return ()
     if choice not in ("auto", "required"):
         chosen = [next(t for t in tools if t.name == choice)]
     else:
-        scored = sorted(((-_score(t, prompt), i, t) for i, t in enumerate(tools)), key=lambda x: x[:2])
+        mentions = _Mentions(prompt)
+        scored = sorted(((-_score(t, mentions), i, t) for i, t in enumerate(tools)), key=lambda x: x[:2])
         chosen = [t for s, _, t in scored if s < 0]
         if not chosen:
             if choice == "auto":
@@ -170,12 +224,13 @@ def plan_calls(tools: tuple[Tool, ...], choice: str, parallel: bool, prompt: str
             calls += [(tool, [s, *numbers]) for s in strings]
         else:
             calls.append((tool, hints))
-    return tuple(
-        ToolCall(
-            id=_call_id(seed, i), name=tool.name, arguments=json.dumps(instance(_object(tool), h), ensure_ascii=False)
-        )
-        for i, (tool, h) in enumerate(calls)
-    )
+    out = []
+    for i, (tool, h) in enumerate(calls):
+        if budget.cut:
+            break
+        arguments = json.dumps(instance(_object(tool), h, budget), ensure_ascii=False)
+        out.append(ToolCall(id=_call_id(seed, i), name=tool.name, arguments=arguments))
+    return tuple(out)
 
 
 def _object(tool: Tool) -> dict:
