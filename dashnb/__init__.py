@@ -57,34 +57,34 @@ __all__ = [
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
 _LAZY = {
-    "AskError": "._ask",
-    "AskResult": "._ask",
+    "AskError": "._ask.core",
+    "AskResult": "._ask.core",
     "CallTiming": "._stats",
-    "Chat": "._chat",
+    "Chat": "._ask.chat",
     "Comparison": "._results",
     "DashScope": "._endpoint",
     "Endpoint": "._endpoint",
-    "LabModel": "._lab_model",
-    "LatencyLab": "._lab_view",
-    "MODES": "._modes",
+    "LabModel": "._lab.model",
+    "LatencyLab": "._lab.view",
+    "MODES": "._modes.registry",
     "Measurement": "._results",
     "MissingApiKeyError": "._endpoint",
     "ModeSummary": "._stats",
-    "NotebookSession": "._session",
-    "PoolConfig": "._config",
-    "PoolConfigWarning": "._config",
+    "NotebookSession": "._session.manager",
+    "PoolConfig": "._config.pool",
+    "PoolConfigWarning": "._config.pool",
     "ReusePrediction": "._scenarios",
     "SCENARIOS": "._scenarios",
     "Scenario": "._scenarios",
-    "ask": "._ask",
-    "chat": "._chat",
+    "ask": "._ask.core",
+    "chat": "._ask.chat",
     "compare": "._measure",
     "endpoint": "._endpoint",
-    "lab": "._lab_view",
+    "lab": "._lab.view",
     "measure": "._measure",
     "predict_reuse": "._scenarios",
     "run": "._run",
-    "session": "._session",
+    "session": "._session.manager",
     "use_endpoint": "._endpoint",
     "where_calls_go": "._endpoint",
 }
@@ -98,7 +98,7 @@ def __getattr__(name: str):
     if name == "emulator":
         return _importlib.import_module(".emulator", __name__)
     if name in _IPYTHON_HOOKS:
-        return getattr(_importlib.import_module("._magic", __name__), name)
+        return getattr(_importlib.import_module("._ask.magic", __name__), name)
     try:
         module = _LAZY[name]
     except KeyError:

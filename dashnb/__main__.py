@@ -171,7 +171,7 @@ def _serve(args) -> int:
 
 
 def _mode_list(text: str) -> list[str]:
-    from ._modes import check_modes
+    from ._modes.registry import check_modes
 
     try:
         return check_modes(m.strip() for m in text.split(",") if m.strip())
@@ -180,7 +180,7 @@ def _mode_list(text: str) -> list[str]:
 
 
 def _bench_parser(sub: Any) -> None:
-    from ._modes import DEFAULT_MODES, MODES
+    from ._modes.registry import DEFAULT_MODES, MODES
 
     p = sub.add_parser(
         "bench",
@@ -248,7 +248,7 @@ def _json_path_problem(path: str) -> str | None:
 
 
 def _legend(modes: list[str], concurrency: int) -> str:
-    from ._modes import MODES
+    from ._modes.registry import MODES
 
     width = max(len(m) for m in modes)
     lines = ["modes:"]
@@ -259,7 +259,7 @@ def _legend(modes: list[str], concurrency: int) -> str:
 
 def _bench(args: Any) -> int:
     from ._measure import compare
-    from ._modes import DEFAULT_MODES, mode_class
+    from ._modes.registry import DEFAULT_MODES, mode_class
 
     modes = [m for group in args.modes for m in group] if args.modes else list(DEFAULT_MODES)
     if args.calls < 1 or args.concurrency < 1:

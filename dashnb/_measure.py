@@ -10,7 +10,7 @@
     $ python -m dashnb bench --rtt-ms 40 --calls 50 --json bench.json
     $ python -m dashnb bench --scenario europe_to_singapore
 
-Modes (``dashnb._modes``) differ only in the ``session=`` they pass to the SDK. They run
+Modes (``dashnb._modes.registry``) differ only in the ``session=`` they pass to the SDK. They run
 interleaved in rounds (A B C A B C ...) so that machine noise hits all of them alike, after a
 warm-up on throwaway sessions that is not counted (imports, first TLS context); each mode's own
 first connection *is* counted, since opening it is part of what that mode costs.
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._call import CallContext
-from ._modes import DEFAULT_MODES, Mode, check_modes, mode_class
+from ._modes.registry import DEFAULT_MODES, Mode, check_modes, mode_class
 from ._results import Comparison, Measurement
 from ._scenarios import scenario as find_scenario
 from ._stats import CallTiming, summarize
@@ -104,7 +104,7 @@ def _auto_rounds(calls: int, concurrency: int, any_concurrent: bool) -> int:
 
 
 def _default_config(concurrency: int):
-    from ._config import PoolConfig
+    from ._config.pool import PoolConfig
 
     n = max(32, concurrency)
     return PoolConfig(connection_pool_size=n, maximum_async_requests=n, maximum_async_requests_per_host=n)
@@ -113,7 +113,7 @@ def _default_config(concurrency: int):
 def _warm_up(ctx: CallContext, sync: bool, aio: bool) -> None:
     """Calls on throwaway sessions, not counted: imports, code paths, first TLS context."""
     from ._run import run
-    from ._translate import build_aiohttp_session, build_requests_session
+    from ._transport.rules import build_aiohttp_session, build_requests_session
 
     failures = []
     if sync:

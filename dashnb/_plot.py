@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._lab_settings import LabSettings, PlotScale
+    from ._lab.settings import LabSettings, PlotScale
     from ._results import Comparison, Measurement
 
 __all__ = ["lab_figure", "lab_figure_png", "plot_measurements"]
@@ -47,7 +47,7 @@ def _show_figures_as_png(figure_type) -> None:
 def plot_measurements(measurements: Mapping[str, Measurement], *, max_calls: int = 60) -> Figure:
     """Left: latency distribution (ECDF) per mode. Right: a per-call timeline of each mode's
     first block, each bar split into waiting for a slot, connect + TLS handshake, and request."""
-    from ._lab_settings import mode_color
+    from ._lab.settings import mode_color
 
     _show_figures_as_png(Figure)
     shown = {k: m for k, m in measurements.items() if not m.skipped and m.calls}
@@ -135,7 +135,7 @@ def lab_figure(
     between runs); calls above a locked scale are marked at the top. ``pinned``: a run drawn as
     dashed ghost marks behind this one, for before/after.
     """
-    from ._lab_settings import PlotScale, mode_color
+    from ._lab.settings import PlotScale, mode_color
 
     fig = Figure(figsize=figsize)
     # Fixed margins, in inches (room for tick labels whatever the size): the constrained layout

@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ._modes import MODES
+from ._modes.registry import MODES
 from ._stats import CallTiming, ModeSummary, format_table, html_table
 
 __all__ = ["Comparison", "Measurement"]

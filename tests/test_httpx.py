@@ -21,8 +21,8 @@ openai = pytest.importorskip("openai")
 dashscope = pytest.importorskip("dashscope")
 
 from dashnb import PoolConfig, PoolConfigWarning  # noqa: E402
-from dashnb import _translate_httpx as T  # noqa: E402
-from dashnb import _translate_v2 as V2  # noqa: E402
+from dashnb._config import v2 as V2  # noqa: E402
+from dashnb._transport import httpx as T  # noqa: E402
 
 MSGS = [{"role": "user", "content": "hi"}]
 

@@ -22,9 +22,9 @@ import traitlets
 from matplotlib.colors import to_hex
 
 from dashnb import SCENARIOS, PoolConfig
-from dashnb import _lab_settings as lab_settings
-from dashnb._lab_model import LabModel, LabSettings
-from dashnb._lab_settings import (
+from dashnb._lab import settings as lab_settings
+from dashnb._lab.model import LabModel, LabSettings
+from dashnb._lab.settings import (
     LAB_SCENARIOS,
     MODE_COLORS,
     TIMEOUT_STOPS,
@@ -35,8 +35,8 @@ from dashnb._lab_settings import (
     percentile_note,
     supported,
 )
-from dashnb._lab_view import lab
-from dashnb._modes import MODES
+from dashnb._lab.view import lab
+from dashnb._modes.registry import MODES
 from dashnb._plot import lab_figure
 from dashnb._results import Comparison, Measurement
 from dashnb._stats import CallTiming, summarize

@@ -24,8 +24,9 @@ import pytest
 import requests
 import trustme
 
-from dashnb import _endpoint, _observe, _session, emulator
-from dashnb._config import PoolConfig
+from dashnb import _endpoint, _observe, emulator
+from dashnb._config.pool import PoolConfig
+from dashnb._session import manager as _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402

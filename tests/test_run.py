@@ -13,8 +13,9 @@ import textwrap
 
 import pytest
 
-from dashnb import _run, _session
-from dashnb._config import PoolConfig
+from dashnb import _run
+from dashnb._config.pool import PoolConfig
+from dashnb._session import manager as _session
 
 
 def test_run_returns_the_result_and_keeps_one_loop_per_thread():
@@ -71,7 +72,7 @@ def test_run_inside_a_running_loop_and_timeouts_still_fire():
         import asyncio, time, aiohttp, sys
         import dashnb
         from dashnb import _run, _session, emulator
-        from dashnb._config import PoolConfig
+        from dashnb._config.pool import PoolConfig
 
         emu = emulator.start(rtt_ms=0)
         s = _session.session(PoolConfig(read_timeout=0.5), endpoint=emu)

@@ -14,8 +14,10 @@ import requests
 import trustme
 from aiohttp import web
 
-from dashnb import _observe, _translate, _translate_aiohttp
-from dashnb._config import PoolConfig
+from dashnb import _observe
+from dashnb._config.pool import PoolConfig
+from dashnb._transport import aiohttp as _translate_aiohttp
+from dashnb._transport import rules as _translate
 
 # ---- a small TLS server whose handlers the tests control ------------------------------------
 

@@ -34,7 +34,7 @@ ASK = '%%ask -s "Answer in one sentence."\nWhat is a TLS handshake?'
 
 # The reply view %%ask uses, given a reply no model call would produce here.
 INERT = f"""\
-from dashnb._ask_view import _Live
+from dashnb._ask.view import _Live
 live = _Live("qwen-plus", markdown=True)
 live.text = {HOSTILE!r}
 live.footer = "turn 9 · a hostile reply"

@@ -1,0 +1,1 @@
+"""The mapping from a PoolConfig to requests, aiohttp and httpx objects, observed through their hooks."""
