@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dashnb._config import java as _java
+from dashnb._config import names as _names
 from dashnb._config import pool as _config
 from dashnb._config.pool import (
     DEFAULT_POOL_CONFIG,
@@ -119,7 +119,7 @@ def _assert_actionable(message: str, name: str) -> None:
     assert name in message
     assert f"Java {JAVA_NAMES[name]}" in message
     assert "set it to" in message  # says what to change
-    assert f"Java default {_java._default_text(name)}" in message
+    assert f"Java default {_names._default_text(name)}" in message
 
 
 @pytest.mark.parametrize("bad", BAD_DURATIONS)

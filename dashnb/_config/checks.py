@@ -7,17 +7,18 @@ Java SDK and OkHttp take it, and "did you mean" for a mistyped keyword.
     >>> _closest_field("pool_size"), _closest_field("connectTimeout")
     ('connection_pool_size', 'connect_timeout')
 
-Only the standard library and ``dashnb._config.java`` (the SDK's names, defaults and text forms).
+Only the standard library and ``dashnb._config.names`` (the SDK's names, defaults and text forms).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import sys
 from typing import Any, cast
 
-from .java import (
+from .names import (
     _DURATIONS,
     _JAVA_INT_MAX,
     ENV_VARS,
@@ -120,7 +121,6 @@ def _check(name: str, value: Any) -> float | int:
 
 def _suggest(key: str) -> str | None:
     """The Java name closest to a mistyped key, if any is close."""
-    import difflib  # only needed on the error path
 
     def squash(s: str) -> str:
         return s.replace("_", "").replace("-", "").lower()
@@ -136,8 +136,6 @@ def _suggest(key: str) -> str | None:
 def _closest_field(key: str) -> str | None:
     """The PoolConfig field a mistyped keyword most likely meant (``pool_size`` ->
     ``connection_pool_size``, ``connectTimeout`` -> ``connect_timeout``), or None."""
-    import difflib  # only needed on the error path
-
     if key in JAVA_NAMES:
         return key
     # A shortened name ("pool_size", "idle_timeout") is too far from the whole one for
@@ -156,8 +154,6 @@ def _closest_field(key: str) -> str | None:
 def unknown_keyword_error(where: str, key: str, value: Any, *, own: tuple[str, ...] = ()) -> TypeError:
     """A TypeError for ``where(key=value)`` that says what was meant: one of ``own`` (the
     callable's own keywords) or a PoolConfig setting, spelled as the call should be."""
-    import difflib
-
     close_own = difflib.get_close_matches(key, own, n=1, cutoff=0.75)
     if close_own:
         return TypeError(f"{where}() got an unexpected keyword argument {key!r}; did you mean {close_own[0]}=?")

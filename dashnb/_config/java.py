@@ -15,89 +15,41 @@ settings, which this module reproduces: each ``DASHSCOPE_*`` variable is read wi
 that throws; the idle timeout reaches OkHttp's ConnectionPool as whole seconds
 (``getSeconds()``); the other timeouts reach OkHttp as whole milliseconds (``toMillis()``).
 
-``dashnb._config.pool`` imports this module; this module imports ``_config`` only inside functions
-(for validation and the PoolConfig class), so there is no import cycle. Standard library only.
+Below ``pool`` (which imports it) and above ``names`` and ``checks``: ``from_env`` is handed the
+class to build. Standard library only.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .checks import _check, _check_count, _check_duration
+from .names import (
+    _COUNTS,
+    _DURATIONS,
+    _JAVA_INT_MAX,
+    ENV_VARS,
+    JAVA_DEFAULTS,
+    JAVA_NAMES,
+    PoolConfigWarning,
+    _both,
+    _caller_stacklevel,
+    _default_text,
+    _fmt_seconds,
+    _show,
+)
+
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import PoolConfig
 
 __all__ = ["ENV_VARS", "JAVA_DEFAULTS", "JAVA_NAMES", "from_env", "java_parse_int", "java_snippet", "parse_text"]
-
-JAVA_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "connect_timeout": "connectTimeout",
-        "read_timeout": "readTimeout",
-        "write_timeout": "writeTimeout",
-        "connection_idle_timeout": "connectionIdleTimeout",
-        "connection_pool_size": "connectionPoolSize",
-        "maximum_async_requests": "maximumAsyncRequests",
-        "maximum_async_requests_per_host": "maximumAsyncRequestsPerHost",
-    }
-)
-
-ENV_VARS: Mapping[str, str] = MappingProxyType(
-    {
-        "connect_timeout": "DASHSCOPE_CONNECTION_TIMEOUT",
-        "read_timeout": "DASHSCOPE_READ_TIMEOUT",
-        "write_timeout": "DASHSCOPE_WRITE_TIMEOUT",
-        # Not ..._IDLE_TIMEOUT: the Java SDK spells this one differently.
-        "connection_idle_timeout": "DASHSCOPE_CONNECTION_IDLE_TIME",
-        "connection_pool_size": "DASHSCOPE_CONNECTION_POOL_SIZE",
-        "maximum_async_requests": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS",
-        "maximum_async_requests_per_host": "DASHSCOPE_MAXIMUM_ASYNC_REQUESTS_PER_HOST",
-    }
-)
-
-JAVA_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
-    {
-        "connect_timeout": 120.0,
-        "read_timeout": 300.0,
-        "write_timeout": 60.0,
-        "connection_idle_timeout": 300.0,
-        "connection_pool_size": 32,
-        "maximum_async_requests": 32,
-        "maximum_async_requests_per_host": 32,
-    }
-)
-
-_DURATIONS = ("connect_timeout", "read_timeout", "write_timeout", "connection_idle_timeout")
-_COUNTS = ("connection_pool_size", "maximum_async_requests", "maximum_async_requests_per_host")
-_JAVA_INT_MAX = 2**31 - 1
-
-
-def _both(name: str) -> str:
-    return f"{name} (Java {JAVA_NAMES[name]})"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, int) and value.bit_length() > 256:
-        # repr() of an int past 4300 digits raises ValueError, and no one reads 80 digits anyway
-        return f"a{' negative' if value < 0 else ''} number of about {int(value.bit_length() * 0.30103)} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fmt_seconds(seconds: float) -> str:
-    # 15 significant digits hide float noise such as 0.30000000000000004.
-    return format(seconds, ".15g")
-
-
-def _default_text(name: str) -> str:
-    default = JAVA_DEFAULTS[name]
-    if name in _DURATIONS:
-        return f"{_fmt_seconds(default)} s"
-    return str(default)
-
 
 # java.time.Duration.parse's grammar: PnDTnHnMn.nS, each part optional, signs allowed
 # (a negative result is then refused by validation with a clearer message).
@@ -136,8 +88,6 @@ def parse_text(name: str, text: str) -> float | int:
 
     Not for environment variables: the SDK reads those with Integer.parseInt (``from_env``).
     """
-    from .checks import _check_count, _check_duration  # lazily: _config_checks imports this module
-
     stripped = text.strip()
     if name in _COUNTS:
         if not _INT_RE.fullmatch(stripped):
@@ -276,8 +226,6 @@ def _dropped(name: str, var: str, text: str) -> str:
 def _from_java_int(name: str, var: str, number: int) -> float | int:
     """The PoolConfig value for a whole number the SDK read from ``var``, or a ValueError saying
     what the Java SDK does with a value PoolConfig cannot hold."""
-    from .checks import _check  # lazily: _config_checks imports this module
-
     refusal = None
     if name in _DURATIONS and name != "connection_idle_timeout" and number <= 0:
         refusal = _JAVA_REFUSES["timeout_zero" if number == 0 else "timeout_negative"]
@@ -308,13 +256,7 @@ def from_env(cls: type[PoolConfig], environ: Mapping[str, str] | None = None, *,
     PoolConfigWarning (ValueError when ``strict``); a number Java reads but OkHttp refuses or
     PoolConfig cannot hold raises ValueError.
     """
-    import warnings
-
-    from .pool import PoolConfigWarning, _caller_stacklevel
-
     if environ is None:
-        import os
-
         environ = os.environ
     values: dict[str, Any] = {}
     for name, var in ENV_VARS.items():

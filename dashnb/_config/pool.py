@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
-import types
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from . import java as _java
 from . import table as _config_table
+from . import v2 as _v2
 from .checks import _check, _suggest, unknown_keyword_error
-from .java import ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, _both, _show
+from .names import ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, PoolConfigWarning, _both, _caller_stacklevel, _show
 
 __all__ = [
     "DEFAULT_POOL_CONFIG",
@@ -45,28 +44,6 @@ __all__ = [
     "PoolConfig",
     "PoolConfigWarning",
 ]
-
-
-class PoolConfigWarning(UserWarning):
-    """A PoolConfig breaks one of the Java SDK's documented constraints.
-
-    Pass ``strict=True`` to PoolConfig to get a ValueError instead.
-    """
-
-
-def _caller_stacklevel() -> int:
-    """stacklevel for warnings.warn called from the caller of this function, pointing past
-    this module, dataclasses.replace and the generated __init__ at the user's line."""
-    internal = {__file__, _java.__file__, dataclasses.__file__}
-    frame: types.FrameType | None = sys._getframe(2)
-    level = 2
-    while frame is not None and (
-        frame.f_code.co_filename in internal
-        or (frame.f_code.co_name == "__init__" and frame.f_code.co_filename.startswith("<"))
-    ):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -193,18 +170,13 @@ class PoolConfig:
     def from_v2(cls, source: Any, *, strict: bool = False) -> PoolConfig:
         """Build from the dashscope 2.x client's settings: a ``dashscope.Client`` / ``AsyncClient``,
         its ``.config``, or a mapping of its setting names or ``DASHSCOPE_HTTP_*`` variables
-        (see ``dashnb._config.v2.from_v2``; imports httpx)."""
-        from .v2 import from_v2
-
-        config = from_v2(source, strict=strict)
-        return config if type(config) is cls else cls(**{n: getattr(config, n) for n in JAVA_NAMES}, strict=strict)
+        (see ``dashnb._config.v2.from_v2``)."""
+        return _v2.from_v2(cls, source, strict=strict)
 
     def v2_snippet(self) -> str:
         """The environment variables (and ``dashscope.settings`` lines) giving a dashscope 2.x
-        client this pool, with what v2 cannot take said as comments (imports httpx)."""
-        from .v2 import v2_snippet
-
-        return v2_snippet(self)
+        client this pool, with what v2 cannot take said as comments."""
+        return _v2.v2_snippet(self)
 
     # -- rendering -------------------------------------------------------------------------
 

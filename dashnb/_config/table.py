@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .checks import _COUNT_UNITS
-from .java import _DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, _default_text, _fmt_seconds
+from .names import _DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, _default_text, _fmt_seconds
 
 # Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
 # takes the output area's width and no more (fixed layout, percentage columns from _table_open),

@@ -1,7 +1,7 @@
 """The dashscope 2.x client's pool settings, to and from a PoolConfig.
 
-    >>> from dashnb._config.v2 import from_v2
-    >>> config = from_v2({"DASHSCOPE_HTTP_MAX_CONNECTIONS": "8", "http_max_keepalive_connections": 8})
+    >>> from dashnb import PoolConfig
+    >>> config = PoolConfig.from_v2({"DASHSCOPE_HTTP_MAX_CONNECTIONS": "8", "http_max_keepalive_connections": 8})
     >>> config.maximum_async_requests, config.connection_pool_size, config.connect_timeout
     (8, 8, 5.0)
 
@@ -10,16 +10,16 @@ The v2 client pools with httpx (``dashscope/v2/_config.py``, ``dashscope/v2/tran
 ``v2_snippet`` writes a PoolConfig back as the variables and ``dashscope.settings`` lines that
 give a v2 client the same pool. ``dashnb._transport.httpx`` maps a PoolConfig onto httpx itself.
 
-Imported on first use (``PoolConfig.from_v2`` / ``PoolConfig.v2_snippet``), so it may import
-httpx at the top; ``import dashnb`` never imports httpx.
+Standard library only: a client's httpx timeout is recognised through the httpx that client
+already imported, so ``import dashnb`` never imports httpx. ``PoolConfig`` hands ``from_v2`` the
+class to build, so this module sits below ``pool``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import PoolConfig
@@ -57,7 +57,8 @@ def _v2_values(source: Any) -> dict[str, Any]:
         values = {name: getattr(config, name) for name in V2_DEFAULTS if hasattr(config, name)}
         transport = getattr(getattr(source, "transport", None), "http_client", None)
         timeout = getattr(transport, "timeout", None)
-        if isinstance(timeout, httpx.Timeout) and timeout.connect is not None:
+        httpx = sys.modules.get("httpx")  # a client that has an httpx transport has imported httpx
+        if httpx is not None and isinstance(timeout, httpx.Timeout) and timeout.connect is not None:
             values["connect_timeout"] = timeout.connect
         return values
     if not isinstance(config, Mapping):
@@ -86,7 +87,7 @@ def _v2_values(source: Any) -> dict[str, Any]:
     return values
 
 
-def from_v2(source: Any, *, strict: bool = False) -> PoolConfig:
+def from_v2(cls: type[PoolConfig], source: Any, *, strict: bool = False) -> PoolConfig:
     """A PoolConfig with the pool and timeouts a dashscope 2.x client would use.
 
     Missing settings take the v2 defaults. ``http_max_connections`` becomes both Dispatcher
@@ -98,15 +99,13 @@ def from_v2(source: Any, *, strict: bool = False) -> PoolConfig:
     A client given ``http_client=`` reports the settings it resolved, not that client's pool:
     read the pool you passed from its own configuration instead.
     """
-    from .pool import PoolConfig
-
     v = {**V2_DEFAULTS, **_v2_values(source)}
     if v["http_max_keepalive_connections"] < 1:
         raise ValueError(
             "http_max_keepalive_connections=0 keeps no idle connection, so every call opens a new one; "
             "PoolConfig.connection_pool_size must be at least 1"
         )
-    return PoolConfig(
+    return cls(
         connect_timeout=v["connect_timeout"],
         read_timeout=v["timeout"],
         write_timeout=v["timeout"],
