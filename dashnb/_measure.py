@@ -113,7 +113,7 @@ def _default_config(concurrency: int):
 def _warm_up(ctx: CallContext, sync: bool, aio: bool) -> None:
     """Calls on throwaway sessions, not counted: imports, code paths, first TLS context."""
     from ._run import run
-    from ._transport.rules import build_aiohttp_session, build_requests_session
+    from ._transport import build_aiohttp_session, build_requests_session
 
     failures = []
     if sync:

@@ -86,7 +86,7 @@ class _PerCall(Mode):
         return self.observer.snapshot().total.connections_opened
 
     def _one(self, i: int, block: int) -> CallTiming:
-        from .._transport.rules import build_requests_session
+        from .._transport import build_requests_session
 
         s = build_requests_session(self.ctx.config, self.ctx.endpoint, self.observer)
         try:
@@ -106,7 +106,7 @@ class _AsyncPerCall(_PerCall):
     concurrent = True
 
     async def _aone(self, i: int, block: int) -> CallTiming:
-        from .._transport.rules import build_aiohttp_session
+        from .._transport import build_aiohttp_session
 
         s = build_aiohttp_session(self.ctx.config, self.ctx.endpoint, self.observer)
         try:

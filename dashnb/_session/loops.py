@@ -19,7 +19,7 @@ import logging
 import threading
 from typing import Any
 
-from .._transport import rules as _translate
+from .. import _transport
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ async def _retire(entry: _AioEntry, drain: bool) -> None:
             if isinstance(entry.session, _HttpxAsync):
                 await entry.session.wait_idle()
             else:
-                await _translate.wait_idle(entry.session)
+                await _transport.wait_idle(entry.session)
         await entry.session.close()
     finally:
         with contextlib.suppress(Exception):

@@ -35,8 +35,7 @@ import threading
 import weakref
 from typing import Any
 
-from .. import _observe
-from .._transport import rules as _translate
+from .. import _observe, _transport
 from .loops import (
     _OUTSIDE_LOOP,
     _OUTSIDE_LOOP_HTTPX,
@@ -114,7 +113,7 @@ class NotebookSession:
         with self._lock:
             self._check_open()
             if self._requests is None:
-                self._requests = _translate.build_requests_session(self._config, self._endpoint, self._observer)
+                self._requests = _transport.build_requests_session(self._config, self._endpoint, self._observer)
                 log.debug("session %r: built requests session for %r", self.name, self._config)
             return self._requests
 
@@ -129,7 +128,7 @@ class NotebookSession:
             self._prune()
             entry = self._aio.get(loop)
             if entry is None or entry.session.closed:
-                aio = _translate.build_aiohttp_session(self._config, self._endpoint, self._observer)
+                aio = _transport.build_aiohttp_session(self._config, self._endpoint, self._observer)
                 entry = self._aio[loop] = _AioEntry(aio, _start_guard(aio))
                 log.debug("session %r: built aiohttp session for loop %#x", self.name, id(loop))
             return entry.session
@@ -141,7 +140,7 @@ class NotebookSession:
         with self._lock:
             self._check_open()
             if self._httpx is None:
-                self._httpx = _translate.build_httpx_client(self._config, self._endpoint, self._observer)
+                self._httpx = _transport.build_httpx_client(self._config, self._endpoint, self._observer)
                 log.debug("session %r: built httpx client for %r", self.name, self._config)
             return self._httpx
 
@@ -157,7 +156,7 @@ class NotebookSession:
             self._prune()
             entry = self._httpx_aio.get(loop)
             if entry is None or entry.session.closed:
-                holder = _HttpxAsync(_translate.build_httpx_async_client(self._config, self._endpoint, self._observer))
+                holder = _HttpxAsync(_transport.build_httpx_async_client(self._config, self._endpoint, self._observer))
                 entry = self._httpx_aio[loop] = _AioEntry(holder, _start_guard(holder))
                 log.debug("session %r: built httpx async client for loop %#x", self.name, id(loop))
             return entry.session.client

@@ -1,7 +1,8 @@
 """Turn a PoolConfig and an endpoint into requests / aiohttp / httpx objects: the only place that does.
 
     >>> from dashnb._config.pool import PoolConfig
-    >>> from dashnb._transport.rules import build_requests_session, merge_requests_timeout
+    >>> from dashnb._transport import build_requests_session
+    >>> from dashnb._transport.rules import merge_requests_timeout
     >>> merge_requests_timeout(300, PoolConfig(connect_timeout=10))   # the SDK passes 300
     (10.0, 300.0)
     >>> s = build_requests_session(PoolConfig(), endpoint)             # doctest: +SKIP
@@ -73,23 +74,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    import aiohttp
-    import httpx
-    import requests
-
-    from .. import _observe
     from .._config.pool import PoolConfig
 
-__all__ = [
-    "build_aiohttp_session",
-    "build_httpx_async_client",
-    "build_httpx_client",
-    "build_requests_session",
-    "java_idle_timeout",
-    "merge_requests_timeout",
-    "tighter",
-    "wait_idle",
-]
+__all__ = ["java_idle_timeout", "merge_requests_timeout", "tighter"]
 
 
 def tighter(config_value: float | None, caller_value: float | None) -> float | None:
@@ -134,49 +121,3 @@ def merge_requests_timeout(caller: Any, config: PoolConfig) -> Any:
     if isinstance(caller, (int, float)) and not isinstance(caller, bool):
         return (tighter(connect, caller), tighter(read, caller))
     return caller
-
-
-# The library modules import requests/urllib3 or aiohttp at their top; importing them here, on
-# first use, keeps ``import dashnb`` from paying for either library.
-
-
-def build_requests_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
-) -> requests.Session:
-    """A requests.Session pooled as ``config`` says, trusting exactly ``endpoint``'s CA."""
-    from . import requests as _translate_requests
-
-    return _translate_requests.build_requests_session(config, endpoint, observer)
-
-
-def build_aiohttp_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
-) -> aiohttp.ClientSession:
-    """An aiohttp.ClientSession for the running loop, pooled and limited as ``config`` says."""
-    from . import aiohttp as _translate_aiohttp
-
-    return _translate_aiohttp.build_aiohttp_session(config, endpoint, observer)
-
-
-def build_httpx_client(config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None) -> httpx.Client:
-    """An httpx.Client pooled as ``config`` says, trusting ``endpoint``'s CA, whose streams keep
-    their connection after ``data: [DONE]``."""
-    from . import httpx as _translate_httpx
-
-    return _translate_httpx.build_httpx_client(config, endpoint, observer)
-
-
-def build_httpx_async_client(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
-) -> httpx.AsyncClient:
-    """The async twin of ``build_httpx_client`` (one event loop; the caller closes it there)."""
-    from . import httpx as _translate_httpx
-
-    return _translate_httpx.build_httpx_async_client(config, endpoint, observer)
-
-
-async def wait_idle(session: aiohttp.ClientSession) -> None:
-    """Wait until no request made through ``session`` (built here) is queued or unreleased."""
-    from . import aiohttp as _translate_aiohttp
-
-    await _translate_aiohttp.wait_idle(session)
