@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._modes.registry import MODES
+from ._plot import plot_measurements
 from ._stats import CallTiming, ModeSummary, format_table, html_table
 
 __all__ = ["Comparison", "Measurement"]
@@ -63,8 +64,6 @@ class Measurement:
         return html_table([self.summary], caption=f"<b>{self.mode}</b>: {self.description}")
 
     def plot(self, **kwargs: Any):
-        from ._plot import plot_measurements
-
         return plot_measurements({self.mode: self}, **kwargs)
 
 
@@ -156,6 +155,4 @@ class Comparison:
         )
 
     def plot(self, **kwargs: Any):
-        from ._plot import plot_measurements
-
         return plot_measurements(self.measurements, **kwargs)

@@ -25,6 +25,7 @@ from traitlets import Enum, HasTraits, Instance, observe
 
 from .._results import Comparison
 from .._stats import ModeSummary
+from .figure import lab_figure_png
 from .settings import (
     Y_AXIS_CHOICES,
     LabSettings,
@@ -152,8 +153,6 @@ class LabResults(HasTraits):
 
     def to_png(self, *, dpi: int = 100, figsize: tuple[float, float] = (10, 3.6)) -> bytes:
         """The plot the panel shows, as a PNG (needs matplotlib)."""
-        from .._plot import lab_figure_png
-
         result, settings = self._exported()
         return lab_figure_png(
             result, settings, scale=self.scale, pinned=self.pinned, y_axis=self.y_axis, dpi=dpi, figsize=figsize
