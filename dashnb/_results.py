@@ -17,6 +17,7 @@ the measurements to ``dashnb._plot``.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -148,8 +149,6 @@ class Comparison:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        import html
-
         return html_table(
             self.summary, caption=f"<b>dashnb.compare</b> {html.escape(self._title())}", notes=self.notes()
         )

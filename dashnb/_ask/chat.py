@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._endpoint import _Secret
 from .core import DEFAULT_MODEL, AskResult, check_params, complete, resolve_session
 
 __all__ = ["Chat", "chat"]
@@ -114,8 +115,6 @@ class Chat:
         self._turns: list[AskResult] = []
         key = params.pop("api_key", None)
         if key is not None:
-            from .._endpoint import _Secret
-
             key = _Secret((key,))  # so that vars(), __dict__ and a debugger show <secret>
         self._api_key = key
         self._params = params

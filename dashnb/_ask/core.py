@@ -29,6 +29,7 @@ from typing import Any
 
 from .. import _observe
 from .._endpoint import _Secret
+from .._session import manager as _sessions
 from .errors import AskError, _hint, _scrub
 from .result import AskResult, AskTimings, Usage
 from .stacks import STACKS, _httpx_call, _httpx_piece, _httpx_usage, _piece, _usage
@@ -43,7 +44,7 @@ DEFAULT_MODEL = "qwen-plus"
 def resolve_session(session: Any) -> Any:
     """``session``, or the notebook's default one (``dashnb.session()``) when it is None."""
     if session is None:
-        from .._session.manager import session as default_session
+        default_session = _sessions.session  # looked up now: tests replace it
 
         session = default_session()
     if not hasattr(session, "requests") or not hasattr(session, "endpoint"):

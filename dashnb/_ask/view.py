@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from .markdown import escape_footer, inert
 from .result import _html
 
 # Redraw a streaming display at most this often: a long reply has hundreds of chunks, and
@@ -38,8 +39,6 @@ class _Live:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         if self.markdown:
-            from .markdown import escape_footer, inert
-
             shown = f"{inert(self.text)}\n\n" if self.text else ""
             return {"text/markdown": f"{shown}*{escape_footer(self.footer)}*", "text/plain": repr(self)}
         return {"text/html": _html(self.text, self.footer), "text/plain": repr(self)}

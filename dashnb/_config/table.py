@@ -11,6 +11,7 @@ httpx / the dashscope v2 client, as rows, as plain text and as a notebook table.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -165,7 +166,6 @@ def describe(config: Any) -> str:
 
 def repr_html(config: Any) -> str:
     """The rows() table as HTML, for a notebook."""
-    import html
 
     esc = html.escape
     head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note")

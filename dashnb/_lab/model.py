@@ -46,6 +46,7 @@ from typing import Any
 import traitlets
 from traitlets import Bool, Float, Int, Unicode, observe
 
+from .. import emulator
 from .._config.pool import PoolConfig
 from .._measure import compare
 from .._modes.registry import MODES
@@ -275,8 +276,6 @@ class LabModel(LabInputs, LabResults):
         return result
 
     def _emulator(self, i: int, settings: LabSettings):
-        from .. import emulator
-
         with self._emu_lock:
             while len(self._emulators) <= i:
                 # Private (shared=False): the lab reconfigures it on every change and reads its

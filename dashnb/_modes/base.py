@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from .._call import CallContext
+from .._session.manager import NotebookSession
 from .._stats import CallTiming
 
 OnDone = Callable[[CallTiming], None]
@@ -131,8 +132,6 @@ class _SessionMode(Mode):
         super().__init__(ctx)
         self._own = ctx.user_session is None
         if self._own:
-            from .._session.manager import NotebookSession
-
             self.session = NotebookSession(ctx.config, endpoint=ctx.endpoint, name=f"dashnb.compare:{self.name}")
         else:
             self.session = ctx.user_session

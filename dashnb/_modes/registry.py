@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from .. import _observe
 from .._call import CallContext
 from .._stats import CallTiming
+from .._transport import build_aiohttp_session, build_requests_session
 from .base import Mode, _bounded, _sequential, _SessionMode, _threaded, _ThreadPooled
 from .httpx import _HTTPX_MODES, ssl_cert_file
 from .sdk import _SdkAsync, _SdkDefault, _SdkThreads
@@ -86,8 +87,6 @@ class _PerCall(Mode):
         return self.observer.snapshot().total.connections_opened
 
     def _one(self, i: int, block: int) -> CallTiming:
-        from .._transport import build_requests_session
-
         s = build_requests_session(self.ctx.config, self.ctx.endpoint, self.observer)
         try:
             return self.ctx.sync_call(self.name, i, block, s)
@@ -106,8 +105,6 @@ class _AsyncPerCall(_PerCall):
     concurrent = True
 
     async def _aone(self, i: int, block: int) -> CallTiming:
-        from .._transport import build_aiohttp_session
-
         s = build_aiohttp_session(self.ctx.config, self.ctx.endpoint, self.observer)
         try:
             return await self.ctx.async_call(self.name, i, block, s)

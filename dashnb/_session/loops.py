@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
 from .. import _transport
@@ -73,7 +74,7 @@ class _HttpxAsync:
 
 async def _httpx_wait_idle(client: Any, sleep: Any) -> None:
     # httpcore has no "idle" signal; poll the pool's public list of connections (bounded).
-    from .._transport.httpx import busy_connections
+    from .._transport.httpx import busy_connections  # noqa: PLC0415 (imports httpx)
 
     for _ in range(6000):
         if not busy_connections(client):
@@ -84,15 +85,13 @@ async def _httpx_wait_idle(client: Any, sleep: Any) -> None:
 def _close_httpx_when_idle(client: Any) -> None:
     """Close a replaced sync httpx client once its requests in flight are done (closing the pool
     now would break them), in a daemon thread when any are."""
-    from .._transport.httpx import busy_connections
+    from .._transport.httpx import busy_connections  # noqa: PLC0415 (imports httpx)
 
     if not busy_connections(client):
         client.close()
         return
 
     def wait_then_close() -> None:
-        import time
-
         for _ in range(6000):
             if not busy_connections(client):
                 break

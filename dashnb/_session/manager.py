@@ -31,11 +31,16 @@ import atexit
 import contextlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import Any
 
 from .. import _observe, _transport
+from .._config.checks import unknown_keyword_error
+from .._config.pool import PoolConfig
+from .._endpoint import endpoint, replacement
+from .._run import _abandon
 from .loops import (
     _OUTSIDE_LOOP,
     _OUTSIDE_LOOP_HTTPX,
@@ -173,7 +178,6 @@ class NotebookSession:
         """In a forked child: forget the parent's pools without closing them (their sockets and
         loops are the parent's; closing a TLS connection here could write to it). The next call
         opens fresh connections; the counters go on."""
-        from .._run import _abandon
 
         self._lock = threading.RLock()
         self._observer._after_fork_in_child()
@@ -275,8 +279,6 @@ class NotebookSession:
 
 
 def _check_config(config: Any):
-    from .._config.pool import PoolConfig
-
     if config is None:
         return PoolConfig()
     if isinstance(config, int) and not isinstance(config, bool):
@@ -295,8 +297,6 @@ def _check_config(config: Any):
 
 
 def _default_endpoint():
-    from .._endpoint import endpoint
-
     return endpoint()
 
 
@@ -309,16 +309,12 @@ def session(config: Any = None, *, endpoint: Any = None, name: str = "default", 
     setting, to say what was meant.)
     """
     if mistyped:
-        from .._config.checks import unknown_keyword_error
-
         key, value = next(iter(mistyped.items()))
         raise unknown_keyword_error("dashnb.session", key, value, own=("config", "endpoint", "name"))
     with _REGISTRY_LOCK:
         existing = _REGISTRY.get(name)
         if existing is not None and not existing.closed:
             if endpoint is None:  # its shared emulator stopped anyway: switch to a running one
-                from .._endpoint import replacement
-
                 endpoint = replacement(existing.endpoint)
             return existing.configure(config, endpoint=endpoint)
         s = NotebookSession(config, endpoint=endpoint, name=name)
@@ -348,7 +344,6 @@ def _after_fork_in_child() -> None:
     for s in list(_ALL_SESSIONS):
         s._after_fork_in_child()
     # The SDK's own module-level session (calls without session=) pools connections too.
-    import sys
 
     http_request = sys.modules.get("dashscope.api_entities.http_request")
     if http_request is not None and getattr(http_request, "_shared_sync_session", None) is not None:

@@ -46,7 +46,7 @@ def build_aiohttp_session(
     config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
 ) -> aiohttp.ClientSession:
     """An aiohttp.ClientSession for the running loop, pooled and limited as ``config`` says."""
-    from . import aiohttp as _translate_aiohttp
+    from . import aiohttp as _translate_aiohttp  # noqa: PLC0415 (imports aiohttp)
 
     return _translate_aiohttp.build_aiohttp_session(config, endpoint, observer)
 
@@ -54,7 +54,7 @@ def build_aiohttp_session(
 def build_httpx_client(config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None) -> httpx.Client:
     """An httpx.Client pooled as ``config`` says, trusting ``endpoint``'s CA, whose streams keep
     their connection after ``data: [DONE]``."""
-    from . import httpx as _translate_httpx
+    from . import httpx as _translate_httpx  # noqa: PLC0415 (imports httpx)
 
     return _translate_httpx.build_httpx_client(config, endpoint, observer)
 
@@ -63,13 +63,13 @@ def build_httpx_async_client(
     config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
 ) -> httpx.AsyncClient:
     """The async twin of ``build_httpx_client`` (one event loop; the caller closes it there)."""
-    from . import httpx as _translate_httpx
+    from . import httpx as _translate_httpx  # noqa: PLC0415 (imports httpx)
 
     return _translate_httpx.build_httpx_async_client(config, endpoint, observer)
 
 
 async def wait_idle(session: aiohttp.ClientSession) -> None:
     """Wait until no request made through ``session`` (built here) is queued or unreleased."""
-    from . import aiohttp as _translate_aiohttp
+    from . import aiohttp as _translate_aiohttp  # noqa: PLC0415 (imports aiohttp)
 
     await _translate_aiohttp.wait_idle(session)
