@@ -84,7 +84,8 @@ def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
     code = textwrap.dedent("""
         import asyncio, gc, warnings
         warnings.simplefilter("error")
-        from dashnb import _endpoint, _session, emulator
+        from dashnb import _endpoint, emulator
+        from dashnb._session import manager as _session
         from dashscope import AioGeneration
         emu = emulator.start(rtt_ms=0)
         _endpoint.use_endpoint(emu)

@@ -71,7 +71,8 @@ def test_run_inside_a_running_loop_and_timeouts_still_fire():
     out = _child("""
         import asyncio, time, aiohttp, sys
         import dashnb
-        from dashnb import _run, _session, emulator
+        from dashnb import _run, emulator
+        from dashnb._session import manager as _session
         from dashnb._config.pool import PoolConfig
 
         emu = emulator.start(rtt_ms=0)
@@ -119,7 +120,8 @@ def test_script_calling_asyncio_run_twice_and_run_is_clean():
     # dashnb.run's own loop closed at exit; -W error turns any leak warning into a failure.
     out = _child("""
         import asyncio, gc
-        from dashnb import _run, _session, emulator
+        from dashnb import _run, emulator
+        from dashnb._session import manager as _session
         emu = emulator.start(rtt_ms=0)
         s = _session.session(endpoint=emu)
 
