@@ -183,3 +183,37 @@ def test_short_lived_threads_do_not_leak_their_loops():
     start, end, connections = map(int, out.split())
     assert connections == 50  # one kept-alive connection per thread: each really opened one
     assert end - start <= 5, (start, end)
+
+
+def test_sessions_close_on_their_loops_before_the_loops_close_at_exit():
+    # The session manager is imported before the loop runner here (dashnb.session, then
+    # dashnb.run), the order in which atexit alone would close the loops first. The child's own
+    # hook, registered before dashnb's, runs after them and reports the session's state.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            textwrap.dedent("""
+                import atexit, logging
+                seen = {}
+                atexit.register(lambda: print("closed:", seen["aio"].closed, flush=True))
+                import dashnb
+                logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+                s = dashnb.session(name="exit-order")
+
+                async def make():
+                    return s.aiohttp
+
+                seen["aio"] = dashnb.run(make())
+            """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "closed: True" in proc.stdout, (proc.stdout, proc.stderr)
+    # Logged only when a loop shuts down with a session's client still open on it.
+    assert "event loop shutting down" not in proc.stderr, proc.stderr

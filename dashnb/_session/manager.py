@@ -27,7 +27,6 @@ per-loop machinery lives in ``_session_loops``; the notebook table in ``_session
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import os
@@ -40,7 +39,7 @@ from .. import _observe, _transport
 from .._config.checks import unknown_keyword_error
 from .._config.pool import PoolConfig
 from .._endpoint import endpoint, replacement
-from .._run import _abandon
+from .._run import _abandon, before_loops_close
 from .loops import (
     _OUTSIDE_LOOP,
     _OUTSIDE_LOOP_HTTPX,
@@ -329,7 +328,7 @@ def sessions() -> dict[str, NotebookSession]:
 
 
 def close_all(wait: float = 2.0) -> None:
-    """Close every named session (registered with atexit)."""
+    """Close every named session (at interpreter exit, before the loops: ``_run.before_loops_close``)."""
     with _REGISTRY_LOCK:
         all_sessions = list(_REGISTRY.values())
     for s in all_sessions:
@@ -358,7 +357,7 @@ if hasattr(os, "register_at_fork") and not globals().get("_FORK_HOOK_REGISTERED"
     _FORK_HOOK_REGISTERED = True
 
 if not globals().get("_ATEXIT_REGISTERED"):
-    # Registered after _run's (imported above), so it runs first: sessions close on their
-    # loops before those loops are closed.
-    atexit.register(close_all)
+    # Sessions close on their loops, so at exit they must close before the loops do: _run's one
+    # exit hook runs this first, whatever order the two modules were imported in.
+    before_loops_close(close_all)
     _ATEXIT_REGISTERED = True
