@@ -38,7 +38,7 @@ from typing import Any
 from .. import _observe, _transport
 from .._config.checks import unknown_keyword_error
 from .._config.pool import PoolConfig
-from .._endpoint import endpoint, replacement
+from .._endpoint import Endpoint, endpoint, replacement
 from .._run import _abandon, before_loops_close
 from .loops import (
     _OUTSIDE_LOOP,
@@ -75,7 +75,9 @@ class NotebookSession:
     Use ``dashnb.session()`` rather than the constructor: it keeps one object per name.
     """
 
-    def __init__(self, config: Any = None, *, endpoint: Any = None, name: str = "default") -> None:
+    def __init__(
+        self, config: PoolConfig | None = None, *, endpoint: Endpoint | None = None, name: str = "default"
+    ) -> None:
         self.name = name
         self._lock = threading.RLock()
         self._config = _check_config(config)
@@ -188,7 +190,7 @@ class NotebookSession:
             self._generation += 1
 
     # -- changing and ending -------------------------------------------------------------------
-    def configure(self, config: Any = None, *, endpoint: Any = None) -> NotebookSession:
+    def configure(self, config: PoolConfig | None = None, *, endpoint: Endpoint | None = None) -> NotebookSession:
         """Switch to another config and/or endpoint; a no-op when nothing changes."""
         new_config = self._config if config is None else _check_config(config)
         new_endpoint = self._endpoint if endpoint is None else endpoint
@@ -299,7 +301,9 @@ def _default_endpoint():
     return endpoint()
 
 
-def session(config: Any = None, *, endpoint: Any = None, name: str = "default", **mistyped: Any) -> NotebookSession:
+def session(
+    config: PoolConfig | None = None, *, endpoint: Endpoint | None = None, name: str = "default", **mistyped: Any
+) -> NotebookSession:
     """The session called ``name``: created on first use, the same object afterwards.
 
     ``config=None`` / ``endpoint=None`` keep what the session has (or use the defaults when it is

@@ -10,7 +10,7 @@ The functions here are the only way in from outside the package.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import aiohttp
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .. import _observe
     from .._config.pool import PoolConfig
+    from .._endpoint import Endpoint
 
 __all__ = [
     "build_aiohttp_session",
@@ -34,7 +35,7 @@ __all__ = [
 
 
 def build_requests_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
 ) -> requests.Session:
     """A requests.Session pooled as ``config`` says, trusting exactly ``endpoint``'s CA."""
     from . import requests as _translate_requests  # noqa: PLC0415 (imports requests)
@@ -43,7 +44,7 @@ def build_requests_session(
 
 
 def build_aiohttp_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
 ) -> aiohttp.ClientSession:
     """An aiohttp.ClientSession for the running loop, pooled and limited as ``config`` says."""
     from . import aiohttp as _translate_aiohttp  # noqa: PLC0415 (imports aiohttp)
@@ -51,7 +52,9 @@ def build_aiohttp_session(
     return _translate_aiohttp.build_aiohttp_session(config, endpoint, observer)
 
 
-def build_httpx_client(config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None) -> httpx.Client:
+def build_httpx_client(
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
+) -> httpx.Client:
     """An httpx.Client pooled as ``config`` says, trusting ``endpoint``'s CA, whose streams keep
     their connection after ``data: [DONE]``."""
     from . import httpx as _translate_httpx  # noqa: PLC0415 (imports httpx)
@@ -60,7 +63,7 @@ def build_httpx_client(config: PoolConfig, endpoint: Any, observer: _observe.Obs
 
 
 def build_httpx_async_client(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
 ) -> httpx.AsyncClient:
     """The async twin of ``build_httpx_client`` (one event loop; the caller closes it there)."""
     from . import httpx as _translate_httpx  # noqa: PLC0415 (imports httpx)
