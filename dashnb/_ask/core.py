@@ -15,9 +15,9 @@ raising) becomes an ``AskError`` saying what to change. The API key never appear
 shown, returned or raised.
 
 ``complete`` is the call itself (streaming view, error mapping, reuse record); ``dashnb.chat()``
-sends each turn of a conversation through it too. What it returns is in ``_ask_result``, what it
-shows while streaming in ``_ask_view``, what a failure says in ``_ask_errors``, and how each stack's
-replies are read in ``_ask_stacks``.
+sends each turn of a conversation through it too. What it returns is in ``result``, what it
+shows while streaming in ``view``, what a failure says in ``errors``, and how each stack's
+replies are read in ``stacks``.
 """
 
 from __future__ import annotations

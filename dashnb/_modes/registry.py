@@ -16,8 +16,8 @@ modes implement ``run_block``, async ones ``arun_block``. To add a mode, write i
 list it in ``_ALL``; ``MODES``, ``DEFAULT_MODES`` and the validators follow from there.
 
 Here: the modes on a dashnb session (or a new one per call) and the registry. Their bases and
-drivers are in ``_modes_base``; the ``sdk_*`` modes (the SDK's own sessions) in ``_modes_sdk``;
-the v2/openai modes and ``ssl_cert_file`` in ``_modes_httpx``.
+drivers are in ``base``; the ``sdk_*`` modes (the SDK's own sessions) in ``sdk``;
+the v2/openai modes and ``ssl_cert_file`` in ``httpx``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ config and counted in the same stats.
 loop creates one, a loop that closed gets a fresh one next time. Each is closed on its loop when
 the session is closed, when ``asyncio.run()`` (or ``dashnb.run``'s loop) shuts down - through
 the loop's async-generator shutdown hook, which runs before the loop closes - or at exit. That
-per-loop machinery lives in ``_session_loops``; the notebook table in ``_session_view``.
+per-loop machinery lives in ``loops``; the notebook table in ``view``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ if no idle one is free (checked against real OkHttp 3.x by tests/test_okhttp_cro
   thread instead; the difference is only *when* the socket is closed, never whether a stale one
   is reused).
 - ``connect_timeout`` / ``read_timeout``: see ``merge_requests_timeout`` and
-  ``_translate_aiohttp.merge_aiohttp_timeout``. A timeout is a limit, and when the caller and the config both set
+  ``aiohttp.merge_aiohttp_timeout``. A timeout is a limit, and when the caller and the config both set
   one, the tighter wins. The dashscope SDK passes ``request_timeout`` (default 300 s) on every
   call, so "the caller's value wins" would make the config's timeouts dead knobs for every SDK
   call; "tighter wins" keeps the Java settings in force while ``request_timeout=`` can still
