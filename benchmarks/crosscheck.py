@@ -108,7 +108,7 @@ class Scenario:
 
     def pool_config(self):
         from dashnb import PoolConfig
-        from dashnb._config import PoolConfigWarning
+        from dashnb._config.pool import PoolConfigWarning
 
         with warnings.catch_warnings():
             # pool < maxAsync is one of the cases under test, not a mistake here.
@@ -721,7 +721,7 @@ def run_all(tool: dict, scenarios: tuple[Scenario, ...] = SCENARIOS, progress: b
 
 
 def _java_config(scenario: Scenario) -> dict:
-    from dashnb._config import JAVA_NAMES
+    from dashnb._config.pool import JAVA_NAMES
 
     config = scenario.pool_config()
     return {JAVA_NAMES[k]: getattr(config, k) for k in JAVA_NAMES}

@@ -83,7 +83,7 @@ class _Probe:
     def __init__(self, emu):
         from dashnb import _measure
         from dashnb._call import CallContext
-        from dashnb._modes import mode_class
+        from dashnb._modes.registry import mode_class
 
         self.emu = emu
         self.ctx = CallContext(

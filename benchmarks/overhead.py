@@ -73,8 +73,8 @@ def _bare_aiohttp(cfg, emu):
     """An aiohttp.ClientSession with dashnb's connector limits and session timeouts, unobserved."""
     import aiohttp
 
-    from dashnb import _translate_aiohttp
-    from dashnb._translate import java_idle_timeout
+    from dashnb._transport import aiohttp as _translate_aiohttp
+    from dashnb._transport.rules import java_idle_timeout
 
     connector = aiohttp.TCPConnector(
         limit=cfg.maximum_async_requests,
@@ -91,10 +91,10 @@ def _bare_aiohttp(cfg, emu):
 
 def run(runs: int = RUNS) -> tuple[str, dict]:
     from dashnb import _call
-    from dashnb._config import PoolConfig
+    from dashnb._config.pool import PoolConfig
     from dashnb._run import run as arun
     from dashnb._stats import percentile
-    from dashnb._translate import build_aiohttp_session, build_requests_session
+    from dashnb._transport.rules import build_aiohttp_session, build_requests_session
 
     emu = ServedEmulator(rtt_ms=0.0, tls="1.3")
     cfg = PoolConfig()

@@ -43,10 +43,11 @@ def _raw_block(session, url, body, headers, n, limit):
 def run() -> tuple[str, dict]:
     import aiohttp
 
-    from dashnb import _call, _measure, _modes_base
-    from dashnb._config import PoolConfig
+    from dashnb import _call, _measure
+    from dashnb._config.pool import PoolConfig
+    from dashnb._modes import base as _modes_base
     from dashnb._run import run as arun
-    from dashnb._session import NotebookSession
+    from dashnb._session.manager import NotebookSession
 
     cfg = PoolConfig(
         connection_pool_size=CONCURRENCY,

@@ -14,6 +14,7 @@ matplotlib, ipywidgets) load the first time a name that needs them is used.
 
 import importlib as _importlib
 import logging as _logging
+import sys as _sys
 
 __version__ = "0.1.0"
 
@@ -59,34 +60,34 @@ __all__ = [
 
 # Public name -> private module that defines it; resolved on first access (PEP 562).
 _LAZY = {
-    "AskError": "._ask",
-    "AskResult": "._ask",
+    "AskError": "._ask.core",
+    "AskResult": "._ask.core",
     "CallTiming": "._stats",
-    "Chat": "._chat",
+    "Chat": "._ask.chat",
     "Comparison": "._results",
     "DashScope": "._endpoint",
     "Endpoint": "._endpoint",
-    "LabModel": "._lab_model",
-    "LatencyLab": "._lab_view",
-    "MODES": "._modes",
+    "LabModel": "._lab.model",
+    "LatencyLab": "._lab.view",
+    "MODES": "._modes.registry",
     "Measurement": "._results",
     "MissingApiKeyError": "._endpoint",
     "ModeSummary": "._stats",
-    "NotebookSession": "._session",
-    "PoolConfig": "._config",
-    "PoolConfigWarning": "._config",
+    "NotebookSession": "._session.manager",
+    "PoolConfig": "._config.pool",
+    "PoolConfigWarning": "._config.pool",
     "ReusePrediction": "._scenarios",
     "SCENARIOS": "._scenarios",
     "Scenario": "._scenarios",
-    "ask": "._ask",
-    "chat": "._chat",
+    "ask": "._ask.core",
+    "chat": "._ask.chat",
     "compare": "._measure",
     "endpoint": "._endpoint",
-    "lab": "._lab_view",
+    "lab": "._lab.view",
     "measure": "._measure",
     "predict_reuse": "._scenarios",
     "run": "._run",
-    "session": "._session",
+    "session": "._session.manager",
     "use_endpoint": "._endpoint",
     "where_calls_go": "._endpoint",
 }
@@ -96,17 +97,30 @@ _LAZY = {
 _IPYTHON_HOOKS = ("load_ipython_extension", "unload_ipython_extension")
 
 
+def _name_public_classes() -> None:
+    # As httpx does: a public class says `dashnb.PoolConfig` in its repr and in tracebacks, not
+    # the private module that defines it. Done for every loaded module's public classes, so a
+    # class met only as a return value or an exception is renamed too.
+    for name, module in _LAZY.items():
+        value = getattr(_sys.modules.get(__name__ + module), name, None)
+        if isinstance(value, type) and value.__module__ != __name__:
+            value.__module__ = __name__
+
+
 def __getattr__(name: str):
     if name == "emulator":
         return _importlib.import_module(".emulator", __name__)
     if name in _IPYTHON_HOOKS:
-        return getattr(_importlib.import_module("._magic", __name__), name)
+        hook = getattr(_importlib.import_module("._ask.magic", __name__), name)
+        _name_public_classes()
+        return hook
     try:
         module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'dashnb' has no attribute {name!r}") from None
     value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
+    _name_public_classes()
     return value
 
 

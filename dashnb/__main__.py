@@ -15,9 +15,16 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from typing import Any
 
+from . import emulator
 from ._atomic import write_atomic
+from ._doctor import report
+from ._endpoint import OFFLINE_ENV, DashScope, offline
+from ._measure import compare
+from ._modes.registry import DEFAULT_MODES, MODES, check_modes, mode_class
+from ._scenarios import SCENARIOS, predict_reuse
 from .emulator._options import PROFILE_CHOICES, TLS_CHOICES
 
 
@@ -136,11 +143,6 @@ def _serve_setup(emu: Any) -> str:
 
 
 def _serve(args) -> int:
-    import signal
-    import threading
-    import warnings
-
-    from . import emulator
 
     host = _serve_host(args.host, args.public)
     options = dict(
@@ -189,8 +191,6 @@ def _serve(args) -> int:
 
 
 def _mode_list(text: str) -> list[str]:
-    from ._modes import check_modes
-
     try:
         return check_modes(m.strip() for m in text.split(",") if m.strip())
     except ValueError as exc:
@@ -198,8 +198,6 @@ def _mode_list(text: str) -> list[str]:
 
 
 def _bench_parser(sub: Any) -> None:
-    from ._modes import DEFAULT_MODES, MODES
-
     p = sub.add_parser(
         "bench",
         help="compare connection-reuse modes through the dashscope SDK",
@@ -207,7 +205,6 @@ def _bench_parser(sub: Any) -> None:
         "p50/p90/p99/mean latency, throughput, and connections opened as the "
         "client and the emulator counted them.",
     )
-    from ._scenarios import SCENARIOS
 
     p.add_argument("--rtt-ms", type=float, default=None, help="emulated round trip (default 40, or the scenario's)")
     p.add_argument(
@@ -266,8 +263,6 @@ def _json_path_problem(path: str) -> str | None:
 
 
 def _legend(modes: list[str], concurrency: int) -> str:
-    from ._modes import MODES
-
     width = max(len(m) for m in modes)
     lines = ["modes:"]
     for m in modes:
@@ -284,9 +279,6 @@ def _bench(args: Any) -> int:
 
 
 def _bench_run(args: Any, stop: _StopOnSignals) -> int:
-    from ._measure import compare
-    from ._modes import DEFAULT_MODES, mode_class
-
     modes = [m for group in args.modes for m in group] if args.modes else list(DEFAULT_MODES)
     if args.calls < 1 or args.concurrency < 1:
         print("dashnb bench: --calls and --concurrency must be >= 1", file=sys.stderr)
@@ -314,7 +306,6 @@ def _bench_run(args: Any, stop: _StopOnSignals) -> int:
                 file=sys.stderr,
             )
             return 2
-        from ._endpoint import OFFLINE_ENV, DashScope, offline
 
         if offline():
             print(f"dashnb bench --real: {OFFLINE_ENV} is set, which keeps every call on this machine", file=sys.stderr)
@@ -324,9 +315,6 @@ def _bench_run(args: Any, stop: _StopOnSignals) -> int:
             print("dashnb bench --real: set DASHSCOPE_API_KEY (each call costs tokens)", file=sys.stderr)
             return 2
     else:
-        from . import emulator
-        from ._scenarios import SCENARIOS
-
         sc = SCENARIOS[args.scenario] if args.scenario else None
         rtt = args.rtt_ms if args.rtt_ms is not None else (sc.rtt_ms if sc else 40.0)
         ttfb = args.ttfb_ms if args.ttfb_ms is not None else (sc.ttfb_ms if sc else 0.0)
@@ -471,8 +459,6 @@ def _save_json(path: str, result: Any, *, quiet: bool = False) -> bool:
 
 
 def _model_line(result: Any) -> str:
-    from ._scenarios import predict_reuse
-
     st = result.settings
     p = predict_reuse(st["rtt_ms"], st["ttfb_ms"], tls=st["tls"])
     return f"model (dashnb.predict_reuse): {p}; measured per_call/shared p50 {result.ratio('per_call', 'shared'):.2f}x"
@@ -490,8 +476,6 @@ def _doctor_parser(sub: Any) -> None:
 
 
 def _doctor(args: Any) -> int:
-    from ._doctor import report
-
     text, ok = report()
     print(text)
     return 0 if ok else 1

@@ -13,8 +13,13 @@ a proxy URL's user name and password are masked.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 
+import certifi
+
+from . import __version__
 from ._endpoint import (
     _OFF_VALUES,
     API_KEY_ENV,
@@ -33,8 +38,6 @@ _INTL = "https://dashscope-intl.aliyuncs.com/api/v1"
 
 
 def _version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(name)
     except PackageNotFoundError:
@@ -82,7 +85,6 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         lines.append("  API key:     set (never shown)")
 
     # -- what is trusted -----------------------------------------------------------------------
-    import certifi
 
     bundle, source = None, None
     for var in CA_BUNDLE_ENV:
@@ -115,9 +117,6 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         lines.append("  used by:     real-service sessions (requests, aiohttp and httpx); never for the emulator")
 
     # -- versions ------------------------------------------------------------------------------
-    import platform
-
-    from . import __version__
 
     versions = ", ".join(f"{name} {_version(name)}" for name in ("dashscope", "requests", "aiohttp", "openai"))
     lines.append(f"versions:      dashnb {__version__}, {versions}, Python {platform.python_version()}")

@@ -27,10 +27,16 @@ exactly the emulator's CA and read nothing from the environment.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import ssl
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import certifi
+
+from . import emulator
 
 __all__ = [
     "DashScope",
@@ -170,8 +176,6 @@ def mask_url(url: str) -> str:
     which proxies accept) is read as one that starts with its host, as requests and httpx read
     it. What cannot be read at all shows as ``<not a valid URL>``.
     """
-    from urllib.parse import urlsplit, urlunsplit
-
     text = url.strip()
     bare = "://" not in text
     try:
@@ -196,7 +200,6 @@ def mask_url(url: str) -> str:
 def _split_base_url(url: Any, what: str) -> tuple[str, str]:
     """(origin, path) of a base URL, refusing what would leak or break; the URL is never echoed,
     since a mistaken one may carry a credential."""
-    from urllib.parse import urlsplit
 
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"{what} must be a non-empty string such as 'https://dashscope-intl.aliyuncs.com/api/v1'")
@@ -307,8 +310,6 @@ class DashScope:
         )
 
     def ssl_context(self) -> ssl.SSLContext:
-        import certifi
-
         path = self.ca_path or certifi.where()
         if os.path.isdir(path):  # requests accepts a directory of hashed certificates too
             return ssl.create_default_context(capath=path)
@@ -331,8 +332,6 @@ class DashScope:
         return f"DashScope(region={self.region!r}{where}, api_key={'<set>' if self.has_api_key else '<missing>'})"
 
     def _repr_html_(self) -> str:
-        import html
-
         key = "set" if self.has_api_key else f"missing (set {API_KEY_ENV})"
         return f"<b>{html.escape(self.label)}</b> <code>{html.escape(self.base_url)}</code>, API key {html.escape(key)}"
 
@@ -353,7 +352,6 @@ def endpoint(*, region: str = "intl") -> Any:
                 _split_base_url(value, f"environment variable {var}")  # an error names the variable
                 urls[arg] = value
         return DashScope(region, **urls)
-    from . import emulator
 
     return emulator.default()
 
@@ -394,7 +392,6 @@ def replacement(ep: Any) -> Any:
     session then recovers on its own); None when ``ep`` is usable, or not ours to replace."""
     if not (getattr(ep, "is_emulator", False) and getattr(ep, "stopped", False)):
         return None
-    from . import emulator
 
     new = emulator.replacement(ep)
     if new is not None:

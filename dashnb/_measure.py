@@ -10,7 +10,7 @@
     $ python -m dashnb bench --rtt-ms 40 --calls 50 --json bench.json
     $ python -m dashnb bench --scenario europe_to_singapore
 
-Modes (``dashnb._modes``) differ only in the ``session=`` they pass to the SDK. They run
+Modes (``dashnb._modes.registry``) differ only in the ``session=`` they pass to the SDK. They run
 interleaved in rounds (A B C A B C ...) so that machine noise hits all of them alike, after a
 warm-up on throwaway sessions that is not counted (imports, first TLS context); each mode's own
 first connection *is* counted, since opening it is part of what that mode costs.
@@ -34,13 +34,18 @@ import os
 import platform
 import time
 from collections.abc import Iterable, Sequence
+from importlib.metadata import version
 from typing import Any
 
 from ._call import CallContext
-from ._modes import DEFAULT_MODES, Mode, check_modes, mode_class
+from ._config.pool import PoolConfig
+from ._endpoint import endpoint as default_endpoint
+from ._modes.registry import DEFAULT_MODES, Mode, check_modes, mode_class
 from ._results import Comparison, Interrupted, Measurement
+from ._run import run
 from ._scenarios import scenario as find_scenario
 from ._stats import CallTiming, summarize
+from ._transport import build_aiohttp_session, build_requests_session
 
 __all__ = ["compare", "measure"]
 
@@ -104,16 +109,12 @@ def _auto_rounds(calls: int, concurrency: int, any_concurrent: bool) -> int:
 
 
 def _default_config(concurrency: int):
-    from ._config import PoolConfig
-
     n = max(32, concurrency)
     return PoolConfig(connection_pool_size=n, maximum_async_requests=n, maximum_async_requests_per_host=n)
 
 
 def _warm_up(ctx: CallContext, sync: bool, aio: bool) -> None:
     """Calls on throwaway sessions, not counted: imports, code paths, first TLS context."""
-    from ._run import run
-    from ._translate import build_aiohttp_session, build_requests_session
 
     failures = []
     if sync:
@@ -182,8 +183,6 @@ def _settings(ctx: CallContext, modes: Sequence[str], calls: int, rounds: int) -
     ep = ctx.endpoint
     opts = getattr(ep, "options", None)
     try:
-        from importlib.metadata import version
-
         sdk = version("dashscope")
     except Exception:  # pragma: no cover - metadata missing in odd installs
         sdk = None
@@ -254,8 +253,6 @@ def compare(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if endpoint is None:
-        from ._endpoint import endpoint as default_endpoint
-
         endpoint = session.endpoint if session is not None else default_endpoint()
     if config is None:
         config = session.config if session is not None else _default_config(concurrency)
@@ -351,8 +348,6 @@ def _measurements(
 def _run_block(
     mode: Mode, block: range, b: int, bar: _Progress, records: list, wall: dict, client: dict, server: dict
 ) -> None:
-    from ._run import run
-
     name = mode.name
     finished: list[CallTiming] = []
 
@@ -422,8 +417,6 @@ def _check_endpoint(endpoint: Any) -> None:
 
 
 def _close_modes(objs: dict[str, Mode]) -> None:
-    from ._run import run
-
     aio = [m for m in objs.values() if m.is_async]
     if aio:
 

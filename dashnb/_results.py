@@ -17,11 +17,13 @@ the measurements to ``dashnb._plot``.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from ._modes import MODES
+from ._modes.registry import MODES
+from ._plot import plot_measurements
 from ._stats import CallTiming, ModeSummary, format_table, html_table
 
 __all__ = ["Comparison", "Interrupted", "Measurement"]
@@ -63,8 +65,6 @@ class Measurement:
         return html_table([self.summary], caption=f"<b>{self.mode}</b>: {self.description}")
 
     def plot(self, **kwargs: Any):
-        from ._plot import plot_measurements
-
         return plot_measurements({self.mode: self}, **kwargs)
 
 
@@ -150,15 +150,11 @@ class Comparison:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        import html
-
         return html_table(
             self.summary, caption=f"<b>dashnb.compare</b> {html.escape(self._title())}", notes=self.notes()
         )
 
     def plot(self, **kwargs: Any):
-        from ._plot import plot_measurements
-
         return plot_measurements(self.measurements, **kwargs)
 
 

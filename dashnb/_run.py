@@ -35,10 +35,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["run"]
+__all__ = ["before_loops_close", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,24 @@ def close_loops() -> None:
         _close_loop(loop)
 
 
-# Registered at import: _session imports this module first, so (atexit being last-in,
-# first-out) sessions are closed on their loops before the loops themselves.
-atexit.register(close_loops)
+_BEFORE_LOOPS_CLOSE: list[Callable[[], None]] = []
+
+
+def before_loops_close(callback: Callable[[], None]) -> None:
+    """Have ``callback`` run at interpreter exit while the loops are still open (the session
+    manager closes its sessions there, each on its own loop)."""
+    _BEFORE_LOOPS_CLOSE.append(callback)
+
+
+def _at_exit() -> None:
+    # The one exit hook: what needs the loops first, then the loops. Two atexit hooks would run
+    # in the reverse order of their modules' imports, which nothing here fixes.
+    for callback in reversed(_BEFORE_LOOPS_CLOSE):
+        try:
+            callback()
+        except Exception:  # pragma: no cover - best effort at exit; the loops must still close
+            log.debug("error in an exit callback", exc_info=True)
+    close_loops()
+
+
+atexit.register(_at_exit)

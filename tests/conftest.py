@@ -95,7 +95,7 @@ def make_session(emu):
     """dashnb sessions with fresh names (so counts start at zero), all closed when the test ends.
 
     It depends on ``emu`` so that these sessions are closed before ``emu`` checks for leaks."""
-    from dashnb import _session
+    from dashnb._session import manager as _session
 
     made = []
 

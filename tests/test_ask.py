@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from dashnb import _ask, _ask_view, _session
+from dashnb._ask import core as _ask
+from dashnb._ask import view as _ask_view
+from dashnb._session import manager as _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import Generation  # noqa: E402

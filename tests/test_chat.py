@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from dashnb import _ask, _ask_view, _chat, _markdown, _session
-from dashnb._ask_result import footer_html
+from dashnb._ask import chat as _chat
+from dashnb._ask import core as _ask
+from dashnb._ask import markdown as _markdown
+from dashnb._ask import view as _ask_view
+from dashnb._ask.result import footer_html
+from dashnb._session import manager as _session
 from dashnb.emulator._replies import count_tokens
 
 dashscope = pytest.importorskip("dashscope")

@@ -13,8 +13,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from dashnb import _config, _java
-from dashnb._config import (
+from dashnb._config import names as _names
+from dashnb._config import pool as _config
+from dashnb._config.pool import (
     DEFAULT_POOL_CONFIG,
     ENV_VARS,
     JAVA_DEFAULTS,
@@ -118,7 +119,7 @@ def _assert_actionable(message: str, name: str) -> None:
     assert name in message
     assert f"Java {JAVA_NAMES[name]}" in message
     assert "set it to" in message  # says what to change
-    assert f"Java default {_java._default_text(name)}" in message
+    assert f"Java default {_names._default_text(name)}" in message
 
 
 @pytest.mark.parametrize("bad", BAD_DURATIONS)
@@ -859,7 +860,7 @@ def test_module_docstring_example_runs():
 
 def test_importing_config_loads_no_http_library():
     code = (
-        "import sys, dashnb._config\n"
+        "import sys, dashnb._config.pool\n"
         "heavy = [m for m in ('requests', 'urllib3', 'aiohttp', 'dashscope', 'ipywidgets') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -21,8 +21,7 @@ openai = pytest.importorskip("openai")
 dashscope = pytest.importorskip("dashscope")
 
 from dashnb import PoolConfig, PoolConfigWarning  # noqa: E402
-from dashnb import _translate_httpx as T  # noqa: E402
-from dashnb import _translate_v2 as V2  # noqa: E402
+from dashnb._transport import httpx as T  # noqa: E402
 
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -55,7 +54,7 @@ def test_from_v2_defaults_env_and_snippet_round_trip():
     with pytest.warns(
         PoolConfigWarning, match="maximumAsyncRequests \\(100\\) is larger than connectionPoolSize \\(20\\)"
     ):
-        cfg = V2.from_v2({})
+        cfg = PoolConfig.from_v2({})
     assert (cfg.connection_idle_timeout, cfg.connection_pool_size, cfg.maximum_async_requests) == (5.0, 20, 100)
     assert (cfg.connect_timeout, cfg.read_timeout, cfg.write_timeout) == (5.0, 300.0, 300.0)
     env = {
@@ -65,21 +64,21 @@ def test_from_v2_defaults_env_and_snippet_round_trip():
         "DASHSCOPE_TIMEOUT": "60",
         "DASHSCOPE_API_KEY": "not a pool setting",
     }
-    cfg = V2.from_v2(env)
+    cfg = PoolConfig.from_v2(env)
     assert (cfg.maximum_async_requests, cfg.connection_pool_size, cfg.connection_idle_timeout) == (16, 16, 120.0)
-    lines = dict(line.split("=", 1) for line in V2.v2_snippet(cfg).splitlines() if line.startswith("DASHSCOPE_"))
-    assert V2.from_v2(lines) == cfg
+    lines = dict(line.split("=", 1) for line in cfg.v2_snippet().splitlines() if line.startswith("DASHSCOPE_"))
+    assert PoolConfig.from_v2(lines) == cfg
     with pytest.raises(ValueError, match="expects an integer"):
-        V2.from_v2({"DASHSCOPE_HTTP_MAX_CONNECTIONS": "many"})
+        PoolConfig.from_v2({"DASHSCOPE_HTTP_MAX_CONNECTIONS": "many"})
     with pytest.raises(ValueError, match="unknown dashscope v2 setting"):
-        V2.from_v2({"http_max_conections": 3})
+        PoolConfig.from_v2({"http_max_conections": 3})
 
 
 def test_from_v2_reads_a_real_client(monkeypatch, emu):
     monkeypatch.setenv("DASHSCOPE_HTTP_KEEPALIVE_EXPIRY", "30")
     monkeypatch.setenv("DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS", "100")
     with dashscope.Client(api_key=emu.api_key, base_url=emu.base_url) as client:
-        cfg = V2.from_v2(client)
+        cfg = PoolConfig.from_v2(client)
     assert (cfg.connection_idle_timeout, cfg.connection_pool_size, cfg.connect_timeout) == (30.0, 100, 5.0)
 
 

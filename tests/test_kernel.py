@@ -23,7 +23,8 @@ SETUP = """
 import gc, os, warnings
 warnings.simplefilter("always", ResourceWarning)   # make any leak visible in the outputs
 import dashnb
-from dashnb import _endpoint, _run, _session, emulator
+from dashnb import _endpoint, _run, emulator
+from dashnb._session import manager as _session
 from dashscope import AioGeneration, Generation
 emu = emulator.start(rtt_ms=0)
 _endpoint.use_endpoint(emu)

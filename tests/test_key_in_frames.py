@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import pytest
 
 import dashnb
-from dashnb import _ask, _measure
+from dashnb import _measure
+from dashnb._ask import core as _ask
 
 _PACKAGE = os.path.dirname(dashnb.__file__) + os.sep
 # The emulator's server side sees the key because clients send it there; it runs on its own

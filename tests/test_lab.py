@@ -21,10 +21,10 @@ import pytest
 import traitlets
 from matplotlib.colors import to_hex
 
-from dashnb import SCENARIOS, PoolConfig
-from dashnb import _lab_settings as lab_settings
-from dashnb._lab_model import LabModel, LabSettings
-from dashnb._lab_settings import (
+from dashnb import SCENARIOS, PoolConfig, _colors
+from dashnb._lab.figure import lab_figure
+from dashnb._lab.model import LabModel, LabSettings
+from dashnb._lab.settings import (
     LAB_SCENARIOS,
     MODE_COLORS,
     TIMEOUT_STOPS,
@@ -35,9 +35,8 @@ from dashnb._lab_settings import (
     percentile_note,
     supported,
 )
-from dashnb._lab_view import lab
-from dashnb._modes import MODES
-from dashnb._plot import lab_figure
+from dashnb._lab.view import lab
+from dashnb._modes.registry import MODES
 from dashnb._results import Comparison, Measurement
 from dashnb._stats import CallTiming, summarize
 
@@ -410,7 +409,7 @@ def test_each_mode_keeps_its_colour_whichever_modes_are_ticked(monkeypatch):
     assert together["threads"] == MODE_COLORS["threads"]
     # A mode added to the registry later gets a colour of its own, from its place in the registry.
     later = types.MappingProxyType({**MODES, "http2": "a later mode", "pooled_v2": "another"})
-    monkeypatch.setattr(lab_settings, "MODES", later)
+    monkeypatch.setattr(_colors, "MODES", later)
     new = mode_color("http2"), mode_color("pooled_v2")
     assert len(set(new)) == 2 and not set(new) & set(MODE_COLORS.values())
     assert drawn(["pooled_v2"])["pooled_v2"] == new[1] == drawn(["http2", "pooled_v2"])["pooled_v2"]

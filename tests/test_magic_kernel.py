@@ -9,7 +9,7 @@ import re
 import pytest
 from _kernels import iopub_messages, run_cell, running_kernel
 
-from dashnb import _markdown
+from dashnb._ask import markdown as _markdown
 from dashnb.emulator._replies import count_tokens
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]

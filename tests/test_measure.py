@@ -219,7 +219,7 @@ def test_interrupt_stops_cleanly_and_the_session_stays_usable(emu, mode):
     from dashscope import Generation
 
     from dashnb._run import run
-    from dashnb._session import session
+    from dashnb._session.manager import session
 
     s = session(endpoint=emu, name=f"test-measure-interrupt-{mode}")
     bundle = os.environ.get("REQUESTS_CA_BUNDLE")

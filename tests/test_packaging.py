@@ -7,6 +7,7 @@ the public surface is complete, and no tracked file carries a secret or a machin
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import statistics
@@ -294,7 +295,34 @@ def test_the_types_users_meet_are_exported():
 
     for name in ("MissingApiKeyError", "ModeSummary", "LatencyLab", "CallTiming", "Measurement", "AskError"):
         assert name in dashnb.__all__, name
-    assert dashnb.MissingApiKeyError.__module__ == "dashnb._endpoint"
+    assert dashnb.MissingApiKeyError.__module__ == "dashnb"
+
+
+def test_public_classes_say_dashnb_in_reprs_and_pickle_by_that_name():
+    out = _python(
+        "import json, pickle, dashnb\n"
+        "scenario = next(iter(dashnb.SCENARIOS.values()))\n"  # its class met only as a value's type
+        "config = pickle.loads(pickle.dumps(dashnb.PoolConfig(connection_pool_size=8)))\n"
+        "print(json.dumps({'scenario': repr(type(scenario)), 'config': repr(type(config)),\n"
+        "                  'error': repr(dashnb.AskError), 'size': config.connection_pool_size}))\n"
+    )
+    assert json.loads(out) == {
+        "scenario": "<class 'dashnb.Scenario'>",
+        "config": "<class 'dashnb.PoolConfig'>",
+        "error": "<class 'dashnb.AskError'>",
+        "size": 8,
+    }
+
+
+def test_the_package_ships_its_type_marker_and_subpackages():
+    """py.typed (PEP 561) exists and is package data, and every package under dashnb/ is one
+    that setuptools' find includes."""
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert (REPO / "dashnb" / "py.typed").is_file()
+    assert "py.typed" in setuptools.get("package-data", {}).get("dashnb", [])
+    packages = [".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "dashnb").rglob("__init__.py")]
+    include = setuptools["packages"]["find"]["include"]
+    assert all(any(fnmatch.fnmatch(p, pattern) for pattern in include) for p in packages), packages
 
 
 # --- tracked files: no secrets, no TLS shortcuts, no paths of this machine --------------

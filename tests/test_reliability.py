@@ -24,8 +24,9 @@ import pytest
 import requests
 import trustme
 
-from dashnb import _endpoint, _observe, _session, emulator
-from dashnb._config import PoolConfig
+from dashnb import _endpoint, _observe, emulator
+from dashnb._config.pool import PoolConfig
+from dashnb._session import manager as _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
@@ -83,7 +84,8 @@ def test_script_asyncio_run_twice_with_sdk_calls_no_cross_loop_reuse():
     code = textwrap.dedent("""
         import asyncio, gc, warnings
         warnings.simplefilter("error")
-        from dashnb import _endpoint, _session, emulator
+        from dashnb import _endpoint, emulator
+        from dashnb._session import manager as _session
         from dashscope import AioGeneration
         emu = emulator.start(rtt_ms=0)
         _endpoint.use_endpoint(emu)

@@ -41,7 +41,8 @@ SETUP = """
 import asyncio, gc, os, warnings
 warnings.simplefilter("always")
 import dashnb
-from dashnb import _endpoint, _run, _session, emulator
+from dashnb import _endpoint, _run, emulator
+from dashnb._session import manager as _session
 from dashscope import AioGeneration, Generation
 emu = emulator.start(rtt_ms=0)
 _endpoint.use_endpoint(emu)

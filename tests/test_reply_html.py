@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from _xss_corpus import CORPUS, PAYLOADS, REPORTED, problems
 
-from dashnb import _markdown
-from dashnb._ask_view import _Live
+from dashnb._ask import markdown as _markdown
+from dashnb._ask.view import _Live
 
 # The display's own frame around the rendered reply: divs, the footer's styled in grey.
 _FRAME = frozenset({"div"})

@@ -60,7 +60,7 @@ DRAIN = 5.0  # seconds the kernel may take for threads of the last re-run to end
 # A lab panel measures in the background and starts its emulators when it does: each reading
 # waits for the panels' current measurement, so both readings see a panel at rest.
 SETTLE = """
-import dashnb._lab_view as _lab_view
+import dashnb._lab.view as _lab_view
 for _panel in list(_lab_view._LABS.values()):
     await _panel.model.wait()
 """

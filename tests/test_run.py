@@ -13,8 +13,9 @@ import textwrap
 
 import pytest
 
-from dashnb import _run, _session
-from dashnb._config import PoolConfig
+from dashnb import _run
+from dashnb._config.pool import PoolConfig
+from dashnb._session import manager as _session
 
 
 def test_run_returns_the_result_and_keeps_one_loop_per_thread():
@@ -70,8 +71,9 @@ def test_run_inside_a_running_loop_and_timeouts_still_fire():
     out = _child("""
         import asyncio, time, aiohttp, sys
         import dashnb
-        from dashnb import _run, _session, emulator
-        from dashnb._config import PoolConfig
+        from dashnb import _run, emulator
+        from dashnb._session import manager as _session
+        from dashnb._config.pool import PoolConfig
 
         emu = emulator.start(rtt_ms=0)
         s = _session.session(PoolConfig(read_timeout=0.5), endpoint=emu)
@@ -118,7 +120,8 @@ def test_script_calling_asyncio_run_twice_and_run_is_clean():
     # dashnb.run's own loop closed at exit; -W error turns any leak warning into a failure.
     out = _child("""
         import asyncio, gc
-        from dashnb import _run, _session, emulator
+        from dashnb import _run, emulator
+        from dashnb._session import manager as _session
         emu = emulator.start(rtt_ms=0)
         s = _session.session(endpoint=emu)
 
@@ -180,3 +183,37 @@ def test_short_lived_threads_do_not_leak_their_loops():
     start, end, connections = map(int, out.split())
     assert connections == 50  # one kept-alive connection per thread: each really opened one
     assert end - start <= 5, (start, end)
+
+
+def test_sessions_close_on_their_loops_before_the_loops_close_at_exit():
+    # The session manager is imported before the loop runner here (dashnb.session, then
+    # dashnb.run), the order in which atexit alone would close the loops first. The child's own
+    # hook, registered before dashnb's, runs after them and reports the session's state.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            textwrap.dedent("""
+                import atexit, logging
+                seen = {}
+                atexit.register(lambda: print("closed:", seen["aio"].closed, flush=True))
+                import dashnb
+                logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+                s = dashnb.session(name="exit-order")
+
+                async def make():
+                    return s.aiohttp
+
+                seen["aio"] = dashnb.run(make())
+            """),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "closed: True" in proc.stdout, (proc.stdout, proc.stderr)
+    # Logged only when a loop shuts down with a session's client still open on it.
+    assert "event loop shutting down" not in proc.stderr, proc.stderr

@@ -26,7 +26,8 @@ import pytest
 import requests
 
 import dashnb
-from dashnb import _endpoint, _session
+from dashnb import _endpoint
+from dashnb._session import manager as _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
@@ -115,7 +116,7 @@ def test_key_never_in_reprs_logs_exceptions_or_stats(source, unreachable, debug_
 
         asyncio.run(main())
 
-        from dashnb import _ask
+        from dashnb._ask import core as _ask
 
         with pytest.raises(_ask.AskError) as info:
             _ask.ask("hi", session=s, stream=False)
@@ -161,7 +162,7 @@ def test_key_never_in_http_error_replies_or_their_logs(emu, debug_logs):
 
 def test_key_never_in_lab_widget_state(monkeypatch):
     try:
-        from dashnb import _lab_view as _lab
+        from dashnb._lab import view as _lab
     except ModuleNotFoundError:
         pytest.skip("dashnb._lab does not exist yet: widget state not checked")
     pytest.importorskip("ipywidgets")

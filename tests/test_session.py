@@ -13,8 +13,9 @@ import requests
 import trustme
 
 import dashnb
-from dashnb import _endpoint, _observe, _session
-from dashnb._config import PoolConfig
+from dashnb import _endpoint, _observe
+from dashnb._config.pool import PoolConfig
+from dashnb._session import manager as _session
 
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
@@ -85,7 +86,7 @@ def test_async_burst_beyond_the_pool_churns_instead_of_waiting(emulator_factory,
     and 4 connections are left open afterwards."""
     emu = emulator_factory(rtt_ms=10, ttfb_ms=200)
     _endpoint.use_endpoint(emu)
-    from dashnb._config import PoolConfigWarning
+    from dashnb._config.pool import PoolConfigWarning
 
     with pytest.warns(PoolConfigWarning):
         cfg = PoolConfig(connection_pool_size=4)
@@ -179,7 +180,7 @@ def test_connect_timeout_fires_on_a_stalled_tls_handshake(emulator_factory, make
 def test_stalled_handshake_through_the_sdk(emulator_factory, make_session):
     # Sync: urllib3 raises ReadTimeout for the stalled handshake, which the SDK does not retry,
     # so one attempt. Async: ConnectionTimeoutError is a ClientConnectionError, which the SDK
-    # retries once, so two attempts (documented in dashnb._translate).
+    # retries once, so two attempts (documented in dashnb._transport.rules).
     emu = emulator_factory(rtt_ms=0, tls_stall=True)
     _endpoint.use_endpoint(emu)
     s = make_session(PoolConfig(connect_timeout=0.4), endpoint=emu)

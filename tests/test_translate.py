@@ -14,8 +14,10 @@ import requests
 import trustme
 from aiohttp import web
 
-from dashnb import _observe, _translate, _translate_aiohttp
-from dashnb._config import PoolConfig
+from dashnb import _observe, _transport
+from dashnb._config.pool import PoolConfig
+from dashnb._transport import aiohttp as _translate_aiohttp
+from dashnb._transport import rules as _translate
 
 # ---- a small TLS server whose handlers the tests control ------------------------------------
 
@@ -185,7 +187,7 @@ def test_requests_session_settings():
         read_timeout=9,
         connection_idle_timeout=4,
     )
-    s = _translate.build_requests_session(cfg, _Endpoint("/some/ca.pem"))
+    s = _transport.build_requests_session(cfg, _Endpoint("/some/ca.pem"))
     try:
         adapter = s.get_adapter("https://example.invalid/")
         assert adapter is s.get_adapter("http://example.invalid/")
@@ -200,7 +202,7 @@ def test_requests_session_settings():
     finally:
         s.close()
     # The real service: certifi's bundle, named explicitly (not left to the environment).
-    s = _translate.build_requests_session(cfg, _Endpoint(None))
+    s = _transport.build_requests_session(cfg, _Endpoint(None))
     assert s.verify == certifi.where()
     s.close()
 
@@ -208,7 +210,7 @@ def test_requests_session_settings():
 def test_requests_default_timeout_applies_when_caller_passes_none(server):
     # The server holds the answer 2 s; read_timeout 0.5 s must cut it without any timeout= argument.
     cfg = PoolConfig(read_timeout=0.5)
-    with _translate.build_requests_session(cfg, server.endpoint()) as s:
+    with _transport.build_requests_session(cfg, server.endpoint()) as s:
         t0 = time.perf_counter()
         with pytest.raises(requests.exceptions.ReadTimeout):
             s.get(server.url("/slow?hold=2"))
@@ -229,10 +231,10 @@ def test_requests_ca_bundle_env_cannot_change_trust(server, tmp_path, monkeypatc
     other.cert_pem.write_to_path(other_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", other_path)
     monkeypatch.setenv("CURL_CA_BUNDLE", other_path)
-    with _translate.build_requests_session(PoolConfig(), server.endpoint()) as s:
+    with _transport.build_requests_session(PoolConfig(), server.endpoint()) as s:
         assert s.get(server.url("/slow")).text == "ok"
     # negative control: a session trusting the other CA fails
-    with _translate.build_requests_session(PoolConfig(), _Endpoint(other_path)) as s:
+    with _transport.build_requests_session(PoolConfig(), _Endpoint(other_path)) as s:
         with pytest.raises(requests.exceptions.SSLError):
             s.get(server.url("/slow"))
 
@@ -240,7 +242,7 @@ def test_requests_ca_bundle_env_cannot_change_trust(server, tmp_path, monkeypatc
 def test_requests_pool_keeps_pool_size_connections_and_counts_reuse(server):
     obs = _observe.Observer()
     cfg = PoolConfig(connection_pool_size=2, maximum_async_requests=2, maximum_async_requests_per_host=2)
-    with _translate.build_requests_session(cfg, server.endpoint(), obs) as s:
+    with _transport.build_requests_session(cfg, server.endpoint(), obs) as s:
         # 4 at once from threads: 4 connections open (pool_block=False), only 2 kept afterwards.
         barrier = threading.Barrier(4)
 
@@ -265,7 +267,7 @@ def test_requests_pool_keeps_pool_size_connections_and_counts_reuse(server):
 
 def test_requests_idle_connections_are_discarded(server):
     obs = _observe.Observer()
-    with _translate.build_requests_session(PoolConfig(connection_idle_timeout=0.3), server.endpoint(), obs) as s:
+    with _transport.build_requests_session(PoolConfig(connection_idle_timeout=0.3), server.endpoint(), obs) as s:
         s.get(server.url("/slow"))
         s.get(server.url("/slow"))
         assert obs.snapshot().sync.connections_opened == 1
@@ -278,7 +280,7 @@ def test_requests_idle_connections_are_discarded(server):
 
 
 def test_requests_call_record_times_tcp_and_tls(server):
-    with _translate.build_requests_session(PoolConfig(), server.endpoint()) as s:
+    with _transport.build_requests_session(PoolConfig(), server.endpoint()) as s:
         with _observe.call_scope() as first:
             s.get(server.url("/slow"))
         with _observe.call_scope() as second:
@@ -305,7 +307,7 @@ def test_aiohttp_session_settings():
     )
 
     async def main():
-        s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
+        s = _transport.build_aiohttp_session(cfg, _Endpoint(None))
         try:
             c = s.connector
             # limit / limit_per_host are the Dispatcher's; the pool size caps idle connections only.
@@ -330,7 +332,7 @@ def test_idle_timeout_is_whole_seconds_as_the_java_sdk_passes_it(given, used):
     assert _translate.java_idle_timeout(cfg) == used
 
     async def main():
-        s = _translate.build_aiohttp_session(cfg, _Endpoint(None))
+        s = _transport.build_aiohttp_session(cfg, _Endpoint(None))
         try:
             return s.connector._keepalive_timeout
         finally:
@@ -345,7 +347,7 @@ def test_idle_connections_beyond_the_pool_size_close_longest_idle_first(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
             conns = s.connector._conns  # aiohttp's idle pool: key -> deque of (protocol, released at)
 
             async def get(host):
@@ -368,7 +370,7 @@ def test_idle_connections_beyond_the_pool_size_close_longest_idle_first(server):
 
 def test_aiohttp_session_needs_a_running_loop():
     with pytest.raises(RuntimeError):
-        _translate.build_aiohttp_session(PoolConfig(), _Endpoint(None))
+        _transport.build_aiohttp_session(PoolConfig(), _Endpoint(None))
 
 
 def test_request_queue_caps_global_concurrency_in_order(server):
@@ -376,7 +378,7 @@ def test_request_queue_caps_global_concurrency_in_order(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
 
             async def one(i):
                 async with s.get(server.url(f"/slow?name={i}&hold=0.15")) as r:
@@ -399,7 +401,7 @@ def test_request_queue_per_host_limit_does_not_block_other_hosts(server):
     cfg = PoolConfig(connection_pool_size=8, maximum_async_requests=4, maximum_async_requests_per_host=1)
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint()) as s:
 
             async def one(host, i):
                 async with s.get(server.url(f"/slow?name={host}{i}&hold=0.2", host=host)) as r:
@@ -420,7 +422,7 @@ def test_streamed_body_keeps_its_slot_until_released(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
             first = await s.get(server.url("/stream?name=A"))
             assert await first.content.readexactly(6) == b"first "
             second = asyncio.create_task(s.get(server.url("/slow?name=B")))
@@ -451,7 +453,7 @@ def test_queue_wait_is_outside_socket_timeouts(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
 
             async def one(name, hold):
                 with _observe.call_scope() as rec:
@@ -472,7 +474,7 @@ def test_aiohttp_read_timeout_survives_the_sdks_total_only_timeout(server):
     cfg = PoolConfig(read_timeout=0.4)
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint()) as s:
             t0 = time.perf_counter()
             with pytest.raises(aiohttp.ServerTimeoutError):
                 # what AioGeneration.call passes for a non-stream call
@@ -484,7 +486,7 @@ def test_aiohttp_read_timeout_survives_the_sdks_total_only_timeout(server):
 
 def test_aiohttp_records_reuse_and_connection_ids(server):
     async def main():
-        async with _translate.build_aiohttp_session(PoolConfig(), server.endpoint()) as s:
+        async with _transport.build_aiohttp_session(PoolConfig(), server.endpoint()) as s:
             out = []
             for _ in range(2):
                 with _observe.call_scope() as rec:
@@ -510,14 +512,14 @@ def test_aiohttp_failures_are_counted_once_and_release_everything(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(PoolConfig(read_timeout=0.3), server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(PoolConfig(read_timeout=0.3), server.endpoint(), obs) as s:
             with _observe.call_scope() as stalled:
                 with pytest.raises(aiohttp.ServerTimeoutError):
                     await s.get(server.url("/slow?hold=2"))
             with _observe.call_scope() as refused:
                 with pytest.raises(aiohttp.ClientConnectorError):
                     await s.get(f"https://127.0.0.1:{closed_port}/")
-            await asyncio.wait_for(_translate.wait_idle(s), 1)
+            await asyncio.wait_for(_transport.wait_idle(s), 1)
             async with s.get(server.url("/slow")) as r:  # the session still works
                 assert await r.text() == "ok"
         return stalled.snapshot(), refused.snapshot()
@@ -536,7 +538,7 @@ def test_aiohttp_total_no_longer_than_read_timeout_still_bounds_the_call(server)
     cfg = PoolConfig(read_timeout=0.5)
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint()) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint()) as s:
             armed = []
             for total in (0.4, 1.0):  # the socket read timeout the response is read under
                 name = f"T{total}"  # a body held back, so the response still holds its connection
@@ -560,7 +562,7 @@ def test_requests_sweep_bound_still_finds_a_younger_idle_connection(server):
     # closed, not reused, once idle too long.
     obs = _observe.Observer()
     cfg = PoolConfig(connection_idle_timeout=0.4)
-    with _translate.build_requests_session(cfg, server.endpoint(), obs) as s:
+    with _transport.build_requests_session(cfg, server.endpoint(), obs) as s:
         s.get(server.url("/slow"))  # builds the pool (one connection, back in it)
         manager = s.get_adapter(server.url("/")).poolmanager
         (pool,) = [manager.pools[key] for key in manager.pools.keys()]  # the one that call used
@@ -591,7 +593,7 @@ def test_aiohttp_request_released_after_its_session_closed_leaves_flight(server)
     obs = _observe.Observer()
 
     async def main():
-        s = _translate.build_aiohttp_session(PoolConfig(), server.endpoint(), obs)
+        s = _transport.build_aiohttp_session(PoolConfig(), server.endpoint(), obs)
         r = await s.get(server.url("/stream?name=late"))
         assert await r.content.readexactly(6) == b"first "
         busy = obs.snapshot().async_.in_flight
@@ -612,7 +614,7 @@ def test_aiohttp_call_cancelled_while_queued_is_a_failure_and_leaves(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(cfg, server.endpoint(), obs) as s:
 
             async def one(name, hold):
                 async with s.get(server.url(f"/slow?name={name}&hold={hold}")) as r:
@@ -628,7 +630,7 @@ def test_aiohttp_call_cancelled_while_queued_is_a_failure_and_leaves(server):
                 await second
             waiting = obs.snapshot().async_
             assert await first == "ok"
-            await asyncio.wait_for(_translate.wait_idle(s), 1)
+            await asyncio.wait_for(_transport.wait_idle(s), 1)
             return waiting
 
     waiting = asyncio.run(main())
@@ -646,7 +648,7 @@ def test_aiohttp_session_counts_outlive_the_session(server):
     obs = _observe.Observer()
 
     async def main():
-        async with _translate.build_aiohttp_session(PoolConfig(), server.endpoint(), obs) as s:
+        async with _transport.build_aiohttp_session(PoolConfig(), server.endpoint(), obs) as s:
             for _ in range(3):
                 async with s.get(server.url("/slow")) as r:
                     assert await r.text() == "ok"

@@ -44,7 +44,7 @@ REPLIES = [*PAYLOADS.values(), "**bold** and `code`"]
 _PER_CELL = 30
 CORPUS = tuple(
     f"""\
-from dashnb._ask_view import _View
+from dashnb._ask.view import _View
 for text in {REPLIES[i : i + _PER_CELL]!r}:
     view = _View("qwen-plus", markdown=True)
     view.add(text)

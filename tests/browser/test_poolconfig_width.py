@@ -8,7 +8,7 @@ import html
 import pytest
 
 from dashnb import PoolConfig
-from dashnb._config_table import _CELL, _table_open
+from dashnb._config.table import _CELL, _table_open
 
 from . import harness
 

@@ -1,0 +1,1 @@
+"""Prompting from a notebook: ask(), chat() conversations and the %%ask cell magic."""

@@ -1,0 +1,1 @@
+"""The latency lab: its settings, its model (no widgets) and its ipywidgets view."""

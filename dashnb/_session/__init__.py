@@ -1,0 +1,1 @@
+"""The notebook-scoped session manager: its per-loop clients and its notebook table."""
