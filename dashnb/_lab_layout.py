@@ -61,6 +61,7 @@ PRESENTER_CSS = """
 .dashnb-lab-presenter .dashnb-lab-table { overflow-x: auto; max-width: 100%; }
 .dashnb-lab-presenter .dashnb-lab-table table { font-size: 16px; }
 .dashnb-lab-presenter .dashnb-lab-scenario-note .widget-html-content { white-space: normal; line-height: 1.3; }
+.dashnb-lab-presenter .dashnb-lab-scenario-note small { font-size: 17px; }
 @media (max-width: 1199px) {
   .dashnb-lab-presenter .dashnb-lab-row { flex-direction: column-reverse; }
   .dashnb-lab-presenter .dashnb-lab-side { flex: none; }

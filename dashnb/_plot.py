@@ -152,7 +152,7 @@ def lab_figure(
         top=1 - 0.58 * k / height,
         wspace=0.3 * k,
     )
-    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6 * k, 1))
     shown = [m for m in result if not m.skipped]
     names = [m.mode for m in shown]
     colors = [mode_color(name) for name in names]
@@ -232,7 +232,7 @@ def lab_figure(
     ax_conn.invert_yaxis()
     ax_conn.set_xlabel("connections opened")
     # Room right of the longest bar for its label; connections are counted, so whole-number ticks.
-    ax_conn.set_xlim(0, scale.connections * 1.4)
+    ax_conn.set_xlim(0, scale.connections * 1.4 * k)
     ax_conn.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
     ax_conn.set_gid("connections")  # the SVG's group for this axes: the browser test reads its ticks
     ax_conn.set_title("Connections opened")
