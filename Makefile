@@ -44,6 +44,9 @@ lab: $(STAMP)
 # dashnb/_jupyter/share/jupyter drops Voila's font CDN links and the notebook's prose). A room has no key to
 # spend: DASHNB_OFFLINE keeps every call on this machine, key or no key.
 workshop: export DASHNB_OFFLINE := 1
+# Every page load runs the notebook in a new kernel: dashnb/_jupyter/etc/jupyter/voila.json culls a
+# kernel once its page is closed and it has been idle for a minute.
+workshop: export JUPYTER_CONFIG_PATH := $(CURDIR)/dashnb/_jupyter/etc/jupyter
 workshop: $(STAMP)
 	JUPYTER_PATH=$(CURDIR)/dashnb/_jupyter/share/jupyter $(BIN)/voila --Voila.ip=127.0.0.1 --template=dashnb-presenter notebooks/workshop.ipynb
 
