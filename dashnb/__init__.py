@@ -15,6 +15,8 @@ matplotlib, ipywidgets) load the first time a name that needs them is used.
 import importlib as _importlib
 import logging as _logging
 
+from ._extras import lab_extra_error as _lab_extra_error
+
 __version__ = "0.1.0"
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
@@ -103,7 +105,11 @@ def __getattr__(name: str):
         module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'dashnb' has no attribute {name!r}") from None
-    value = getattr(_importlib.import_module(module, __name__), name)
+    try:
+        imported = _importlib.import_module(module, __name__)
+    except ModuleNotFoundError as exc:  # a base install using a [lab] feature: say what to install
+        raise (_lab_extra_error(exc, f"dashnb.{name}") or exc) from exc
+    value = getattr(imported, name)
     globals()[name] = value
     return value
 

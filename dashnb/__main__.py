@@ -15,6 +15,7 @@ import re
 import sys
 from typing import Any
 
+from ._install.commands import add_parsers as _install_parsers
 from .emulator._options import PROFILE_CHOICES, TLS_CHOICES
 
 
@@ -391,6 +392,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _bench_parser(sub)
     _doctor_parser(sub)
+    _install_parsers(sub)  # notebooks, lab, workshop
     return top
 
 

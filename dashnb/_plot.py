@@ -16,8 +16,13 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from ._extras import lab_extra_error
+
+try:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+except ModuleNotFoundError as _exc:  # a base install: plots come with the [lab] extra
+    raise (lab_extra_error(_exc, "plotting measurements") or _exc) from _exc
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._lab_settings import LabSettings, PlotScale
