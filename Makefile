@@ -14,7 +14,7 @@ STAMP     := $(VENV)/.installed-$(subst $(comma),+,$(ALL_EXTRAS))
 # folder learners browse in JupyterLab.
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_keys
 
-.PHONY: install lab lint test test-fast workshop docs demo bench crosscheck clean
+.PHONY: install lab lint test test-fast nbval workshop docs dist demo bench crosscheck clean
 
 install: $(STAMP)
 
@@ -53,14 +53,24 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy
 
 # Every test: lint, the doctests of every module, then unit, integration, real-kernel, OkHttp,
-# nbval over the notebooks (each executed once) and browser. The doctests run on their own, so
-# that --doctest-modules does not import the test modules.
+# packaging, docs and browser. The doctests run on their own, so that --doctest-modules does not
+# import the test modules. The notebooks run under nbval once, as a user gets them: copied out of
+# the wheel installed with [lab] into a fresh venv (tests/test_distribution.py).
 test: lint
 	$(BIN)/python -m pytest dashnb --doctest-modules -q
-	$(BIN)/python -m pytest tests notebooks $(NBVAL) --durations=15
+	$(BIN)/python -m pytest tests --durations=15
+
+# The notebooks under nbval where they are: the quick loop while editing one.
+nbval: $(STAMP)
+	$(BIN)/python -m pytest notebooks $(NBVAL)
 
 # The static site (README, the executed notebooks, the API reference, CONTRIBUTING) in build/docs;
 # any warning (a broken link, a notebook with an error or unexecuted cell) fails it.
+# The wheel and the sdist in dist/: the wheel is what `pip install 'dashnb-*.whl[lab]'` takes.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 DOCS_OUT ?= build/docs
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -b html -W --keep-going -q -c docs -d $(DOCS_OUT)-doctrees . $(DOCS_OUT)
@@ -82,4 +92,4 @@ crosscheck: $(STAMP)
 	$(BIN)/python benchmarks/crosscheck.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -30,7 +30,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 
-pytestmark = pytest.mark.slow
+# Installing JupyterLab and its kin takes minutes on a busy machine: far past the suite's per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+# The venv on disk, counted as `du` counts it (blocks, bytecode included). The [lab] install measures about
+# 557 MB on Python 3.11 (24 MB of it the venv's own pip and setuptools); `make lab` used to build 934 MB.
+LAB_VENV_BOUND = 600e6
 
 # Variables that would send a notebook to the real service or trust another CA: a fresh machine has none.
 STEERING = (
@@ -126,7 +130,7 @@ def fresh(dists, tmp_path_factory) -> Iterator[dict]:
     )
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    size = sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
+    size = sum(p.lstat().st_blocks * 512 for p in venv.rglob("*"))
     print(f"\n[lab] install from the wheel: {seconds:.0f} s, {size / 1e6:.0f} MB", file=sys.stderr)
     tools = subprocess.run([*pip, "pytest>=8", "nbval>=0.11"], env=env, capture_output=True, text=True, timeout=600)
     assert tools.returncode == 0, tools.stderr[-3000:]
@@ -142,8 +146,7 @@ def _run(fresh: dict, *args: str, cwd: Path, timeout: float = 300) -> subprocess
 
 
 def test_a_lab_install_is_lean(fresh):
-    # Today's `make lab` venv, with the test tools, held 934 MB; the [lab] extra alone stays well under it.
-    assert fresh["size"] < 550e6, f"{fresh['size'] / 1e6:.0f} MB"
+    assert fresh["size"] < LAB_VENV_BOUND, f"{fresh['size'] / 1e6:.0f} MB"
     listed = _run(fresh, "python", "-m", "pip", "list", "--format=json", cwd=fresh["root"])
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert {"jupyterlab", "voila", "ipywidgets", "matplotlib", "openai", "dashscope"} <= names
