@@ -16,10 +16,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -172,9 +174,14 @@ def test_the_installed_dashnb_is_the_wheel_not_this_checkout(fresh, copied):
 def test_every_notebook_runs_under_nbval_from_the_copied_folder(fresh, copied):
     # One pytest for all notebooks: one interpreter start, each notebook executed once.
     env = {**fresh["env"], "PYTHONPATH": str(TESTS)}  # nbval_keys: fail a cell that prints a key
+    # An empty configuration: pytest would otherwise take this repository's (the sanitizer's path is in
+    # it) with its [test] settings, which the user's venv does not have.
+    ini = fresh["root"] / "pytest.ini"
+    ini.write_text("[pytest]\n", encoding="utf-8")
     done = subprocess.run(
         [
             str(fresh["venv"] / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "-c", str(ini), "--rootdir", str(copied),
             "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(TESTS / "nbval_sanitize.cfg"),
             "-p", "nbval_keys", *sorted(p.name for p in copied.glob("*.ipynb")),
         ],
@@ -211,6 +218,27 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, *, ready_within: float = 120) -> bytes:
+    """GET `url`, waiting for a server that printed its URL to accept connections."""
+    deadline = time.monotonic() + ready_within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as rsp:
+                return rsp.read()
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_dashnb_lab_serves_the_copy_on_loopback_without_the_news_popup(fresh, copied, tmp_path):
@@ -218,7 +246,7 @@ def test_dashnb_lab_serves_the_copy_on_loopback_without_the_news_popup(fresh, co
     fresh["env"].update(env_dirs)
     try:
         proc, url = _serve(
-            fresh, ["dashnb", "lab", str(copied), "--no-browser"], fresh["root"],
+            fresh, ["dashnb", "lab", str(copied), "--no-browser", "--port", str(_free_port())], fresh["root"],
             r"http://127\.0\.0\.1:\d+/lab\?token=\S+",
         )  # fmt: skip
     finally:
@@ -226,23 +254,21 @@ def test_dashnb_lab_serves_the_copy_on_loopback_without_the_news_popup(fresh, co
             fresh["env"].pop(key)
     try:
         base, token = url.split("/lab?token=")
-        with urllib.request.urlopen(f"{base}/api/contents?token={token}", timeout=60) as rsp:
-            listing = {item["name"] for item in json.load(rsp)["content"]}
+        listing = {item["name"] for item in json.loads(_get(f"{base}/api/contents?token={token}"))["content"]}
         assert "04_latency_lab.ipynb" in listing and "data" in listing
         settings_url = f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}"
-        with urllib.request.urlopen(settings_url, timeout=60) as rsp:
-            schema = json.load(rsp)["schema"]["properties"]
+        schema = json.loads(_get(settings_url))["schema"]["properties"]
         assert schema["fetchNews"]["default"] == "false" and schema["checkForUpdates"]["default"] is False
     finally:
         _stop(proc)
 
 
 def test_dashnb_workshop_serves_the_presenter_mode(fresh, tmp_path):
-    proc, url = _serve(fresh, ["dashnb", "workshop", "--no-browser"], tmp_path, r"http://127\.0\.0\.1:\d+/\S*")
+    argv = ["dashnb", "workshop", "--no-browser", "--port", str(_free_port())]
+    proc, url = _serve(fresh, argv, tmp_path, r"http://127\.0\.0\.1:\d+/\S*")
     try:
         base = url.split("?")[0].rstrip("/")
-        with urllib.request.urlopen(f"{base}/voila/static/favicon.ico", timeout=60) as rsp:
-            assert rsp.status == 200
+        assert _get(f"{base}/voila/static/favicon.ico")
     finally:
         _stop(proc)
 

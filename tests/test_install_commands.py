@@ -121,14 +121,22 @@ def test_the_notebooks_command_says_what_it_did(tmp_path):
 
 
 def test_lab_command_listens_on_loopback_with_the_projects_settings(tmp_path):
-    argv, env = lab_command(tmp_path, offline=True, open_browser=False, environ={"JUPYTER_CONFIG_PATH": "/elsewhere"})
+    argv, env = lab_command(
+        tmp_path, offline=True, open_browser=False, port=9999, environ={"JUPYTER_CONFIG_PATH": "/elsewhere"}
+    )
     assert argv[:3] == [sys.executable, "-m", "jupyterlab"]
     assert "--ServerApp.ip=127.0.0.1" in argv and f"--ServerApp.root_dir={tmp_path}" in argv
-    assert "--log-level=WARN" in argv and "--no-browser" in argv
+    assert "--log-level=WARN" in argv and "--no-browser" in argv and "--ServerApp.port=9999" in argv
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep) == [str(JUPYTER_CONFIG), "/elsewhere"]
     assert env["DASHNB_OFFLINE"] == "1"
     _, online = lab_command(tmp_path, environ={})
     assert "DASHNB_OFFLINE" not in online
+
+
+def test_a_bad_port_is_refused_with_what_to_give(tmp_path):
+    done = _dashnb("lab", "nb", "--port", "http", cwd=tmp_path)
+    assert done.returncode == 2 and "'http' is not a port: give a number from 1 to 65535" in done.stderr
+    assert not (tmp_path / "nb").exists()
 
 
 def test_workshop_command_is_offline_with_the_presenter_template():

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def _lab(args: Any) -> int:
             return 1
         if report.count(KEPT) or any(v != "up to date" for v in report.outcomes.values()):
             print(report)
-    argv, env = lab_command(folder, offline=args.offline, open_browser=not args.no_browser)
+    argv, env = lab_command(folder, offline=args.offline, open_browser=not args.no_browser, port=args.port)
     where = " offline (DASHNB_OFFLINE=1)" if args.offline else ""
     print(f"dashnb: starting JupyterLab{where} in {folder}; open the http://127.0.0.1 URL below (Ctrl-C stops it)")
     replace_process(argv, env)
@@ -71,10 +72,20 @@ def _workshop(args: Any) -> int:
     if problem := missing_tool("voila", "dashnb workshop"):
         print(f"dashnb workshop: {problem}", file=sys.stderr)
         return 2
-    argv, env = workshop_command(open_browser=not args.no_browser)
+    argv, env = workshop_command(open_browser=not args.no_browser, port=args.port)
     print("dashnb: starting the latency lab in presenter mode, offline; open the http://127.0.0.1 URL below")
     replace_process(argv, env)
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535")
+    return port
 
 
 def add_parsers(sub: Any) -> None:
@@ -99,6 +110,7 @@ def add_parsers(sub: Any) -> None:
         "--offline", action="store_true", help="keep every call on the embedded emulator, even with a key set"
     )
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    p.add_argument("--port", type=_port, default=None, help="port (default: 8888, or the next free one)")
     p.set_defaults(func=_lab, parser=p)
 
     p = sub.add_parser(
@@ -108,4 +120,5 @@ def add_parsers(sub: Any) -> None:
         "call stays on this machine, key or no key.",
     )
     p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    p.add_argument("--port", type=_port, default=None, help="port (default: 8866, or the next free one)")
     p.set_defaults(func=_workshop, parser=p)

@@ -33,7 +33,12 @@ def _prepend(environ: Mapping[str, str], name: str, folder: Path) -> str:
 
 
 def lab_command(
-    root: Path, *, offline: bool = False, open_browser: bool = True, environ: Mapping[str, str] | None = None
+    root: Path,
+    *,
+    offline: bool = False,
+    open_browser: bool = True,
+    port: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     environ = dict(os.environ if environ is None else environ)
     argv = [
@@ -46,6 +51,8 @@ def lab_command(
     ]
     if not open_browser:
         argv.append("--no-browser")
+    if port is not None:
+        argv.append(f"--ServerApp.port={port}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # Jupyter refuses to start as root unless told that is intended
     environ["JUPYTER_CONFIG_PATH"] = _prepend(environ, "JUPYTER_CONFIG_PATH", JUPYTER_CONFIG)
@@ -55,12 +62,14 @@ def lab_command(
 
 
 def workshop_command(
-    *, open_browser: bool = True, environ: Mapping[str, str] | None = None
+    *, open_browser: bool = True, port: int | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
     environ = dict(os.environ if environ is None else environ)
     argv = [sys.executable, "-m", "voila", "--Voila.ip=127.0.0.1", f"--template={PRESENTER_TEMPLATE}"]
     if not open_browser:
         argv.append("--no-browser")
+    if port is not None:
+        argv.append(f"--Voila.port={port}")
     argv.append(str(notebooks_dir() / WORKSHOP_NOTEBOOK))
     environ["JUPYTER_PATH"] = _prepend(environ, "JUPYTER_PATH", JUPYTER_SHARE)
     environ[OFFLINE_ENV] = "1"
