@@ -9,6 +9,7 @@
     True
     >>> str(copy_notebooks(dest)).splitlines()[-1].endswith("up to date")
     True
+    >>> import shutil; shutil.rmtree(dest.parent)
 
 A manifest (``.dashnb-notebooks.json``) records the hash of every file as it was copied. On a later
 copy a file that still has that hash was not touched by the user, so a newer dashnb's version may
