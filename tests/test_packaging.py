@@ -30,7 +30,6 @@ ENVIRONMENT = REPO / "environment.yml"
 # PyPI name -> conda-forge name, where the two differ (normalised spellings).
 PYPI_TO_CONDA = {
     "matplotlib": "matplotlib-base",  # the library without the Qt GUI stack
-    "playwright": "playwright-python",
 }
 # Conda entries that are not Python distributions of the project.
 CONDA_ONLY = {"python", "pip"}
@@ -108,11 +107,15 @@ def read_simple_yaml(text: str):
 # --- pyproject <-> environment.yml ---------------------------------------------------
 
 
-def pyproject_requirements() -> dict[str, str]:
-    """Normalised name -> specifier of the runtime deps and the test + lab extras."""
+# environment.yml is the learner's environment: what `pip install 'dashnb[lab]'` brings.
+ENVIRONMENT_EXTRAS = ("lab",)
+
+
+def pyproject_requirements(extras: tuple[str, ...] = ENVIRONMENT_EXTRAS) -> dict[str, str]:
+    """Normalised name -> specifier of the runtime deps and the given extras."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
     reqs = list(project["dependencies"])
-    for extra in ("test", "lab"):
+    for extra in extras:
         reqs += project["optional-dependencies"][extra]
     out = {}
     for text in reqs:
@@ -193,6 +196,28 @@ def test_environment_yml_mirrors_pyproject():
         assert pypi_name not in conda, f"conda-forge calls {pypi_name!r} {conda_name!r}"
     differing = {n: (wanted[n], have[n]) for n in wanted if not _same_spec(wanted[n], have[n])}
     assert not differing, f"version floors differ (pyproject, environment.yml): {differing}"
+
+
+def test_environment_yml_is_the_learners_environment_without_contributor_tools():
+    conda, pip = environment_requirements()
+    contributor_only = set()
+    for extra in ("test", "dev", "docs"):
+        contributor_only |= set(pyproject_requirements((extra,))) - set(pyproject_requirements())
+    assert contributor_only >= {"pytest", "playwright", "ruff", "mypy", "sphinx"}
+    listed = {*conda, *pip, *(n for n, c in PYPI_TO_CONDA.items() if c in conda)}
+    assert not contributor_only & listed, sorted(contributor_only & listed)
+
+
+def test_the_extras_split_learners_from_contributors():
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    base = {normalise(Requirement(r).name) for r in project["dependencies"]}
+    extras = {k: {normalise(Requirement(r).name) for r in v} for k, v in project["optional-dependencies"].items()}
+    assert {"dashscope", "aiohttp", "requests", "httpx", "trustme"} <= base
+    assert not {"matplotlib", "ipywidgets", "jupyterlab", "voila", "openai"} & base  # a small base package
+    assert {"jupyterlab", "voila", "ipywidgets", "matplotlib", "openai"} <= extras["lab"]
+    heavy_tools = {"playwright", "mypy", "ruff", "langchain-community", "langchain-openai", "pytest", "sphinx"}
+    assert not heavy_tools & extras["lab"]
+    assert heavy_tools <= extras["test"] | extras["dev"] | extras["docs"]
 
 
 def test_mirror_check_can_fail():
