@@ -165,7 +165,7 @@ except ImportError as exc:
     [
         ("dashnb.lab", "ipywidgets", "dashnb.lab"),
         ("dashnb.LabModel", "traitlets", "dashnb.LabModel"),
-        ("from dashnb._plot import plot_measurements", "matplotlib", "plotting measurements"),
+        ("from dashnb._plot import plot_measurements; plot_measurements({})", "matplotlib", "plotting measurements"),
     ],
 )
 def test_a_base_install_names_the_lab_extra(tmp_path, code, absent, feature):

@@ -7,7 +7,6 @@ the public surface is complete, and no tracked file carries a secret or a machin
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import re
 import statistics
@@ -340,14 +339,13 @@ def test_public_classes_say_dashnb_in_reprs_and_pickle_by_that_name():
 
 
 def test_the_package_ships_its_type_marker_and_subpackages():
-    """py.typed (PEP 561) exists and is package data, and every package under dashnb/ is one
-    that setuptools' find includes."""
-    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    """py.typed (PEP 561) exists, and the wheel takes the whole dashnb/ folder: every subpackage and
+    every data file in it (tests/test_distribution.py checks a built wheel's contents)."""
+    hatch = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]["build"]
     assert (REPO / "dashnb" / "py.typed").is_file()
-    assert "py.typed" in setuptools.get("package-data", {}).get("dashnb", [])
-    packages = [".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "dashnb").rglob("__init__.py")]
-    include = setuptools["packages"]["find"]["include"]
-    assert all(any(fnmatch.fnmatch(p, pattern) for pattern in include) for p in packages), packages
+    assert "dashnb" in hatch["targets"]["wheel"]["only-include"]
+    packages = [p.parent for p in (REPO / "dashnb").rglob("__init__.py")]
+    assert all(p.is_relative_to(REPO / "dashnb") for p in packages) and len(packages) > 5, packages
 
 
 # --- tracked files: no secrets, no TLS shortcuts, no paths of this machine --------------
