@@ -143,7 +143,10 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
         if request.response_format == "json_schema":
             value = instance(request.json_schema, hints_of(prompt), room)
         else:
-            value = {"answer": "".join(_prose.reply_words(prompt, 12, variant, index, lang=lang, first=False)), "source": "dashnb emulator"}
+            value = {
+                "answer": "".join(_prose.reply_words(prompt, 12, variant, index, lang=lang, first=False)),
+                "source": "dashnb emulator",
+            }
         whole = tuple(_PIECE.findall(json.dumps(value, ensure_ascii=False)))
         tokens = whole if limit is None else whole[:limit]  # cut like the service: the JSON stays unfinished
         finish = "length" if len(tokens) < len(whole) or room.cut else "stop"

@@ -417,9 +417,8 @@ def reply_words(
         else:
             units = [say.earlier.format(topics=say.then.join(named)) if named else say.first_turn]
     else:
-        units = [_answer(prompt, head, topic, say, variant)]
-        if isinstance(units[0], list):
-            units = units[0]
+        shaped = _answer(prompt, head, topic, say, variant)
+        units = shaped if isinstance(shaped, list) else [shaped]
         if not variant:  # honest about what a real model would do with this prompt
             more = (say.real_model.format(topic=topic), *more)
     if choice:  # in the first unit, which must fit for the notice to
