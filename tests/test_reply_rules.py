@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dashnb import _markdown
+from dashnb._ask import markdown as _markdown
 from dashnb.emulator import _replies as R
 
 _END = re.compile(r"[.!?。！？][\"'\u201d)]*$")
