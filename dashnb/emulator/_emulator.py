@@ -163,7 +163,7 @@ class Emulator:
         socks = _listen(self._options.host, self._options.port)
         self._listeners += socks
         self._port = socks[0].getsockname()[1]
-        await self._relay.listen(socks)
+        await self._relay.defences.listen(socks)
 
     async def _undo_start(self) -> None:
         relay = getattr(self, "_relay", None)
