@@ -35,7 +35,7 @@ def _outcome(resp: Any) -> tuple[int | None, str | None]:
     return status, (code or f"HTTP {status}")
 
 
-def _timing(
+def timing(
     mode: str,
     index: int,
     block: int,
@@ -97,7 +97,7 @@ class CallContext:
             except Exception as exc:  # a transport failure: counted, the run goes on
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()
-        return _timing(mode, index, block, start, end, *outcome, rec.snapshot())
+        return timing(mode, index, block, start, end, *outcome, rec.snapshot())
 
     async def async_call(self, mode: str, index: int, block: int, session: Any) -> CallTiming:
         from dashscope import AioGeneration
@@ -109,4 +109,4 @@ class CallContext:
             except Exception as exc:
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()
-        return _timing(mode, index, block, start, end, *outcome, rec.snapshot())
+        return timing(mode, index, block, start, end, *outcome, rec.snapshot())

@@ -55,7 +55,7 @@ API_KEY_ENV = "DASHSCOPE_API_KEY"
 # dashnb's own switch: set, calls go to the embedded emulator whatever else the environment says.
 OFFLINE_ENV = "DASHNB_OFFLINE"
 # Values that leave the switch off; anything else turns it on (a typo errs on the side of offline).
-_OFF_VALUES = ("", "0", "false", "no", "off")
+OFF_VALUES = ("", "0", "false", "no", "off")
 # What the dashscope SDK reads at import for its module-level base URLs (dashscope/common/env.py).
 BASE_URL_ENV = "DASHSCOPE_HTTP_BASE_URL"
 COMPATIBLE_BASE_URL_ENV = "DASHSCOPE_COMPATIBLE_BASE_URL"
@@ -110,7 +110,7 @@ def _region_code(region: Any) -> str:
 
 def offline() -> bool:
     """Whether ``DASHNB_OFFLINE`` is on: ``endpoint()`` then returns the emulator, key or no key."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in _OFF_VALUES
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in OFF_VALUES
 
 
 @runtime_checkable
@@ -136,9 +136,9 @@ def env_ca_bundle() -> str | None:
     return None
 
 
-class _Secret(tuple):
+class Secret(tuple):
     """Holds the key so that ``vars()``, ``__dict__``, debuggers and frame-capturing tools show
-    ``<secret>``, not it: ``_Secret((key,))``.
+    ``<secret>``, not it: ``Secret((key,))``.
 
     A tuple subclass so that making one runs no Python code: a Python ``__init__`` would hold
     the key in a local of its own frame, visible to a tracer or a crash reporter.
@@ -161,6 +161,10 @@ class _Secret(tuple):
 
     def __reduce_ex__(self, protocol):  # copy and pickle ask this one first
         raise TypeError("an API key is not pickled")
+
+
+# The name dashnb._ask still imports; Secret is the one to use.
+_Secret = Secret
 
 
 def mask_url(url: str) -> str:
@@ -197,7 +201,7 @@ def mask_url(url: str) -> str:
     return shown[2:] if bare else shown
 
 
-def _split_base_url(url: Any, what: str) -> tuple[str, str]:
+def split_base_url(url: Any, what: str) -> tuple[str, str]:
     """(origin, path) of a base URL, refusing what would leak or break; the URL is never echoed,
     since a mistaken one may carry a credential."""
 
@@ -263,13 +267,13 @@ class DashScope:
         self._path = _NATIVE_PATH
         self._custom = base_url is not None
         if base_url is not None:
-            self._origin, self._path = _split_base_url(base_url, "base_url")
+            self._origin, self._path = split_base_url(base_url, "base_url")
             self.label = f"DashScope at {self._origin}"
         self._compatible: str | None = None
         if compatible_base_url is not None:
-            origin, path = _split_base_url(compatible_base_url, "compatible_base_url")
+            origin, path = split_base_url(compatible_base_url, "compatible_base_url")
             self._compatible = origin + path
-        self.__key = _Secret((api_key,)) if api_key is not None else None
+        self.__key = Secret((api_key,)) if api_key is not None else None
 
     @property
     def base_url(self) -> str:
@@ -349,7 +353,7 @@ def endpoint(*, region: str = "intl") -> Any:
         for var, arg in ((BASE_URL_ENV, "base_url"), (COMPATIBLE_BASE_URL_ENV, "compatible_base_url")):
             value = os.environ.get(var, "").strip()
             if value:
-                _split_base_url(value, f"environment variable {var}")  # an error names the variable
+                split_base_url(value, f"environment variable {var}")  # an error names the variable
                 urls[arg] = value
         return DashScope(region, **urls)
 
