@@ -11,7 +11,9 @@
 An endpoint is anything with the attributes of ``Endpoint`` (``label``, ``base_url``,
 ``compatible_base_url``, ``api_key``, ``ca_path``, ``ssl_context()``, ``is_emulator``, and
 optionally ``trust_env``); the emulator handle returned by ``dashnb.emulator.start()`` is one
-too (duck typed).
+too (duck typed). One that is an emulator (``is_emulator``) also has what ``EmulatorLike`` names:
+whether it was ``stopped``, its ``options``, ``configure()`` and ``stats()``; ``as_emulator(ep)``
+returns it typed as such, or None.
 
 The offline switch: ``DASHNB_OFFLINE=1`` makes ``endpoint()`` return the emulator even when
 ``DASHSCOPE_API_KEY`` is set (a presenter's laptop, a train): no call then leaves the machine.
@@ -115,16 +117,55 @@ def offline() -> bool:
 
 @runtime_checkable
 class Endpoint(Protocol):
-    """What sessions and measurements need to know about a server."""
+    """What sessions and measurements need to know about a server (read-only: properties will do)."""
 
-    label: str
-    base_url: str
-    compatible_base_url: str
-    api_key: str
-    ca_path: str | None
-    is_emulator: bool
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def compatible_base_url(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def ca_path(self) -> str | None: ...
+
+    @property
+    def is_emulator(self) -> bool: ...
 
     def ssl_context(self) -> ssl.SSLContext: ...
+
+
+@runtime_checkable
+class EmulatorLike(Endpoint, Protocol):
+    """An endpoint that is an emulator on this machine: what a measurement reads and sets on it."""
+
+    @property
+    def stopped(self) -> bool: ...
+
+    @property
+    def options(self) -> Any: ...  # the emulator's options (an EmulatorOptions)
+
+    def configure(self, **changes: Any) -> Any: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def as_emulator(ep: object) -> EmulatorLike | None:
+    """``ep`` when it is an emulator (``is_emulator`` and what ``EmulatorLike`` names), else None.
+
+    >>> as_emulator(DashScope("intl")) is None
+    True
+    """
+    # is_emulator first: isinstance reads every property the protocol names (Python 3.11), and a
+    # real service's api_key raises when no key is set.
+    if getattr(ep, "is_emulator", False) is True and isinstance(ep, EmulatorLike):
+        return ep
+    return None
 
 
 def env_ca_bundle() -> str | None:
@@ -340,7 +381,7 @@ class DashScope:
         return f"<b>{html.escape(self.label)}</b> <code>{html.escape(self.base_url)}</code>, API key {html.escape(key)}"
 
 
-def endpoint(*, region: str = "intl") -> Any:
+def endpoint(*, region: str = "intl") -> Endpoint:
     """The default endpoint: DashScope when ``DASHSCOPE_API_KEY`` is set, else the emulator
     (``dashnb.emulator.start()``, started once and shared in this process). ``DASHNB_OFFLINE=1``
     forces the emulator even with a key.
