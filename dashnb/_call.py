@@ -21,6 +21,9 @@ import time
 from typing import Any
 
 from . import _observe
+from ._config.pool import PoolConfig
+from ._endpoint import Endpoint
+from ._session.manager import NotebookSession
 from ._stats import CallTiming
 
 __all__ = ["CallContext"]
@@ -69,7 +72,16 @@ def timing(
 class CallContext:
     """What every mode needs: where to call, with which settings."""
 
-    def __init__(self, endpoint: Any, config: Any, *, model: str, prompt: str, concurrency: int, session: Any) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        config: PoolConfig,
+        *,
+        model: str,
+        prompt: str,
+        concurrency: int,
+        session: NotebookSession | None,
+    ) -> None:
         self.endpoint = endpoint
         self.config = config
         self.model = model

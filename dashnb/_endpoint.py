@@ -155,6 +155,14 @@ class EmulatorLike(Endpoint, Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+def trusts_env(ep: Endpoint) -> bool:
+    """Whether sessions for ``ep`` read proxies and the CA bundle from the environment: only an
+    endpoint that says so (``trust_env``, an optional member of ``Endpoint``: the real service),
+    never an emulator, which is always reached directly."""
+    # Read with defaults: test servers stand in for endpoints with only the members they use.
+    return bool(getattr(ep, "trust_env", False)) and not getattr(ep, "is_emulator", False)
+
+
 def as_emulator(ep: object) -> EmulatorLike | None:
     """``ep`` when it is an emulator (``is_emulator`` and what ``EmulatorLike`` names), else None.
 
@@ -410,7 +418,7 @@ def _why() -> str:
     return f"no {API_KEY_ENV} is set"
 
 
-def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
+def where_calls_go(ep: Endpoint | None = None, *, calls: int | None = None) -> str:
     """One or two lines for a notebook's first cell: where calls go, why, and (on the real
     service, where each call costs tokens) how many calls the notebook will make there.
 
@@ -421,7 +429,7 @@ def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
     """
     if ep is None:
         ep = endpoint()
-    if getattr(ep, "is_emulator", False):
+    if ep.is_emulator:
         return f"calls go to: the local {ep.label}, no tokens spent ({_why()})"
     text = f"calls go to: {ep.label} {ep.base_url}"
     if calls is not None:
@@ -432,10 +440,10 @@ def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
     return text
 
 
-def replacement(ep: Any) -> Any:
+def replacement(ep: Endpoint) -> Endpoint | None:
     """A running stand-in for ``ep`` when it is a shared emulator that was stopped (the default
     session then recovers on its own); None when ``ep`` is usable, or not ours to replace."""
-    if not (getattr(ep, "is_emulator", False) and getattr(ep, "stopped", False)):
+    if not (isinstance(ep, emulator.Emulator) and ep.stopped):
         return None
 
     new = emulator.replacement(ep)
@@ -444,7 +452,7 @@ def replacement(ep: Any) -> Any:
     return new
 
 
-def apply_to_sdk(ep: Any) -> None:
+def apply_to_sdk(ep: Endpoint) -> None:
     """Point the dashscope SDK's module-level settings (base URL, key) at ``ep``.
 
     The SDK reads ``DASHSCOPE_API_KEY`` / ``DASHSCOPE_HTTP_BASE_URL`` once at import; after that,
@@ -457,7 +465,7 @@ def apply_to_sdk(ep: Any) -> None:
     dashscope.api_key = ep.api_key
 
 
-def use_endpoint(ep: Any = None) -> Any:
+def use_endpoint(ep: Endpoint | None = None) -> Endpoint:
     """Point the dashscope SDK at ``ep`` (default: ``endpoint()``) and return it."""
     if ep is None:
         ep = endpoint()

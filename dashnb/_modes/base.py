@@ -140,10 +140,11 @@ class SessionMode(Mode):
     def __init__(self, ctx: CallContext) -> None:
         super().__init__(ctx)
         self._own = ctx.user_session is None
-        if self._own:
-            self.session = NotebookSession(ctx.config, endpoint=ctx.endpoint, name=f"dashnb.compare:{self.name}")
-        else:
-            self.session = ctx.user_session
+        self.session = (
+            NotebookSession(ctx.config, endpoint=ctx.endpoint, name=f"dashnb.compare:{self.name}")
+            if ctx.user_session is None
+            else ctx.user_session
+        )
 
     def client_connections(self) -> int | None:
         return self.session.stats()[self.path]["connections_opened"]

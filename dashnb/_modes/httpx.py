@@ -104,7 +104,7 @@ class _HttpxMode(SessionMode):
 
     def _build(self) -> Any:
         ep = self.ctx.endpoint
-        ca = None if self.dashnb else getattr(ep, "ca_path", None)
+        ca = None if self.dashnb else ep.ca_path
         http: dict[str, Any] = {}
         if self.dashnb:
             http["http_client"] = self.session.httpx_async if self.is_async else self.session.httpx

@@ -76,13 +76,13 @@ class SdkDefault(Mode):
             if self.ctx.sdk_owner != self.name:  # start clean; never borrow another mode's connections
                 dashscope.close_shared_sync_session()
                 self.ctx.sdk_owner = self.name
-            ca = getattr(self.ctx.endpoint, "ca_path", None)
+            ca = self.ctx.endpoint.ca_path
             if ca:
                 # The session the SDK's calls without session= use (dashscope/api_entities/http_request.py).
                 session = http_request._get_shared_sync_session()
                 self._saved = (session, session.verify, session.trust_env)
                 session.verify = ca
-                if getattr(self.ctx.endpoint, "is_emulator", False):
+                if self.ctx.endpoint.is_emulator:
                     session.trust_env = False
         except BaseException:
             self.end_block()
@@ -144,7 +144,7 @@ class SdkAsync(Mode):
 
     def skip_reason(self) -> str | None:
         ep = self.ctx.endpoint
-        if getattr(ep, "ca_path", None) and not str(ep.base_url).startswith("http://"):
+        if ep.ca_path and not ep.base_url.startswith("http://"):
             return (
                 "the SDK's shared aiohttp session trusts certifi's CA bundle only (it ignores "
                 "REQUESTS_CA_BUNDLE and SSL_CERT_FILE), so it cannot verify the emulator's private CA; "

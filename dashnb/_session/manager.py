@@ -264,7 +264,7 @@ class NotebookSession:
         return _observe.StatsResult(self._observer.snapshot())
 
     def _label(self) -> str:
-        return str(getattr(self._endpoint, "label", type(self._endpoint).__name__))
+        return self._endpoint.label
 
     def __repr__(self) -> str:
         st = self._observer.snapshot().total
