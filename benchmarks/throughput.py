@@ -89,7 +89,7 @@ def run() -> tuple[str, dict]:
             async def call(i):
                 return await ctx.async_call("sdk_bare", i, 0, sdk_bare)
 
-            return _modes_base._bounded(call, range(n), CONCURRENCY, lambda t: None)
+            return _modes_base.bounded(call, range(n), CONCURRENCY, lambda t: None)
 
         per = CALLS // ROUNDS
         # Warm-up: open both pools to full size.

@@ -21,7 +21,7 @@ from typing import Any
 from . import emulator
 from ._atomic import write_atomic
 from ._doctor import report
-from ._endpoint import OFFLINE_ENV, DashScope, offline
+from ._endpoint import OFFLINE_ENV, DashScope, Endpoint, offline
 from ._install.commands import add_parsers as _install_parsers
 from ._measure import compare
 from ._modes.registry import DEFAULT_MODES, MODES, check_modes, mode_class
@@ -296,7 +296,7 @@ def _bench_run(args: Any, stop: _StopOnSignals) -> int:
             file=sys.stderr,
         )
     emu = None
-    endpoint: Any
+    endpoint: Endpoint
     if args.real:
         emulated = {"--scenario": args.scenario, "--rtt-ms": args.rtt_ms, "--ttfb-ms": args.ttfb_ms}
         given = [k for k, v in emulated.items() if v is not None]

@@ -21,6 +21,9 @@ import time
 from typing import Any
 
 from . import _observe
+from ._config.pool import PoolConfig
+from ._endpoint import Endpoint
+from ._session.manager import NotebookSession
 from ._stats import CallTiming
 
 __all__ = ["CallContext"]
@@ -35,7 +38,7 @@ def _outcome(resp: Any) -> tuple[int | None, str | None]:
     return status, (code or f"HTTP {status}")
 
 
-def _timing(
+def timing(
     mode: str,
     index: int,
     block: int,
@@ -69,7 +72,16 @@ def _timing(
 class CallContext:
     """What every mode needs: where to call, with which settings."""
 
-    def __init__(self, endpoint: Any, config: Any, *, model: str, prompt: str, concurrency: int, session: Any) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        config: PoolConfig,
+        *,
+        model: str,
+        prompt: str,
+        concurrency: int,
+        session: NotebookSession | None,
+    ) -> None:
         self.endpoint = endpoint
         self.config = config
         self.model = model
@@ -97,7 +109,7 @@ class CallContext:
             except Exception as exc:  # a transport failure: counted, the run goes on
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()
-        return _timing(mode, index, block, start, end, *outcome, rec.snapshot())
+        return timing(mode, index, block, start, end, *outcome, rec.snapshot())
 
     async def async_call(self, mode: str, index: int, block: int, session: Any) -> CallTiming:
         from dashscope import AioGeneration
@@ -109,4 +121,4 @@ class CallContext:
             except Exception as exc:
                 outcome = (None, type(exc).__name__)
             end = time.perf_counter()
-        return _timing(mode, index, block, start, end, *outcome, rec.snapshot())
+        return timing(mode, index, block, start, end, *outcome, rec.snapshot())

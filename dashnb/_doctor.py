@@ -21,14 +21,14 @@ import certifi
 
 from . import __version__
 from ._endpoint import (
-    _OFF_VALUES,
     API_KEY_ENV,
     BASE_URL_ENV,
     CA_BUNDLE_ENV,
     COMPATIBLE_BASE_URL_ENV,
+    OFF_VALUES,
     OFFLINE_ENV,
-    _split_base_url,
     mask_url,
+    split_base_url,
 )
 
 __all__ = ["report"]
@@ -50,7 +50,7 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
     ok = True
     lines = ["dashnb doctor (reads the environment; makes no call)"]
     key_set = bool(env.get(API_KEY_ENV, "").strip())
-    offline = env.get(OFFLINE_ENV, "").strip().lower() not in _OFF_VALUES
+    offline = env.get(OFFLINE_ENV, "").strip().lower() not in OFF_VALUES
     base = env.get(BASE_URL_ENV, "").strip()
 
     # -- where calls go -----------------------------------------------------------------------
@@ -63,7 +63,7 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         target = mask_url(base) if base else _INTL
         if base:
             try:
-                _split_base_url(base, BASE_URL_ENV)
+                split_base_url(base, BASE_URL_ENV)
             except ValueError as exc:
                 target, ok = f"nowhere: {exc}", False
         lines.append(f"calls go to:   the real DashScope service, {target} (each call costs tokens)")
@@ -77,7 +77,7 @@ def report(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
         compatible = env.get(COMPATIBLE_BASE_URL_ENV, "").strip()
         if compatible:
             try:
-                _split_base_url(compatible, COMPATIBLE_BASE_URL_ENV)
+                split_base_url(compatible, COMPATIBLE_BASE_URL_ENV)
                 lines.append(f"  compatible:  {mask_url(compatible)} (from {COMPATIBLE_BASE_URL_ENV})")
             except ValueError as exc:  # what endpoint() would raise; the message never echoes the URL
                 lines.append(f"  compatible:  refused: {exc}")

@@ -11,7 +11,9 @@
 An endpoint is anything with the attributes of ``Endpoint`` (``label``, ``base_url``,
 ``compatible_base_url``, ``api_key``, ``ca_path``, ``ssl_context()``, ``is_emulator``, and
 optionally ``trust_env``); the emulator handle returned by ``dashnb.emulator.start()`` is one
-too (duck typed).
+too (duck typed). One that is an emulator (``is_emulator``) also has what ``EmulatorLike`` names:
+whether it was ``stopped``, its ``options``, ``configure()`` and ``stats()``; ``as_emulator(ep)``
+returns it typed as such, or None.
 
 The offline switch: ``DASHNB_OFFLINE=1`` makes ``endpoint()`` return the emulator even when
 ``DASHSCOPE_API_KEY`` is set (a presenter's laptop, a train): no call then leaves the machine.
@@ -55,7 +57,7 @@ API_KEY_ENV = "DASHSCOPE_API_KEY"
 # dashnb's own switch: set, calls go to the embedded emulator whatever else the environment says.
 OFFLINE_ENV = "DASHNB_OFFLINE"
 # Values that leave the switch off; anything else turns it on (a typo errs on the side of offline).
-_OFF_VALUES = ("", "0", "false", "no", "off")
+OFF_VALUES = ("", "0", "false", "no", "off")
 # What the dashscope SDK reads at import for its module-level base URLs (dashscope/common/env.py).
 BASE_URL_ENV = "DASHSCOPE_HTTP_BASE_URL"
 COMPATIBLE_BASE_URL_ENV = "DASHSCOPE_COMPATIBLE_BASE_URL"
@@ -110,21 +112,68 @@ def _region_code(region: Any) -> str:
 
 def offline() -> bool:
     """Whether ``DASHNB_OFFLINE`` is on: ``endpoint()`` then returns the emulator, key or no key."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in _OFF_VALUES
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in OFF_VALUES
 
 
 @runtime_checkable
 class Endpoint(Protocol):
-    """What sessions and measurements need to know about a server."""
+    """What sessions and measurements need to know about a server (read-only: properties will do)."""
 
-    label: str
-    base_url: str
-    compatible_base_url: str
-    api_key: str
-    ca_path: str | None
-    is_emulator: bool
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def compatible_base_url(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def ca_path(self) -> str | None: ...
+
+    @property
+    def is_emulator(self) -> bool: ...
 
     def ssl_context(self) -> ssl.SSLContext: ...
+
+
+@runtime_checkable
+class EmulatorLike(Endpoint, Protocol):
+    """An endpoint that is an emulator on this machine: what a measurement reads and sets on it."""
+
+    @property
+    def stopped(self) -> bool: ...
+
+    @property
+    def options(self) -> Any: ...  # the emulator's options (an EmulatorOptions)
+
+    def configure(self, **changes: Any) -> Any: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def trusts_env(ep: Endpoint) -> bool:
+    """Whether sessions for ``ep`` read proxies and the CA bundle from the environment: only an
+    endpoint that says so (``trust_env``, an optional member of ``Endpoint``: the real service),
+    never an emulator, which is always reached directly."""
+    # Read with defaults: test servers stand in for endpoints with only the members they use.
+    return bool(getattr(ep, "trust_env", False)) and not getattr(ep, "is_emulator", False)
+
+
+def as_emulator(ep: object) -> EmulatorLike | None:
+    """``ep`` when it is an emulator (``is_emulator`` and what ``EmulatorLike`` names), else None.
+
+    >>> as_emulator(DashScope("intl")) is None
+    True
+    """
+    # is_emulator first: isinstance reads every property the protocol names (Python 3.11), and a
+    # real service's api_key raises when no key is set.
+    if getattr(ep, "is_emulator", False) is True and isinstance(ep, EmulatorLike):
+        return ep
+    return None
 
 
 def env_ca_bundle() -> str | None:
@@ -136,9 +185,9 @@ def env_ca_bundle() -> str | None:
     return None
 
 
-class _Secret(tuple):
+class Secret(tuple):
     """Holds the key so that ``vars()``, ``__dict__``, debuggers and frame-capturing tools show
-    ``<secret>``, not it: ``_Secret((key,))``.
+    ``<secret>``, not it: ``Secret((key,))``.
 
     A tuple subclass so that making one runs no Python code: a Python ``__init__`` would hold
     the key in a local of its own frame, visible to a tracer or a crash reporter.
@@ -161,6 +210,10 @@ class _Secret(tuple):
 
     def __reduce_ex__(self, protocol):  # copy and pickle ask this one first
         raise TypeError("an API key is not pickled")
+
+
+# The name dashnb._ask still imports; Secret is the one to use.
+_Secret = Secret
 
 
 def mask_url(url: str) -> str:
@@ -197,7 +250,7 @@ def mask_url(url: str) -> str:
     return shown[2:] if bare else shown
 
 
-def _split_base_url(url: Any, what: str) -> tuple[str, str]:
+def split_base_url(url: Any, what: str) -> tuple[str, str]:
     """(origin, path) of a base URL, refusing what would leak or break; the URL is never echoed,
     since a mistaken one may carry a credential."""
 
@@ -263,13 +316,13 @@ class DashScope:
         self._path = _NATIVE_PATH
         self._custom = base_url is not None
         if base_url is not None:
-            self._origin, self._path = _split_base_url(base_url, "base_url")
+            self._origin, self._path = split_base_url(base_url, "base_url")
             self.label = f"DashScope at {self._origin}"
         self._compatible: str | None = None
         if compatible_base_url is not None:
-            origin, path = _split_base_url(compatible_base_url, "compatible_base_url")
+            origin, path = split_base_url(compatible_base_url, "compatible_base_url")
             self._compatible = origin + path
-        self.__key = _Secret((api_key,)) if api_key is not None else None
+        self.__key = Secret((api_key,)) if api_key is not None else None
 
     @property
     def base_url(self) -> str:
@@ -336,7 +389,7 @@ class DashScope:
         return f"<b>{html.escape(self.label)}</b> <code>{html.escape(self.base_url)}</code>, API key {html.escape(key)}"
 
 
-def endpoint(*, region: str = "intl") -> Any:
+def endpoint(*, region: str = "intl") -> Endpoint:
     """The default endpoint: DashScope when ``DASHSCOPE_API_KEY`` is set, else the emulator
     (``dashnb.emulator.start()``, started once and shared in this process). ``DASHNB_OFFLINE=1``
     forces the emulator even with a key.
@@ -349,7 +402,7 @@ def endpoint(*, region: str = "intl") -> Any:
         for var, arg in ((BASE_URL_ENV, "base_url"), (COMPATIBLE_BASE_URL_ENV, "compatible_base_url")):
             value = os.environ.get(var, "").strip()
             if value:
-                _split_base_url(value, f"environment variable {var}")  # an error names the variable
+                split_base_url(value, f"environment variable {var}")  # an error names the variable
                 urls[arg] = value
         return DashScope(region, **urls)
 
@@ -365,7 +418,7 @@ def _why() -> str:
     return f"no {API_KEY_ENV} is set"
 
 
-def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
+def where_calls_go(ep: Endpoint | None = None, *, calls: int | None = None) -> str:
     """One or two lines for a notebook's first cell: where calls go, why, and (on the real
     service, where each call costs tokens) how many calls the notebook will make there.
 
@@ -376,7 +429,7 @@ def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
     """
     if ep is None:
         ep = endpoint()
-    if getattr(ep, "is_emulator", False):
+    if ep.is_emulator:
         return f"calls go to: the local {ep.label}, no tokens spent ({_why()})"
     text = f"calls go to: {ep.label} {ep.base_url}"
     if calls is not None:
@@ -387,10 +440,10 @@ def where_calls_go(ep: Any = None, *, calls: int | None = None) -> str:
     return text
 
 
-def replacement(ep: Any) -> Any:
+def replacement(ep: Endpoint) -> Endpoint | None:
     """A running stand-in for ``ep`` when it is a shared emulator that was stopped (the default
     session then recovers on its own); None when ``ep`` is usable, or not ours to replace."""
-    if not (getattr(ep, "is_emulator", False) and getattr(ep, "stopped", False)):
+    if not (isinstance(ep, emulator.Emulator) and ep.stopped):
         return None
 
     new = emulator.replacement(ep)
@@ -399,7 +452,7 @@ def replacement(ep: Any) -> Any:
     return new
 
 
-def apply_to_sdk(ep: Any) -> None:
+def apply_to_sdk(ep: Endpoint) -> None:
     """Point the dashscope SDK's module-level settings (base URL, key) at ``ep``.
 
     The SDK reads ``DASHSCOPE_API_KEY`` / ``DASHSCOPE_HTTP_BASE_URL`` once at import; after that,
@@ -412,7 +465,7 @@ def apply_to_sdk(ep: Any) -> None:
     dashscope.api_key = ep.api_key
 
 
-def use_endpoint(ep: Any = None) -> Any:
+def use_endpoint(ep: Endpoint | None = None) -> Endpoint:
     """Point the dashscope SDK at ``ep`` (default: ``endpoint()``) and return it."""
     if ep is None:
         ep = endpoint()

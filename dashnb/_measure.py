@@ -33,17 +33,20 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 from ._call import CallContext
 from ._config.pool import PoolConfig
+from ._endpoint import Endpoint, as_emulator
 from ._endpoint import endpoint as default_endpoint
 from ._modes.registry import DEFAULT_MODES, Mode, check_modes, mode_class
 from ._results import Comparison, Interrupted, Measurement
 from ._run import run
 from ._scenarios import scenario as find_scenario
+from ._session.manager import NotebookSession
 from ._stats import CallTiming, summarize
 from ._transport import build_aiohttp_session, build_requests_session
 
@@ -54,11 +57,31 @@ log = logging.getLogger(__name__)
 # A progress bar by default only when the run is long enough for one to help.
 _AUTO_PROGRESS_CALLS = 200
 
+#: ``progress=``: None (a bar for long runs), True, False, or a callable(done, total).
+ProgressArg = bool | Callable[[int, int], object] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One comparison as ``compare`` checked and completed it: what ``_compare`` runs."""
+
+    modes: list[str]
+    calls: int
+    concurrency: int
+    config: PoolConfig
+    endpoint: Endpoint
+    session: NotebookSession | None
+    model: str
+    prompt: str
+    warmup: bool
+    rounds: int | None
+    progress: ProgressArg
+
 
 class _Progress:
     """``progress``: None (a bar for long runs), True/False, or a callable(done, total)."""
 
-    def __init__(self, progress: Any, total: int) -> None:
+    def __init__(self, progress: ProgressArg, total: int) -> None:
         self.total = total
         self.done = 0
         self._callback = progress if callable(progress) else None
@@ -85,11 +108,9 @@ class _Progress:
             self._bar.close()
 
 
-def _server_counts(endpoint: Any) -> dict | None:
-    stats = getattr(endpoint, "stats", None)
-    if not getattr(endpoint, "is_emulator", False) or not callable(stats):
-        return None
-    return stats()
+def _server_counts(endpoint: Endpoint) -> dict[str, Any] | None:
+    emu = as_emulator(endpoint)
+    return None if emu is None else emu.stats()
 
 
 _SERVER_KEYS = ("tcp_connections", "tls_handshakes", "requests")
@@ -108,7 +129,7 @@ def _auto_rounds(calls: int, concurrency: int, any_concurrent: bool) -> int:
     return max(1, rounds)
 
 
-def _default_config(concurrency: int):
+def _default_config(concurrency: int) -> PoolConfig:
     n = max(32, concurrency)
     return PoolConfig(connection_pool_size=n, maximum_async_requests=n, maximum_async_requests_per_host=n)
 
@@ -144,7 +165,7 @@ def _warm_up(ctx: CallContext, sync: bool, aio: bool) -> None:
         )
 
 
-def _emulated(endpoint: Any, rtt_ms: Any, ttfb_ms: Any, scenario: str | None) -> dict[str, Any]:
+def _emulated(endpoint: Endpoint, rtt_ms: float | None, ttfb_ms: float | None, scenario: str | None) -> dict[str, Any]:
     """The emulator options a run asks for (explicit values over the scenario's); refuses them
     for an endpoint that is not an emulator, whose network and server time are real."""
     changes: dict[str, Any] = {}
@@ -152,12 +173,12 @@ def _emulated(endpoint: Any, rtt_ms: Any, ttfb_ms: Any, scenario: str | None) ->
         sc = find_scenario(scenario)
         changes = {"rtt_ms": sc.rtt_ms, "ttfb_ms": sc.ttfb_ms}
     changes.update({k: v for k, v in (("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms)) if v is not None})
-    if changes and not (getattr(endpoint, "is_emulator", False) and callable(getattr(endpoint, "configure", None))):
+    if changes and as_emulator(endpoint) is None:
         asked = (("scenario", scenario), ("rtt_ms", rtt_ms), ("ttfb_ms", ttfb_ms))
         given = ", ".join(name for name, value in asked if value is not None)
         raise ValueError(
             f"{given} set an emulator's round trip and server time, but "
-            f"{getattr(endpoint, 'label', endpoint)!r} is not an emulator: the real service's network "
+            f"{endpoint.label!r} is not an emulator: the real service's network "
             f"and server time are what they are. Measure it without them, or pass "
             f"endpoint=dashnb.emulator.start(shared=False) to emulate them."
         )
@@ -165,31 +186,33 @@ def _emulated(endpoint: Any, rtt_ms: Any, ttfb_ms: Any, scenario: str | None) ->
 
 
 @contextlib.contextmanager
-def _configured(endpoint: Any, changes: dict[str, Any]):
+def _configured(endpoint: Endpoint, changes: dict[str, Any]) -> Iterator[None]:
     """The emulator configured with ``changes`` for the block, then as it was."""
-    if not changes:
+    emu = as_emulator(endpoint)
+    if not changes or emu is None:  # _emulated refuses changes for any other endpoint
         yield
         return
-    before = {k: getattr(endpoint.options, k) for k in changes}
-    endpoint.configure(**changes)  # validates: a bad value raises before anything runs
-    log.debug("emulator %s configured for this run: %s", endpoint.label, changes)
+    before = {k: getattr(emu.options, k) for k in changes}
+    emu.configure(**changes)  # validates: a bad value raises before anything runs
+    log.debug("emulator %s configured for this run: %s", emu.label, changes)
     try:
         yield
     finally:
-        endpoint.configure(**before)
+        emu.configure(**before)
 
 
 def _settings(ctx: CallContext, modes: Sequence[str], calls: int, rounds: int) -> dict[str, Any]:
     ep = ctx.endpoint
-    opts = getattr(ep, "options", None)
+    emu = as_emulator(ep)
+    opts = emu.options if emu is not None else None
     try:
         sdk = version("dashscope")
     except Exception:  # pragma: no cover - metadata missing in odd installs
         sdk = None
     cfg = ctx.config
     return {
-        "endpoint": getattr(ep, "label", type(ep).__name__),
-        "emulator": bool(getattr(ep, "is_emulator", False)),
+        "endpoint": ep.label,
+        "emulator": emu is not None,
         "rtt_ms": getattr(opts, "rtt_ms", None),
         "tls": getattr(opts, "tls", None),
         "ttfb_ms": getattr(opts, "ttfb_ms", None),
@@ -213,14 +236,14 @@ def compare(
     *,
     calls: int = 30,
     concurrency: int = 8,
-    config: Any = None,
-    endpoint: Any = None,
-    session: Any = None,
+    config: PoolConfig | None = None,
+    endpoint: Endpoint | None = None,
+    session: NotebookSession | None = None,
     model: str = "qwen-plus",
     prompt: str = "Say hi.",
     warmup: bool = True,
     rounds: int | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     rtt_ms: float | None = None,
     ttfb_ms: float | None = None,
     scenario: str | None = None,
@@ -257,44 +280,36 @@ def compare(
     if config is None:
         config = session.config if session is not None else _default_config(concurrency)
     changes = _emulated(endpoint, rtt_ms, ttfb_ms, scenario)
+    plan = _Plan(modes, calls, concurrency, config, endpoint, session, model, prompt, warmup, rounds, progress)
     with _configured(endpoint, changes):
-        result = _compare(modes, calls, concurrency, config, endpoint, session, model, prompt, warmup, rounds, progress)
+        result = _compare(plan)
     result.settings["scenario"] = scenario
     return result
 
 
-def _compare(
-    modes: list[str],
-    calls: int,
-    concurrency: int,
-    config: Any,
-    endpoint: Any,
-    session: Any,
-    model: str,
-    prompt: str,
-    warmup: bool,
-    rounds: int | None,
-    progress: Any,
-) -> Comparison:
-
-    ctx = CallContext(endpoint, config, model=model, prompt=prompt, concurrency=concurrency, session=session)
+def _compare(plan: _Plan) -> Comparison:
+    modes, calls, concurrency, endpoint = plan.modes, plan.calls, plan.concurrency, plan.endpoint
+    ctx = CallContext(
+        endpoint, plan.config, model=plan.model, prompt=plan.prompt, concurrency=concurrency, session=plan.session
+    )
     objs: dict[str, Mode] = {}
     try:
         for name in modes:
             objs[name] = mode_class(name)(ctx)
         skipped = {name: m.skip_reason() for name, m in objs.items()}
         active = [name for name in modes if skipped[name] is None]
+        rounds = plan.rounds
         if rounds is None:
             rounds = _auto_rounds(calls, concurrency, any(objs[m].concurrent for m in active))
         blocks = _blocks(calls, max(1, min(rounds, calls)))
         settings = _settings(ctx, modes, calls, len(blocks))
-        if warmup and active:
+        if plan.warmup and active:
             _warm_up(ctx, sync=any(not objs[m].is_async for m in active), aio=any(objs[m].is_async for m in active))
         records: dict[str, list[CallTiming]] = {m: [] for m in active}
         wall = dict.fromkeys(active, 0.0)
         client: dict[str, int | None] = dict.fromkeys(active, 0)
         server: dict[str, dict | None] = {m: dict.fromkeys(_SERVER_KEYS, 0) for m in active}
-        bar = _Progress(progress, calls * len(active))
+        bar = _Progress(plan.progress, calls * len(active))
         try:
             for b, block in enumerate(blocks):
                 for name in active:
@@ -396,20 +411,21 @@ def _add_counts(name: str, client: dict, server: dict, c0: Any, c1: Any, s0: Any
             server[name][k] += s1[k] - s0[k]
 
 
-def _check_endpoint(endpoint: Any) -> None:
+def _check_endpoint(endpoint: Endpoint) -> None:
     """Stop the run with a clear error when its emulator stopped or its CA file was deleted:
     every call after that fails (or, waiting on a server that is gone, only times out)."""
-    if not getattr(endpoint, "is_emulator", False):
+    emu = as_emulator(endpoint)
+    if emu is None:
         return
-    if getattr(endpoint, "stopped", False):
+    if emu.stopped:
         raise RuntimeError(
-            f"{endpoint.label} was stopped during the run (stop() or force=True elsewhere in this "
+            f"{emu.label} was stopped during the run (stop() or force=True elsewhere in this "
             "process); start a new one with dashnb.emulator.start() and run again"
         )
-    ca = getattr(endpoint, "ca_path", None)
-    if ca and str(getattr(endpoint, "base_url", "")).startswith("https:") and not os.path.isfile(ca):
+    ca = emu.ca_path
+    if ca and emu.base_url.startswith("https:") and not os.path.isfile(ca):
         raise RuntimeError(
-            f"the CA certificate of {endpoint.label} was deleted during the run ({ca} no longer "
+            f"the CA certificate of {emu.label} was deleted during the run ({ca} no longer "
             "exists, so no client can verify the emulator any more): something removed files from "
             "the temporary directory, such as a temp-file cleaner. Run again; if it recurs, set "
             "TMPDIR to a directory that no cleaner sweeps"

@@ -69,7 +69,7 @@ def _retire_loop(loop: asyncio.AbstractEventLoop, pid: int) -> None:
         # A forked child drops the parent's threads, and with them their holders: the loop's
         # epoll instance is shared with the parent, so closing it here (which unregisters its
         # self-pipe) would break the parent's loop. Leave it be.
-        _abandon(loop)
+        abandon(loop)
         return
     with _loops_lock:
         _loops.discard(loop)
@@ -80,7 +80,7 @@ def _retire_loop(loop: asyncio.AbstractEventLoop, pid: int) -> None:
 _INHERITED: list[asyncio.AbstractEventLoop] = []
 
 
-def _abandon(loop: asyncio.AbstractEventLoop) -> None:
+def abandon(loop: asyncio.AbstractEventLoop) -> None:
     """In a forked child: make sure this process never runs or closes the parent's ``loop``.
 
     Its epoll instance is the parent's (fork shares it): closing the loop here, even by garbage
@@ -98,7 +98,7 @@ def _after_fork_in_child() -> None:
     global _loops_lock, _nest_lock
     _loops_lock, _nest_lock = threading.Lock(), threading.Lock()
     for loop in list(_loops):
-        _abandon(loop)
+        abandon(loop)
     _loops.clear()
     # The forking thread's loop is the parent's too; dropping its holder abandons it (the
     # finaliser sees another pid), and the next run() here makes a fresh one.

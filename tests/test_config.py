@@ -119,7 +119,7 @@ def _assert_actionable(message: str, name: str) -> None:
     assert name in message
     assert f"Java {JAVA_NAMES[name]}" in message
     assert "set it to" in message  # says what to change
-    assert f"Java default {_names._default_text(name)}" in message
+    assert f"Java default {_names.default_text(name)}" in message
 
 
 @pytest.mark.parametrize("bad", BAD_DURATIONS)

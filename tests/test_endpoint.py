@@ -21,6 +21,7 @@ import requests
 import trustme
 
 import dashnb
+from dashnb._endpoint import EmulatorLike, Endpoint, as_emulator
 
 GEN = "/services/aigc/text-generation/generation"
 BODY = {"model": "qwen-plus", "input": {"prompt": "hi"}, "parameters": {}}
@@ -94,6 +95,19 @@ def test_the_key_is_not_in_vars_or_a_pickle(clean_env):
     with pytest.raises(TypeError) as info:
         pickle.dumps(ep)
     assert key not in str(info.value)
+
+
+def test_as_emulator_types_an_emulator_and_nothing_else(emu, clean_env):
+    """What a measurement reads off an emulator (stats, options, stopped, configure) comes through
+    one typed check: the emulator handle passes, the real service does not (with no key set its
+    api_key raises, and the check must not read it), nor a look-alike that only says is_emulator."""
+    assert as_emulator(emu) is emu and isinstance(emu, EmulatorLike) and isinstance(emu, Endpoint)
+    assert as_emulator(dashnb.DashScope("intl")) is None
+
+    class SaysSo:
+        is_emulator = True
+
+    assert as_emulator(SaysSo()) is None
 
 
 # ---- endpoint() and the SDK's DASHSCOPE_HTTP_BASE_URL --------------------------------------------

@@ -268,7 +268,7 @@ def test_beyond_the_limit_with_every_connection_busy_a_client_gets_a_503_in_dash
     st = emu.stats()
     assert st["refused_connections"] == 1 and st["evicted_connections"] == 0
     # The refused connection lingered only to deliver its 503, then closed.
-    assert _wait_for(lambda: emu._call(lambda: emu._relay.lingering) == 0)
+    assert _wait_for(lambda: emu._call(lambda: emu._relay.defences.lingering) == 0)
 
 
 def test_beyond_the_limit_a_tls_client_sees_the_connection_close(emulator_factory):

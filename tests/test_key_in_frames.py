@@ -241,14 +241,14 @@ def test_what_a_failed_ask_raises_reaches_no_frame_holding_the_key(emu, make_ses
     """ask(api_key=K) on a real-service endpoint (the emulator, trusted through SSL_CERT_FILE),
     failing in five ways: neither the AskError nor anything it reaches (its chain, its frames'
     locals) shows K. The SDKs' own frames hold K, so the error must not keep their exceptions."""
-    from dashnb._endpoint import _Secret
+    from dashnb._endpoint import Secret
 
     monkeypatch.setenv("SSL_CERT_FILE", emu.ca_path)
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     # The key a caller passes: the emulator's own (so that the other failures get past its
     # check), or a wrong one for the 401. Held in a holder here so this frame does not show it.
-    key = _Secret(("sk-wrong-" + "5" * 24,)) if failure == "401" else _Secret((emu.api_key,))
+    key = Secret(("sk-wrong-" + "5" * 24,)) if failure == "401" else Secret((emu.api_key,))
     base_url = emu.base_url
     if failure == "refused":
         import socket
@@ -285,9 +285,9 @@ def test_what_a_failed_ask_raises_reaches_no_frame_holding_the_key(emu, make_ses
 @pytest.mark.slow
 def test_what_a_failed_chat_turn_raises_reaches_no_frame_holding_the_key(emu, make_session, monkeypatch, capsys):
     """A conversation's turn given its own key (Chat.ask(prompt, api_key=K)), refused with a 401."""
-    from dashnb._endpoint import _Secret
+    from dashnb._endpoint import Secret
 
-    key = _Secret(("sk-turn-" + "6" * 24,))
+    key = Secret(("sk-turn-" + "6" * 24,))
     c = dashnb.chat(session=make_session(endpoint=emu))
     with pytest.raises(dashnb.AskError) as info:
         c.ask("hello", api_key=key.reveal())
@@ -297,9 +297,9 @@ def test_what_a_failed_chat_turn_raises_reaches_no_frame_holding_the_key(emu, ma
 
 
 def test_a_chat_refusing_its_arguments_raises_no_frame_holding_the_key(emu, make_session):
-    from dashnb._endpoint import _Secret
+    from dashnb._endpoint import Secret
 
-    key = _Secret(("sk-init-" + "8" * 24,))
+    key = Secret(("sk-init-" + "8" * 24,))
     with pytest.raises(TypeError, match="dashnb.chat") as info:
         dashnb.chat(session=make_session(endpoint=emu), api_key=key.reveal(), messages=[])
     # Locals only: formatting them with TracebackException(capture_locals=True) calls the repr of

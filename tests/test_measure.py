@@ -8,10 +8,12 @@ import io
 import json
 import math
 import os
+import typing
 
 import pytest
 
-from dashnb import SCENARIOS, DashScope, _measure, predict_reuse
+from dashnb import SCENARIOS, DashScope, PoolConfig, _measure, predict_reuse
+from dashnb._endpoint import Endpoint
 from dashnb._scenarios import NEW_CONNECTION_RTTS
 from dashnb._stats import CallTiming, format_table, percentile, summarize
 from dashnb.emulator import TLS_CHOICES
@@ -282,6 +284,13 @@ def test_a_scenario_sets_the_emulator_and_explicit_values_win(emu):
     assert emu.options.rtt_ms == 0
     with pytest.raises(ValueError, match="unknown scenario 'moon_base'; choose from same_region"):
         _measure.compare(["shared"], endpoint=emu, scenario="moon_base")
+
+
+def test_compare_is_typed_with_the_config_and_endpoint_types():
+    hints = typing.get_type_hints(_measure.compare)
+    assert hints["config"] == PoolConfig | None
+    assert hints["endpoint"] == Endpoint | None
+    assert typing.Any not in (hints["session"], hints["progress"])
 
 
 def test_server_time_is_refused_for_the_real_service(emu):

@@ -348,6 +348,60 @@ def test_the_package_ships_its_type_marker_and_subpackages():
     assert all(p.is_relative_to(REPO / "dashnb") for p in packages) and len(packages) > 5, packages
 
 
+# Packages whose modules still share private names among themselves: the emulator (its own
+# layout), and importers not yet moved to public names (dashnb._ask imports _endpoint._Secret).
+_PRIVATE_NAMES_KEPT = ("dashnb.emulator", "dashnb._ask", "dashnb._lab")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _private_imports(paths) -> list[str]:
+    """``importer: module.name`` for each ``_name`` one dashnb module takes from another (by
+    ``from module import _name`` or ``module._name``); private modules themselves may travel."""
+    modules = {_module_name(p): p for p in (REPO / "dashnb").rglob("*.py")}
+    found = []
+    for path in paths:
+        me = _module_name(path)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        aliases = {}
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            source = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                if f"{source}.{alias.name}" in modules:
+                    aliases[alias.asname or alias.name] = f"{source}.{alias.name}"
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{me}: {source}.{alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                found.append(f"{me}: {aliases[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+def test_private_names_stay_in_their_module():
+    """Inside a package names need no underscore, and between packages only public names travel:
+    no module takes another's ``_name``."""
+    paths = [p for p in (REPO / "dashnb").rglob("*.py") if not _module_name(p).startswith(_PRIVATE_NAMES_KEPT)]
+    assert _private_imports(paths) == []
+
+
+def test_private_name_scan_can_fail():
+    # The negative control: the scan sees a private name imported from a sibling module.
+    assert _private_imports([REPO / "dashnb" / "emulator" / "_relay.py"])
+
+
 # --- tracked files: no secrets, no TLS shortcuts, no paths of this machine --------------
 
 # Built from parts so that this file's own source does not match them.

@@ -736,7 +736,7 @@ def test_non_loopback_hosts_are_refused(host):
 def test_emulator_listens_on_loopback_only_and_stats_answer_loopback(emu):
     with pytest.raises(ValueError):
         emu.configure(host="0.0.0.0")
-    bound = {s.getsockname()[0] for s in emu._relay.listeners}  # the servers behind it listen nowhere
+    bound = {s.getsockname()[0] for s in emu._relay.defences.listeners}  # the servers behind it listen nowhere
     assert bound == {"127.0.0.1"}, bound
     with requests.Session() as plain:
         plain.trust_env, plain.verify = False, emu.ca_path

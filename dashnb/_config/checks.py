@@ -1,8 +1,8 @@
 """PoolConfig's checks of one value, and the words of its errors: each setting's range as the
 Java SDK and OkHttp take it, and "did you mean" for a mistyped keyword.
 
-    >>> from dashnb._config.checks import _check_duration, _closest_field
-    >>> _check_duration("connect_timeout", 10)
+    >>> from dashnb._config.checks import check_duration, _closest_field
+    >>> check_duration("connect_timeout", 10)
     10.0
     >>> _closest_field("pool_size"), _closest_field("connectTimeout")
     ('connection_pool_size', 'connect_timeout')
@@ -19,18 +19,18 @@ import sys
 from typing import Any, cast
 
 from .names import (
-    _DURATIONS,
-    _JAVA_INT_MAX,
+    DURATIONS,
     ENV_VARS,
     JAVA_DEFAULTS,
+    JAVA_INT_MAX,
     JAVA_NAMES,
-    _both,
-    _default_text,
-    _fmt_seconds,
-    _show,
+    both,
+    default_text,
+    fmt_seconds,
+    show,
 )
 
-_COUNT_UNITS = {
+COUNT_UNITS = {
     "connection_pool_size": "connections",
     "maximum_async_requests": "requests",
     "maximum_async_requests_per_host": "requests",
@@ -42,57 +42,56 @@ _MIN_SECONDS = 0.001
 _MAX_SECONDS = 2_147_483.647
 # The idle timeout is no socket timeout: ConnectionPool takes a long, and the SDK's
 # DASHSCOPE_CONNECTION_IDLE_TIME is a Java int of seconds, so that is the limit here.
-_MAX_IDLE_SECONDS = float(_JAVA_INT_MAX)
+_MAX_IDLE_SECONDS = float(JAVA_INT_MAX)
 
 
-def _check_duration(name: str, value: Any) -> float:
+def check_duration(name: str, value: Any) -> float:
     """Return ``value`` as float seconds, or raise a ValueError saying what to change."""
     fix = (
-        f"set it to a number of seconds such as {_fmt_seconds(JAVA_DEFAULTS[name])} "
-        f"(Java default {_default_text(name)})"
+        f"set it to a number of seconds such as {fmt_seconds(JAVA_DEFAULTS[name])} (Java default {default_text(name)})"
     )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         hint = ""
         if isinstance(value, str):
             hint = "; for Java Duration strings such as 'PT10S' use PoolConfig.from_java()"
         raise ValueError(
-            f"{_both(name)} must be a number of seconds, got {_show(value)} (a {type(value).__name__}); {fix}{hint}"
+            f"{both(name)} must be a number of seconds, got {show(value)} (a {type(value).__name__}); {fix}{hint}"
         )
     try:
         seconds = float(value)
     except OverflowError:  # an int or Fraction beyond any float: refused below as too long, or negative
         seconds = sys.float_info.max if cast(Any, value) > 0 else -sys.float_info.max
     if math.isnan(seconds):
-        raise ValueError(f"{_both(name)} must be a number of seconds, got nan; {fix}")
+        raise ValueError(f"{both(name)} must be a number of seconds, got nan; {fix}")
     if math.isinf(seconds):
         raise ValueError(
-            f"{_both(name)} must be finite, got {seconds}; the Java SDK has no 'wait forever' setting, so {fix}"
+            f"{both(name)} must be finite, got {seconds}; the Java SDK has no 'wait forever' setting, so {fix}"
         )
     if seconds <= 0:
         raise ValueError(
-            f"{_both(name)} must be positive, got {_show(value)} seconds; zero means 'no timeout' "
+            f"{both(name)} must be positive, got {show(value)} seconds; zero means 'no timeout' "
             f"to some libraries and 'fail at once' to others, so {fix}"
         )
     if seconds < _MIN_SECONDS:
         raise ValueError(
-            f"{_both(name)} must be at least 0.001 seconds, got {_show(value)}; OkHttp counts "
+            f"{both(name)} must be at least 0.001 seconds, got {show(value)}; OkHttp counts "
             f"timeouts in whole milliseconds and turns a shorter one into 'no timeout', so {fix}"
         )
     if name == "connection_idle_timeout":
         if seconds > _MAX_IDLE_SECONDS:
             raise ValueError(
-                f"{_both(name)} must be at most {_JAVA_INT_MAX} seconds (a Java int, the most the "
-                f"SDK's {ENV_VARS[name]} can hold), got {_show(value)}; {fix}"
+                f"{both(name)} must be at most {JAVA_INT_MAX} seconds (a Java int, the most the "
+                f"SDK's {ENV_VARS[name]} can hold), got {show(value)}; {fix}"
             )
     elif seconds > _MAX_SECONDS:
         raise ValueError(
-            f"{_both(name)} must be at most 2147483.647 seconds (about 24.8 days, the longest "
-            f"timeout OkHttp accepts), got {_show(value)}; {fix}"
+            f"{both(name)} must be at most 2147483.647 seconds (about 24.8 days, the longest "
+            f"timeout OkHttp accepts), got {show(value)}; {fix}"
         )
     return seconds
 
 
-def _check_count(name: str, value: Any) -> int:
+def check_count(name: str, value: Any) -> int:
     """Return ``value`` as int, or raise a ValueError saying what to change."""
     fix = f"set it to at least 1 (Java default {JAVA_DEFAULTS[name]})"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -102,24 +101,24 @@ def _check_count(name: str, value: Any) -> int:
         elif isinstance(value, str):
             hint = "; for text such as '32' use PoolConfig.from_java() or from_env()"
         raise ValueError(
-            f"{_both(name)} must be a positive whole number, got {_show(value)} (a {type(value).__name__}); {fix}{hint}"
+            f"{both(name)} must be a positive whole number, got {show(value)} (a {type(value).__name__}); {fix}{hint}"
         )
     count = int(value)
     if count < 1:
-        raise ValueError(f"{_both(name)} must be a positive whole number, got {_show(count)}; {fix}")
-    if count > _JAVA_INT_MAX:
+        raise ValueError(f"{both(name)} must be a positive whole number, got {show(count)}; {fix}")
+    if count > JAVA_INT_MAX:
         raise ValueError(
-            f"{_both(name)} must fit in a Java int (at most {_JAVA_INT_MAX}), got {_show(count)}; "
-            f"set it to a realistic number of {_COUNT_UNITS[name]} (Java default {JAVA_DEFAULTS[name]})"
+            f"{both(name)} must fit in a Java int (at most {JAVA_INT_MAX}), got {show(count)}; "
+            f"set it to a realistic number of {COUNT_UNITS[name]} (Java default {JAVA_DEFAULTS[name]})"
         )
     return count
 
 
-def _check(name: str, value: Any) -> float | int:
-    return _check_duration(name, value) if name in _DURATIONS else _check_count(name, value)
+def check(name: str, value: Any) -> float | int:
+    return check_duration(name, value) if name in DURATIONS else check_count(name, value)
 
 
-def _suggest(key: str) -> str | None:
+def suggest(key: str) -> str | None:
     """The Java name closest to a mistyped key, if any is close."""
 
     def squash(s: str) -> str:
@@ -144,7 +143,7 @@ def _closest_field(key: str) -> str | None:
     ends = [name for name in JAVA_NAMES if name.endswith("_" + key.lower())]
     if len(ends) == 1:
         return ends[0]
-    camel = _suggest(key)
+    camel = suggest(key)
     if camel is not None:
         return {c: s for s, c in JAVA_NAMES.items()}[camel]
     close = difflib.get_close_matches(key.lower(), list(JAVA_NAMES), n=1, cutoff=0.5)

@@ -30,20 +30,20 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .checks import _check, _check_count, _check_duration
+from .checks import check, check_count, check_duration
 from .names import (
-    _COUNTS,
-    _DURATIONS,
-    _JAVA_INT_MAX,
+    COUNTS,
+    DURATIONS,
     ENV_VARS,
     JAVA_DEFAULTS,
+    JAVA_INT_MAX,
     JAVA_NAMES,
     PoolConfigWarning,
-    _both,
-    _caller_stacklevel,
-    _default_text,
-    _fmt_seconds,
-    _show,
+    both,
+    caller_stacklevel,
+    default_text,
+    fmt_seconds,
+    show,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,24 +89,24 @@ def parse_text(name: str, text: str) -> float | int:
     Not for environment variables: the SDK reads those with Integer.parseInt (``from_env``).
     """
     stripped = text.strip()
-    if name in _COUNTS:
+    if name in COUNTS:
         if not _INT_RE.fullmatch(stripped):
             raise ValueError(
-                f"{_both(name)} must be a positive whole number, got {_show(text)}; "
+                f"{both(name)} must be a positive whole number, got {show(text)}; "
                 f"write digits only, such as {JAVA_DEFAULTS[name]} (the Java default)"
             )
-        return _check_count(name, int(stripped))
+        return check_count(name, int(stripped))
     seconds = _parse_java_duration(stripped)
     if seconds is None:
         try:
             seconds = float(stripped)
         except ValueError:
             raise ValueError(
-                f"{_both(name)} must be a number of seconds or a Java Duration, got {_show(text)}; "
+                f"{both(name)} must be a number of seconds or a Java Duration, got {show(text)}; "
                 f"write it like '10', '0.5', 'PT10S', 'PT1M30S' or 'PT0.5S' "
-                f"(Java default {_default_text(name)})"
+                f"(Java default {default_text(name)})"
             ) from None
-    return _check_duration(name, seconds)
+    return check_duration(name, seconds)
 
 
 # One short comment per builder line of java_snippet().
@@ -131,19 +131,19 @@ def _java_duration(name: str, seconds: float) -> str:
         whole = nanos // 10**9
         if whole == 0:
             what = (
-                f'so {_fmt_seconds(seconds)} s becomes 0 and OkHttp refuses it ("keepAliveDuration <= 0: 0") '
+                f'so {fmt_seconds(seconds)} s becomes 0 and OkHttp refuses it ("keepAliveDuration <= 0: 0") '
                 f"when the SDK builds its client"
             )
         else:
-            what = f"so {_fmt_seconds(seconds)} s becomes {whole} s"
+            what = f"so {fmt_seconds(seconds)} s becomes {whole} s"
         raise ValueError(
-            f"{_both(name)} = {_fmt_seconds(seconds)} s cannot be written for the Java SDK: it passes the "
+            f"{both(name)} = {fmt_seconds(seconds)} s cannot be written for the Java SDK: it passes the "
             f"idle timeout to OkHttp's ConnectionPool in whole seconds (Duration.getSeconds()), {what}; "
             f"use whole seconds (at least 1) for a config you carry over to Java"
         )
     if nanos % 10**6:
         raise ValueError(
-            f"{_both(name)} = {_fmt_seconds(seconds)} s cannot be written for the Java SDK: OkHttp keeps "
+            f"{both(name)} = {fmt_seconds(seconds)} s cannot be written for the Java SDK: OkHttp keeps "
             f"timeouts in whole milliseconds (Duration.toMillis()) and would use "
             f"{nanos // 10**6} ms; use whole milliseconds for a config you carry over to Java"
         )
@@ -151,7 +151,7 @@ def _java_duration(name: str, seconds: float) -> str:
         amount, unit = nanos // 10**9, "Seconds"
     else:
         amount, unit = nanos // 10**6, "Millis"
-    suffix = "L" if amount > _JAVA_INT_MAX else ""
+    suffix = "L" if amount > JAVA_INT_MAX else ""
     return f"Duration.of{unit}({amount}{suffix})"
 
 
@@ -175,8 +175,8 @@ def java_snippet(config: PoolConfig, *, imports: bool = False) -> str:
     calls = []
     for name, camel in JAVA_NAMES.items():
         value = getattr(config, name)
-        arg = _java_duration(name, value) if name in _DURATIONS else str(value)
-        calls.append((f"    .{camel}({arg})", f"{_JAVA_COMMENTS[name]} (default {_default_text(name)})"))
+        arg = _java_duration(name, value) if name in DURATIONS else str(value)
+        calls.append((f"    .{camel}({arg})", f"{_JAVA_COMMENTS[name]} (default {default_text(name)})"))
     width = max(len(code) for code, _ in calls)
     lines += [f"{code.ljust(width)}  // {comment}" for code, comment in calls]
     lines.append("    .build();  // set before the first call: the SDK builds its OkHttp client once")
@@ -207,19 +207,19 @@ def java_parse_int(text: str) -> int | None:
     if not digits or not all(c.isdecimal() and ord(c) < 0x10000 for c in digits):
         return None
     number = int(text)
-    return number if -_JAVA_INT_MAX - 1 <= number <= _JAVA_INT_MAX else None
+    return number if -JAVA_INT_MAX - 1 <= number <= JAVA_INT_MAX else None
 
 
 def _dropped(name: str, var: str, text: str) -> str:
     """Why the Java SDK ignores ``var=text``, what it uses instead, and what to write."""
-    if name in _DURATIONS:
+    if name in DURATIONS:
         how, write = "as a whole number of seconds", "whole seconds such as '10'"
     else:
         how, write = "as a whole number", f"digits only, such as '{JAVA_DEFAULTS[name]}'"
     return (
-        f"environment variable {var}={_show(text)} is ignored by the Java SDK: it reads {var} with "
-        f"Integer.parseInt {how} and silently keeps its default ({_default_text(name)}) for anything "
-        f"else, so PoolConfig.from_env() keeps {_both(name)} at {_default_text(name)} too; write {write}"
+        f"environment variable {var}={show(text)} is ignored by the Java SDK: it reads {var} with "
+        f"Integer.parseInt {how} and silently keeps its default ({default_text(name)}) for anything "
+        f"else, so PoolConfig.from_env() keeps {both(name)} at {default_text(name)} too; write {write}"
     )
 
 
@@ -227,22 +227,22 @@ def _from_java_int(name: str, var: str, number: int) -> float | int:
     """The PoolConfig value for a whole number the SDK read from ``var``, or a ValueError saying
     what the Java SDK does with a value PoolConfig cannot hold."""
     refusal = None
-    if name in _DURATIONS and name != "connection_idle_timeout" and number <= 0:
+    if name in DURATIONS and name != "connection_idle_timeout" and number <= 0:
         refusal = _JAVA_REFUSES["timeout_zero" if number == 0 else "timeout_negative"]
     elif name == "connection_idle_timeout" and number <= 0:
         refusal = _JAVA_REFUSES["idle"].format(n=number)
     elif name == "connection_pool_size" and number <= 0:
         refusal = _JAVA_REFUSES["pool"]
-    elif name in _COUNTS and number <= 0:
+    elif name in COUNTS and number <= 0:
         refusal = _JAVA_REFUSES["dispatcher"].format(n=number)
-    unit = " seconds" if name in _DURATIONS else ""
+    unit = " seconds" if name in DURATIONS else ""
     if refusal:
         raise ValueError(
-            f"environment variable {var}={number}: the Java SDK reads {number}{unit} for {_both(name)} and "
-            f"{refusal}; set a positive value, or unset {var} for the Java default ({_default_text(name)})"
+            f"environment variable {var}={number}: the Java SDK reads {number}{unit} for {both(name)} and "
+            f"{refusal}; set a positive value, or unset {var} for the Java default ({default_text(name)})"
         )
     try:
-        return _check(name, float(number) if name in _DURATIONS else number)
+        return check(name, float(number) if name in DURATIONS else number)
     except ValueError as exc:
         raise ValueError(f"environment variable {var}={number}: {exc}") from None
 
@@ -268,7 +268,7 @@ def from_env(cls: type[PoolConfig], environ: Mapping[str, str] | None = None, *,
             message = _dropped(name, var, text)
             if strict:
                 raise ValueError(message + " (strict=True turns this warning into an error)")
-            warnings.warn(message, PoolConfigWarning, stacklevel=_caller_stacklevel())
+            warnings.warn(message, PoolConfigWarning, stacklevel=caller_stacklevel())
             continue
         values[name] = _from_java_int(name, var, number)
     return cls(**values, strict=strict)

@@ -1,8 +1,8 @@
 """The Java SDK's seven settings by name: their Java spellings, defaults and environment
 variables, and how a value or a default is written in a message.
 
-    >>> from dashnb._config.names import JAVA_NAMES, _default_text
-    >>> JAVA_NAMES["connection_pool_size"], _default_text("read_timeout")
+    >>> from dashnb._config.names import JAVA_NAMES, default_text
+    >>> JAVA_NAMES["connection_pool_size"], default_text("read_timeout")
     ('connectionPoolSize', '300 s')
 
 The ground floor of ``dashnb._config``: ``checks``, ``java``, ``table``, ``v2`` and ``pool`` all
@@ -58,16 +58,16 @@ JAVA_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
     }
 )
 
-_DURATIONS = ("connect_timeout", "read_timeout", "write_timeout", "connection_idle_timeout")
-_COUNTS = ("connection_pool_size", "maximum_async_requests", "maximum_async_requests_per_host")
-_JAVA_INT_MAX = 2**31 - 1
+DURATIONS = ("connect_timeout", "read_timeout", "write_timeout", "connection_idle_timeout")
+COUNTS = ("connection_pool_size", "maximum_async_requests", "maximum_async_requests_per_host")
+JAVA_INT_MAX = 2**31 - 1
 
 
-def _both(name: str) -> str:
+def both(name: str) -> str:
     return f"{name} (Java {JAVA_NAMES[name]})"
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     if isinstance(value, int) and value.bit_length() > 256:
         # repr() of an int past 4300 digits raises ValueError, and no one reads 80 digits anyway
         return f"a{' negative' if value < 0 else ''} number of about {int(value.bit_length() * 0.30103)} digits"
@@ -75,15 +75,15 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fmt_seconds(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
     # 15 significant digits hide float noise such as 0.30000000000000004.
     return format(seconds, ".15g")
 
 
-def _default_text(name: str) -> str:
+def default_text(name: str) -> str:
     default = JAVA_DEFAULTS[name]
-    if name in _DURATIONS:
-        return f"{_fmt_seconds(default)} s"
+    if name in DURATIONS:
+        return f"{fmt_seconds(default)} s"
     return str(default)
 
 
@@ -98,7 +98,7 @@ class PoolConfigWarning(UserWarning):
     """
 
 
-def _caller_stacklevel() -> int:
+def caller_stacklevel() -> int:
     """stacklevel for warnings.warn called from the caller of this function, pointing past
     PoolConfig's module, ``java``, dataclasses.replace and the generated __init__ at the user's line."""
     internal = {os.path.join(_HERE, "pool.py"), os.path.join(_HERE, "java.py"), dataclasses.__file__}

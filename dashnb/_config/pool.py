@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 from . import java as _java
 from . import table as _config_table
 from . import v2 as _v2
-from .checks import _check, _suggest, unknown_keyword_error
-from .names import ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, PoolConfigWarning, _both, _caller_stacklevel, _show
+from .checks import check, suggest, unknown_keyword_error
+from .names import ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, PoolConfigWarning, both, caller_stacklevel, show
 
 __all__ = [
     "DEFAULT_POOL_CONFIG",
@@ -72,14 +72,14 @@ class PoolConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.strict, bool):
-            raise ValueError(f"strict must be True or False, got {_show(self.strict)}")
+            raise ValueError(f"strict must be True or False, got {show(self.strict)}")
         for name in JAVA_NAMES:
-            object.__setattr__(self, name, _check(name, getattr(self, name)))
+            object.__setattr__(self, name, check(name, getattr(self, name)))
         problems = self.constraint_problems()
         if problems and self.strict:
             raise ValueError(" ".join(problems) + " (strict=True turns this warning into an error)")
         if problems:
-            level = _caller_stacklevel()
+            level = caller_stacklevel()
             for problem in problems:
                 warnings.warn(problem, PoolConfigWarning, stacklevel=level)
 
@@ -137,17 +137,17 @@ class PoolConfig:
         for key, value in mapping.items():
             name = by_name.get(key) if isinstance(key, str) else None
             if name is None:
-                close = _suggest(str(key))
+                close = suggest(str(key))
                 hint = f"did you mean {close!r}? " if close else ""
                 raise ValueError(
-                    f"unknown setting {_show(key)} in PoolConfig.from_java(); {hint}valid names: "
+                    f"unknown setting {show(key)} in PoolConfig.from_java(); {hint}valid names: "
                     f"{', '.join(JAVA_NAMES.values())} (or in snake_case: {', '.join(JAVA_NAMES)})"
                 )
             if name in values:
-                raise ValueError(f"{_both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one")
+                raise ValueError(f"{both(name)} given twice, as {given_as[name]!r} and {key!r}; keep one")
             given_as[name] = key
             try:
-                values[name] = _java.parse_text(name, value) if isinstance(value, str) else _check(name, value)
+                values[name] = _java.parse_text(name, value) if isinstance(value, str) else check(name, value)
             except ValueError as exc:
                 raise ValueError(f"PoolConfig.from_java() key {key!r}: {exc}") from None
         return cls(**values, strict=strict)

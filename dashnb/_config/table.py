@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .checks import _COUNT_UNITS
-from .names import _DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, _default_text, _fmt_seconds
+from .checks import COUNT_UNITS
+from .names import DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, default_text, fmt_seconds
 
 # Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
 # takes the output area's width and no more (fixed layout, percentage columns from _table_open),
@@ -122,10 +122,10 @@ def rows(config: Any) -> list[dict[str, Any]]:
     out = []
     for name, camel in JAVA_NAMES.items():
         value = getattr(config, name)
-        if name in _DURATIONS:
-            shown, default_shown = f"{_fmt_seconds(value)} s", _default_text(name)
+        if name in DURATIONS:
+            shown, default_shown = f"{fmt_seconds(value)} s", default_text(name)
         else:
-            unit = _COUNT_UNITS[name]
+            unit = COUNT_UNITS[name]
             shown, default_shown = f"{value} {unit}", f"{JAVA_DEFAULTS[name]} {unit}"
         requests_eq, aiohttp_eq, httpx_eq, note = _EQUIVALENTS[name]
         out.append(

@@ -1,8 +1,8 @@
 """What every ``compare`` mode is made of: the ``Mode`` base class, the bases for modes on a
 dashnb session or a thread pool, and the sequential/threaded/bounded-async drivers they share.
 
-    >>> from dashnb._modes.base import Mode, _SessionMode
-    >>> issubclass(_SessionMode, Mode), Mode.is_async, _SessionMode.path
+    >>> from dashnb._modes.base import Mode, SessionMode
+    >>> issubclass(SessionMode, Mode), Mode.is_async, SessionMode.path
     (True, False, 'sync')
 
 The modes themselves and their registry live in ``dashnb._modes.registry``.
@@ -64,7 +64,7 @@ class Mode:
         raise NotImplementedError
 
 
-def _sequential(call: Callable[[int], CallTiming], indices: Sequence[int], on_done: OnDone) -> list[CallTiming]:
+def sequential(call: Callable[[int], CallTiming], indices: Sequence[int], on_done: OnDone) -> list[CallTiming]:
     out = []
     for i in indices:
         t = call(i)
@@ -73,7 +73,7 @@ def _sequential(call: Callable[[int], CallTiming], indices: Sequence[int], on_do
     return out
 
 
-def _threaded(
+def threaded(
     pool: concurrent.futures.ThreadPoolExecutor,
     call: Callable[[int], CallTiming],
     indices: Sequence[int],
@@ -96,7 +96,7 @@ def _threaded(
     return out
 
 
-async def _bounded(call: Callable[[int], Any], indices: Sequence[int], limit: int, on_done: OnDone) -> list[CallTiming]:
+async def bounded(call: Callable[[int], Any], indices: Sequence[int], limit: int, on_done: OnDone) -> list[CallTiming]:
     """Run ``call(i)`` for every index with at most ``limit`` in flight; ``on_done`` runs here,
     in the driving task, so an exception from it cancels the workers before it propagates."""
     todo = iter(indices)
@@ -132,7 +132,7 @@ async def _bounded(call: Callable[[int], Any], indices: Sequence[int], limit: in
     return out
 
 
-class _SessionMode(Mode):
+class SessionMode(Mode):
     """A mode on one dashnb NotebookSession (the caller's, or a private one closed at the end)."""
 
     path = "sync"
@@ -140,10 +140,11 @@ class _SessionMode(Mode):
     def __init__(self, ctx: CallContext) -> None:
         super().__init__(ctx)
         self._own = ctx.user_session is None
-        if self._own:
-            self.session = NotebookSession(ctx.config, endpoint=ctx.endpoint, name=f"dashnb.compare:{self.name}")
-        else:
-            self.session = ctx.user_session
+        self.session = (
+            NotebookSession(ctx.config, endpoint=ctx.endpoint, name=f"dashnb.compare:{self.name}")
+            if ctx.user_session is None
+            else ctx.user_session
+        )
 
     def client_connections(self) -> int | None:
         return self.session.stats()[self.path]["connections_opened"]
@@ -157,7 +158,7 @@ class _SessionMode(Mode):
             await self.session.__aexit__(None, None, None)
 
 
-class _ThreadPooled(Mode):
+class ThreadPooled(Mode):
     """A mode whose calls come from a pool of ``concurrency`` threads (mixed in before its base)."""
 
     concurrent = True

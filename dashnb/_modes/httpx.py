@@ -3,8 +3,8 @@ streamed or not, on its own defaults or on the session's httpx client; and ``ssl
 a guarded ``SSL_CERT_FILE`` for code that builds a default client by hand (the modes no longer
 need it: they hand each client the emulator's CA, ``_trusting``).
 
-    >>> from dashnb._modes.httpx import _HTTPX_MODES
-    >>> [m.name for m in _HTTPX_MODES][:2]
+    >>> from dashnb._modes.httpx import HTTPX_MODES
+    >>> [m.name for m in HTTPX_MODES][:2]
     ['v2_default', 'v2_dashnb']
 """
 
@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from .. import _observe
-from .._call import _timing
+from .._call import timing
 from .._stats import CallTiming
-from .base import Mode, _bounded, _sequential, _SessionMode
+from .base import Mode, SessionMode, bounded, sequential
 
 # -- the httpx generation: the dashscope 2.x client and the openai SDK ---------------------------
 #
@@ -87,7 +87,7 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-class _HttpxMode(_SessionMode):
+class _HttpxMode(SessionMode):
     """One SDK client for the whole run: its own defaults, or on the session's httpx client."""
 
     sdk: ClassVar[str] = ""  # "v2" or "openai"
@@ -104,7 +104,7 @@ class _HttpxMode(_SessionMode):
 
     def _build(self) -> Any:
         ep = self.ctx.endpoint
-        ca = None if self.dashnb else getattr(ep, "ca_path", None)
+        ca = None if self.dashnb else ep.ca_path
         http: dict[str, Any] = {}
         if self.dashnb:
             http["http_client"] = self.session.httpx_async if self.is_async else self.session.httpx
@@ -143,7 +143,7 @@ class _HttpxMode(_SessionMode):
             except Exception as exc:  # counted, the run goes on
                 outcome = (_status(exc), type(exc).__name__)
             end = time.perf_counter()
-        return _timing(self.name, i, block, start, end, *outcome, rec.snapshot())
+        return timing(self.name, i, block, start, end, *outcome, rec.snapshot())
 
     async def _aone(self, i: int, block: int) -> CallTiming:
         loop = asyncio.get_running_loop()
@@ -162,14 +162,14 @@ class _HttpxMode(_SessionMode):
             except Exception as exc:
                 outcome = (_status(exc), type(exc).__name__)
             end = time.perf_counter()
-        return _timing(self.name, i, block, start, end, *outcome, rec.snapshot())
+        return timing(self.name, i, block, start, end, *outcome, rec.snapshot())
 
     def run_block(self, indices, block, on_done):
-        return _sequential(lambda i: self._one(i, block), indices, on_done)
+        return sequential(lambda i: self._one(i, block), indices, on_done)
 
     async def arun_block(self, indices, block, on_done):
         # One call at a time, as a person prompting does (and so that reuse is what is measured).
-        return await _bounded(lambda i: self._aone(i, block), indices, 1, on_done)
+        return await bounded(lambda i: self._aone(i, block), indices, 1, on_done)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -228,7 +228,7 @@ def _make_httpx_mode(sdk: str, is_async: bool, dashnb: bool, stream: bool) -> ty
 
 
 #: Every combination, in display order: the v2 client, then openai; sync, then async.
-_HTTPX_MODES: tuple[type[Mode], ...] = tuple(
+HTTPX_MODES: tuple[type[Mode], ...] = tuple(
     _make_httpx_mode(sdk, is_async, dashnb, stream)
     for sdk in ("v2", "openai")
     for is_async in (False, True)

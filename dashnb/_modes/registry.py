@@ -29,34 +29,34 @@ from .. import _observe
 from .._call import CallContext
 from .._stats import CallTiming
 from .._transport import build_aiohttp_session, build_requests_session
-from .base import Mode, _bounded, _sequential, _SessionMode, _threaded, _ThreadPooled
-from .httpx import _HTTPX_MODES, ssl_cert_file
-from .sdk import _SdkAsync, _SdkDefault, _SdkThreads
+from .base import Mode, SessionMode, ThreadPooled, bounded, sequential, threaded
+from .httpx import HTTPX_MODES, ssl_cert_file
+from .sdk import SdkAsync, SdkDefault, SdkThreads
 
 __all__ = ["DEFAULT_MODES", "MODES", "Mode", "check_modes", "mode_class", "ssl_cert_file"]
 
 
-class _Shared(_SessionMode):
+class _Shared(SessionMode):
     name = "shared"
     description = "one dashnb-configured requests.Session for every call"
     default = True
 
     def run_block(self, indices, block, on_done):
         s = self.session.requests
-        return _sequential(lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
+        return sequential(lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
 
 
-class _Threads(_ThreadPooled, _SessionMode):
+class _Threads(ThreadPooled, SessionMode):
     name = "threads"
     description = "one dashnb requests.Session used from N threads"
     default = True
 
     def run_block(self, indices, block, on_done):
         s = self.session.requests
-        return _threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
+        return threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, s), indices, on_done)
 
 
-class _Async(_SessionMode):
+class _Async(SessionMode):
     name = "async"
     description = "one dashnb aiohttp.ClientSession, at most N calls in flight"
     default = True
@@ -66,7 +66,7 @@ class _Async(_SessionMode):
 
     async def arun_block(self, indices, block, on_done):
         aio = self.session.aiohttp
-        return await _bounded(
+        return await bounded(
             lambda i: self.ctx.async_call(self.name, i, block, aio), indices, self.ctx.concurrency, on_done
         )
 
@@ -94,7 +94,7 @@ class _PerCall(Mode):
             s.close()
 
     def run_block(self, indices, block, on_done):
-        return _sequential(lambda i: self._one(i, block), indices, on_done)
+        return sequential(lambda i: self._one(i, block), indices, on_done)
 
 
 class _AsyncPerCall(_PerCall):
@@ -112,20 +112,20 @@ class _AsyncPerCall(_PerCall):
             await s.close()
 
     async def arun_block(self, indices, block, on_done):
-        return await _bounded(lambda i: self._aone(i, block), indices, self.ctx.concurrency, on_done)
+        return await bounded(lambda i: self._aone(i, block), indices, self.ctx.concurrency, on_done)
 
 
 # Registry order is display order (tables, plots, the lab's check boxes).
 _ALL: tuple[type[Mode], ...] = (
     _PerCall,
-    _SdkDefault,
+    SdkDefault,
     _Shared,
     _Threads,
     _Async,
     _AsyncPerCall,
-    _SdkThreads,
-    _SdkAsync,
-    *_HTTPX_MODES,
+    SdkThreads,
+    SdkAsync,
+    *HTTPX_MODES,
 )
 _REGISTRY: dict[str, type[Mode]] = {cls.name: cls for cls in _ALL}
 

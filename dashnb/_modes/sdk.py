@@ -1,8 +1,8 @@
 """The ``sdk_*`` modes: calls without ``session=``, on the dashscope SDK's own module-level
 sessions, and the lock and trust handling that lets a run borrow them and put them back.
 
-    >>> from dashnb._modes.sdk import _SdkDefault, _SdkAsync
-    >>> _SdkDefault.name, _SdkDefault.sdk_session, _SdkAsync.is_async
+    >>> from dashnb._modes.sdk import SdkDefault, SdkAsync
+    >>> SdkDefault.name, SdkDefault.sdk_session, SdkAsync.is_async
     ('sdk_default', True, True)
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from .._call import CallContext
 from .._stats import CallTiming
-from .base import Mode, _bounded, _sequential, _threaded, _ThreadPooled
+from .base import Mode, ThreadPooled, bounded, sequential, threaded
 
 
 def _sdk_pool_connections() -> int:
@@ -40,7 +40,7 @@ def _sdk_pool_connections() -> int:
 _SDK_SESSION_LOCK = threading.Lock()
 
 
-class _SdkDefault(Mode):
+class SdkDefault(Mode):
     """No ``session=``: the SDK's module-level requests.Session.
 
     To reach an emulator it must trust the emulator's CA. Nothing process-wide changes for
@@ -76,13 +76,13 @@ class _SdkDefault(Mode):
             if self.ctx.sdk_owner != self.name:  # start clean; never borrow another mode's connections
                 dashscope.close_shared_sync_session()
                 self.ctx.sdk_owner = self.name
-            ca = getattr(self.ctx.endpoint, "ca_path", None)
+            ca = self.ctx.endpoint.ca_path
             if ca:
                 # The session the SDK's calls without session= use (dashscope/api_entities/http_request.py).
                 session = http_request._get_shared_sync_session()
                 self._saved = (session, session.verify, session.trust_env)
                 session.verify = ca
-                if getattr(self.ctx.endpoint, "is_emulator", False):
+                if self.ctx.endpoint.is_emulator:
                     session.trust_env = False
         except BaseException:
             self.end_block()
@@ -123,19 +123,19 @@ class _SdkDefault(Mode):
         return t
 
     def run_block(self, indices, block, on_done):
-        return _sequential(lambda i: self._one(i, block), indices, on_done)
+        return sequential(lambda i: self._one(i, block), indices, on_done)
 
 
-class _SdkThreads(_ThreadPooled, _SdkDefault):
+class SdkThreads(ThreadPooled, SdkDefault):
     name = "sdk_threads"
     description = "no session=, from N threads: the SDK's shared requests.Session (10 pooled connections)"
     sdk_session = True
 
     def run_block(self, indices, block, on_done):
-        return _threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, None), indices, on_done)
+        return threaded(self._pool, lambda i: self.ctx.sync_call(self.name, i, block, None), indices, on_done)
 
 
-class _SdkAsync(Mode):
+class SdkAsync(Mode):
     name = "sdk_async"
     description = "no session=, async: the SDK's shared aiohttp session (trusts certifi's CAs only)"
     sdk_session = True
@@ -144,7 +144,7 @@ class _SdkAsync(Mode):
 
     def skip_reason(self) -> str | None:
         ep = self.ctx.endpoint
-        if getattr(ep, "ca_path", None) and not str(ep.base_url).startswith("http://"):
+        if ep.ca_path and not ep.base_url.startswith("http://"):
             return (
                 "the SDK's shared aiohttp session trusts certifi's CA bundle only (it ignores "
                 "REQUESTS_CA_BUNDLE and SSL_CERT_FILE), so it cannot verify the emulator's private CA; "
@@ -153,7 +153,7 @@ class _SdkAsync(Mode):
         return None
 
     async def arun_block(self, indices, block, on_done):
-        return await _bounded(
+        return await bounded(
             lambda i: self.ctx.async_call(self.name, i, block, None), indices, self.ctx.concurrency, on_done
         )
 

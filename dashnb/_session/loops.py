@@ -4,10 +4,10 @@ another thread, or marked closed when the loop is already gone. Also the wait fo
 httpx client's requests in flight before it closes.
 
     >>> import asyncio
-    >>> from dashnb._session.loops import _running_loop
+    >>> from dashnb._session.loops import running_loop
     >>> async def inside():
-    ...     return _running_loop() is not None
-    >>> _running_loop() is None, asyncio.run(inside())
+    ...     return running_loop() is not None
+    >>> running_loop() is None, asyncio.run(inside())
     (True, True)
 """
 
@@ -25,11 +25,11 @@ from .. import _transport
 log = logging.getLogger(__name__)
 
 # Kept across importlib.reload() of this module (reload re-runs the code in the same namespace).
-if "_PENDING" not in globals():
+if "PENDING" not in globals():
     # Close tasks scheduled on running loops: a task only weakly referenced could be collected.
-    _PENDING: set = set()
+    PENDING: set = set()
 
-_OUTSIDE_LOOP = """\
+OUTSIDE_LOOP = """\
 NotebookSession.aiohttp needs a running event loop (an aiohttp session belongs to one loop), and \
 none is running here. In a notebook cell, await the call directly (top-level await works there):
     r = await AioGeneration.call(model="qwen-plus", prompt="hi", session=s.aiohttp)
@@ -42,14 +42,14 @@ In a script or other sync code, read s.aiohttp inside a coroutine and run that c
 s.aiohttp is read before any loop runs.)"""
 
 
-_OUTSIDE_LOOP_HTTPX = (
+OUTSIDE_LOOP_HTTPX = (
     "NotebookSession.httpx_async needs a running event loop (an httpx.AsyncClient's connections belong "
     "to one loop). Use it inside a coroutine: `dashscope.AsyncClient(base_url=..., http_client=s.httpx_async)` "
     "in a notebook cell (top-level await works there), or s.httpx from sync code."
 )
 
 
-class _HttpxAsync:
+class HttpxAsync:
     """An httpx.AsyncClient in the shape the aiohttp close machinery below expects."""
 
     __slots__ = ("client",)
@@ -82,7 +82,7 @@ async def _httpx_wait_idle(client: Any, sleep: Any) -> None:
         await sleep(0.05)
 
 
-def _close_httpx_when_idle(client: Any) -> None:
+def close_httpx_when_idle(client: Any) -> None:
     """Close a replaced sync httpx client once its requests in flight are done (closing the pool
     now would break them), in a daemon thread when any are."""
     from .._transport.httpx import busy_connections  # noqa: PLC0415 (imports httpx)
@@ -101,7 +101,7 @@ def _close_httpx_when_idle(client: Any) -> None:
     threading.Thread(target=wait_then_close, name="dashnb-httpx-close", daemon=True).start()
 
 
-class _AioEntry:
+class AioEntry:
     __slots__ = ("session", "guard")
 
     def __init__(self, session: Any, guard: Any) -> None:
@@ -120,7 +120,7 @@ async def _close_on_loop_shutdown(aio: Any):
             await aio.close()
 
 
-def _start_guard(aio: Any) -> Any:
+def start_guard(aio: Any) -> Any:
     guard = _close_on_loop_shutdown(aio)
     # asend() registers the generator with the running loop (its firstiter hook); driving the
     # awaitable by hand runs the body up to `yield` without awaiting anything.
@@ -132,10 +132,10 @@ def _start_guard(aio: Any) -> Any:
     return guard
 
 
-async def _retire(entry: _AioEntry, drain: bool) -> None:
+async def retire(entry: AioEntry, drain: bool) -> None:
     try:
         if drain:
-            if isinstance(entry.session, _HttpxAsync):
+            if isinstance(entry.session, HttpxAsync):
                 await entry.session.wait_idle()
             else:
                 await _transport.wait_idle(entry.session)
@@ -145,7 +145,7 @@ async def _retire(entry: _AioEntry, drain: bool) -> None:
             await entry.guard.aclose()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -154,31 +154,31 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 def _schedule(loop: asyncio.AbstractEventLoop, coro: Any) -> None:
     task = loop.create_task(coro)
-    _PENDING.add(task)
-    task.add_done_callback(_PENDING.discard)
+    PENDING.add(task)
+    task.add_done_callback(PENDING.discard)
 
 
-def _close_aio(loop: asyncio.AbstractEventLoop, entry: _AioEntry, *, drain: bool, wait: float = 0.0) -> None:
+def close_aio(loop: asyncio.AbstractEventLoop, entry: AioEntry, *, drain: bool, wait: float = 0.0) -> None:
     """Close one aiohttp session on its own loop, whatever state that loop is in."""
     if entry.session.closed:
         return
     if loop.is_closed():
-        _detach(entry)
-    elif loop is _running_loop():  # we are on it (a cell, a callback): cannot block, so schedule
-        _schedule(loop, _retire(entry, drain))
+        detach(entry)
+    elif loop is running_loop():  # we are on it (a cell, a callback): cannot block, so schedule
+        _schedule(loop, retire(entry, drain))
     elif loop.is_running():  # running in another thread
-        fut = asyncio.run_coroutine_threadsafe(_retire(entry, drain), loop)
+        fut = asyncio.run_coroutine_threadsafe(retire(entry, drain), loop)
         if wait:
             with contextlib.suppress(Exception):
                 fut.result(wait)
     else:  # stopped (e.g. dashnb.run()'s loop between two runs): nothing in flight can progress
         try:
-            loop.run_until_complete(_retire(entry, drain=False))
+            loop.run_until_complete(retire(entry, drain=False))
         except RuntimeError:  # another loop is running in this thread; close when this one runs
-            _schedule(loop, _retire(entry, drain))
+            _schedule(loop, retire(entry, drain))
 
 
-def _detach(entry: _AioEntry) -> None:
+def detach(entry: AioEntry) -> None:
     """The loop closed without shutting down its async generators (``loop.close()`` alone): the
     transports cannot be closed through it any more. Mark the connector closed so neither aiohttp
     nor we try to use or close it again."""

@@ -39,19 +39,19 @@ from .. import _observe, _transport
 from .._config.checks import unknown_keyword_error
 from .._config.pool import PoolConfig
 from .._endpoint import Endpoint, endpoint, replacement
-from .._run import _abandon, before_loops_close
+from .._run import abandon, before_loops_close
 from .loops import (
-    _OUTSIDE_LOOP,
-    _OUTSIDE_LOOP_HTTPX,
-    _PENDING,
-    _AioEntry,
-    _close_aio,
-    _close_httpx_when_idle,
-    _detach,
-    _HttpxAsync,
-    _retire,
-    _running_loop,
-    _start_guard,
+    OUTSIDE_LOOP,
+    OUTSIDE_LOOP_HTTPX,
+    PENDING,
+    AioEntry,
+    HttpxAsync,
+    close_aio,
+    close_httpx_when_idle,
+    detach,
+    retire,
+    running_loop,
+    start_guard,
 )
 from .view import session_html
 
@@ -84,9 +84,9 @@ class NotebookSession:
         self._endpoint = endpoint if endpoint is not None else _default_endpoint()
         self._observer = _observe.Observer()
         self._requests: Any = None
-        self._aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
+        self._aio: dict[asyncio.AbstractEventLoop, AioEntry] = {}
         self._httpx: Any = None
-        self._httpx_aio: dict[asyncio.AbstractEventLoop, _AioEntry] = {}
+        self._httpx_aio: dict[asyncio.AbstractEventLoop, AioEntry] = {}
         self._closed = False
         self._generation = 1
         _ALL_SESSIONS.add(self)
@@ -126,16 +126,16 @@ class NotebookSession:
     @property
     def aiohttp(self):
         """The aiohttp.ClientSession for the running loop (``AioGeneration.call(..., session=s.aiohttp)``)."""
-        loop = _running_loop()
+        loop = running_loop()
         if loop is None:
-            raise RuntimeError(_OUTSIDE_LOOP)
+            raise RuntimeError(OUTSIDE_LOOP)
         with self._lock:
             self._check_open()
             self._prune()
             entry = self._aio.get(loop)
             if entry is None or entry.session.closed:
                 aio = _transport.build_aiohttp_session(self._config, self._endpoint, self._observer)
-                entry = self._aio[loop] = _AioEntry(aio, _start_guard(aio))
+                entry = self._aio[loop] = AioEntry(aio, start_guard(aio))
                 log.debug("session %r: built aiohttp session for loop %#x", self.name, id(loop))
             return entry.session
 
@@ -154,16 +154,16 @@ class NotebookSession:
     def httpx_async(self):
         """The httpx.AsyncClient for the running loop: ``dashscope.AsyncClient(http_client=s.httpx_async)``,
         ``openai.AsyncOpenAI(base_url=..., http_client=s.httpx_async)``. One per loop, as ``.aiohttp``."""
-        loop = _running_loop()
+        loop = running_loop()
         if loop is None:
-            raise RuntimeError(_OUTSIDE_LOOP_HTTPX)
+            raise RuntimeError(OUTSIDE_LOOP_HTTPX)
         with self._lock:
             self._check_open()
             self._prune()
             entry = self._httpx_aio.get(loop)
             if entry is None or entry.session.closed:
-                holder = _HttpxAsync(_transport.build_httpx_async_client(self._config, self._endpoint, self._observer))
-                entry = self._httpx_aio[loop] = _AioEntry(holder, _start_guard(holder))
+                holder = HttpxAsync(_transport.build_httpx_async_client(self._config, self._endpoint, self._observer))
+                entry = self._httpx_aio[loop] = AioEntry(holder, start_guard(holder))
                 log.debug("session %r: built httpx async client for loop %#x", self.name, id(loop))
             return entry.session.client
 
@@ -173,7 +173,7 @@ class NotebookSession:
                 if loop.is_closed() or entry.session.closed:
                     del per_loop[loop]
                     if not entry.session.closed:
-                        _detach(entry)
+                        detach(entry)
 
     def _after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's pools without closing them (their sockets and
@@ -183,7 +183,7 @@ class NotebookSession:
         self._lock = threading.RLock()
         self._observer._after_fork_in_child()
         for loop in (*self._aio, *self._httpx_aio):
-            _abandon(loop)
+            abandon(loop)
         if self._requests is not None or self._aio or self._httpx is not None or self._httpx_aio:
             _INHERITED.append((self._requests, self._aio, self._httpx, self._httpx_aio))
             self._requests, self._aio, self._httpx, self._httpx_aio = None, {}, None, {}
@@ -209,11 +209,11 @@ class NotebookSession:
             # Safe with requests in flight: urllib3 closes a connection returned to a closed pool.
             old_requests.close()
         for loop, entry in old_aio.items():
-            _close_aio(loop, entry, drain=True)
+            close_aio(loop, entry, drain=True)
         if old_httpx is not None:
-            _close_httpx_when_idle(old_httpx)
+            close_httpx_when_idle(old_httpx)
         for loop, entry in old_httpx_aio.items():
-            _close_aio(loop, entry, drain=True)
+            close_aio(loop, entry, drain=True)
         return self
 
     def close(self, *, _wait: float = 0.0) -> None:
@@ -231,7 +231,7 @@ class NotebookSession:
         if httpx_client is not None:
             httpx_client.close()
         for loop, entry in (*aio.items(), *httpx_aio.items()):
-            _close_aio(loop, entry, drain=False, wait=_wait)
+            close_aio(loop, entry, drain=False, wait=_wait)
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.name) is self:
                 del _REGISTRY[self.name]
@@ -252,7 +252,7 @@ class NotebookSession:
             entries = [self._aio.pop(loop, None), self._httpx_aio.pop(loop, None)]
         for entry in entries:
             if entry is not None:
-                await _retire(entry, drain=False)
+                await retire(entry, drain=False)
         self.close()
 
     # -- looking at it -------------------------------------------------------------------------
@@ -264,7 +264,7 @@ class NotebookSession:
         return _observe.StatsResult(self._observer.snapshot())
 
     def _label(self) -> str:
-        return str(getattr(self._endpoint, "label", type(self._endpoint).__name__))
+        return self._endpoint.label
 
     def __repr__(self) -> str:
         st = self._observer.snapshot().total
@@ -343,7 +343,7 @@ def close_all(wait: float = 2.0) -> None:
 def _after_fork_in_child() -> None:
     global _REGISTRY_LOCK
     _REGISTRY_LOCK = threading.RLock()
-    _PENDING.clear()  # tasks of the parent's loops
+    PENDING.clear()  # tasks of the parent's loops
     for s in list(_ALL_SESSIONS):
         s._after_fork_in_child()
     # The SDK's own module-level session (calls without session=) pools connections too.

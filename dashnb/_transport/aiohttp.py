@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from .. import _observe
+from .._endpoint import Endpoint, trusts_env
 from .rules import java_idle_timeout, tighter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -367,7 +368,7 @@ async def wait_idle(session: aiohttp.ClientSession) -> None:
 
 
 def build_aiohttp_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
 ) -> aiohttp.ClientSession:
     """An aiohttp.ClientSession bound to the running loop, pooled as ``config`` says.
 
@@ -407,7 +408,7 @@ def build_aiohttp_session(
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
-        trust_env=bool(getattr(endpoint, "trust_env", False)),  # proxies from the environment: real service only
+        trust_env=trusts_env(endpoint),  # proxies from the environment: real service only
         request_class=request_cls,
         response_class=response_cls,
     )

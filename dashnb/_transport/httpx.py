@@ -67,7 +67,7 @@ import httpx
 from httpx._utils import get_environment_proxies  # httpx's own reading of the proxy variables
 
 from .. import _observe
-from .._endpoint import mask_url
+from .._endpoint import Endpoint, mask_url, trusts_env
 from .httpx_drain import AsyncDrainingStream, DrainingStream, DrainState, is_sse
 from .httpx_pool import ObservedAsyncConnection, ObservedAsyncPool, ObservedConnection, ObservedPool, Registry
 from .rules import java_idle_timeout, tighter
@@ -282,7 +282,7 @@ class EndpointAuth(httpx.Auth):
     key is read when a request is sent, never stored here.
     """
 
-    def __init__(self, endpoint: Any) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self._origin = httpx.URL(endpoint.base_url).copy_with(path="/", query=None)
 
@@ -291,6 +291,7 @@ class EndpointAuth(httpx.Auth):
         same = (url.scheme, url.host, url.port) == (self._origin.scheme, self._origin.host, self._origin.port)
         # Read in the expressions, into no local: this generator stays suspended for the whole
         # request, and a frame-capturing tool would show a local holding the key.
+        # getattr: a stand-in server with no key (as tests use) adds no header.
         if same and "authorization" not in request.headers and getattr(self._endpoint, "api_key", None):
             request.headers["Authorization"] = f"Bearer {self._endpoint.api_key}"
         yield request
@@ -299,17 +300,17 @@ class EndpointAuth(httpx.Auth):
         return f"<EndpointAuth for {getattr(self._endpoint, 'label', 'endpoint')}>"
 
 
-def _client_kwargs(config: PoolConfig, endpoint: Any) -> dict[str, Any]:
+def _client_kwargs(config: PoolConfig, endpoint: Endpoint) -> dict[str, Any]:
     return {
         "base_url": endpoint.base_url,
         "timeout": httpx_timeout(config),
         "auth": EndpointAuth(endpoint),
         # The CA is the endpoint's, given to the transport; the proxies are the mounts below.
-        "trust_env": bool(getattr(endpoint, "trust_env", False)),
+        "trust_env": trusts_env(endpoint),
     }
 
 
-def _proxy_mounts(endpoint: Any, transport_for: Callable[[httpx.Proxy], T]) -> dict[str, T | None]:
+def _proxy_mounts(endpoint: Endpoint, transport_for: Callable[[httpx.Proxy], T]) -> dict[str, T | None]:
     """httpx's ``mounts=``: the environment's proxies (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...)
     as httpx itself reads them, each as a transport built by ``transport_for``, for an endpoint
     that trusts the environment (the real service); none for an emulator, which is always reached
@@ -318,7 +319,7 @@ def _proxy_mounts(endpoint: Any, transport_for: Callable[[httpx.Proxy], T]) -> d
     httpx reads these only when it builds its transport itself (``transport=`` turns them off),
     so dashnb mounts them as httpx would, in front of its own observed pools. Read when the
     client is built, as httpx does."""
-    if getattr(endpoint, "is_emulator", False) or not getattr(endpoint, "trust_env", False):
+    if not trusts_env(endpoint):
         return {}
     made: dict[str, T] = {}  # one transport (one pool) per proxy, however many schemes name it
     mounts: dict[str, T | None] = {}
@@ -330,13 +331,13 @@ def _proxy_mounts(endpoint: Any, transport_for: Callable[[httpx.Proxy], T]) -> d
     return mounts
 
 
-def _ssl_context(endpoint: Any) -> ssl.SSLContext:
+def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
     return endpoint.ssl_context()
 
 
 def build_httpx_client(
     config: PoolConfig,
-    endpoint: Any,
+    endpoint: Endpoint,
     observer: _observe.Observer | None = None,
     *,
     drain_budget: float = DEFAULT_DRAIN_BUDGET,
@@ -354,7 +355,7 @@ def build_httpx_client(
 
 def build_httpx_async_client(
     config: PoolConfig,
-    endpoint: Any,
+    endpoint: Endpoint,
     observer: _observe.Observer | None = None,
     *,
     drain_budget: float = DEFAULT_DRAIN_BUDGET,

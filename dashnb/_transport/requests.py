@@ -25,6 +25,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Timeout
 
 from .. import _observe
+from .._endpoint import Endpoint, trusts_env
 from .rules import java_idle_timeout, merge_requests_timeout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,7 @@ class _ObservedConnectionMixin:
 
     def _new_conn(self):  # the TCP connect
         t0 = time.perf_counter()
-        sock = super()._new_conn()
+        sock = super()._new_conn()  # type: ignore[misc]  # a mixin: the urllib3 class provides it
         self._dashnb_tcp_s = time.perf_counter() - t0
         return sock
 
@@ -93,10 +94,10 @@ class _ObservedConnectionMixin:
         self._dashnb_observer.request_sent(
             "sync", connection_id=self._dashnb_id, requests_on_connection=n, sent_at=time.perf_counter(), start=start
         )
-        return super().putrequest(*args, **kwargs)
+        return super().putrequest(*args, **kwargs)  # type: ignore[misc]  # as above
 
     def getresponse(self):
-        resp = super().getresponse()
+        resp = super().getresponse()  # type: ignore[misc]  # as above
         self._dashnb_observer.response_started(time.perf_counter())
         return resp
 
@@ -171,7 +172,7 @@ class _IdleEvictingPoolMixin:
             now = time.monotonic()
             if now > self._dashnb_next_sweep:
                 self._dashnb_sweep(now)
-        return super()._get_conn(timeout)
+        return super()._get_conn(timeout)  # type: ignore[misc]  # a mixin: the urllib3 class provides it
 
     def _put_conn(self, conn) -> None:
         if conn is None:
@@ -274,15 +275,15 @@ class PoolConfigAdapter(HTTPAdapter):
 
 
 def build_requests_session(
-    config: PoolConfig, endpoint: Any, observer: _observe.Observer | None = None
+    config: PoolConfig, endpoint: Endpoint, observer: _observe.Observer | None = None
 ) -> requests.Session:
     """A requests.Session pooled as ``config`` says, trusting ``endpoint``'s CA (and, for an
     endpoint with ``trust_env``, the environment's proxies and CA bundle)."""
     session = requests.Session()
     # For the emulator, trust exactly its CA: with trust_env, REQUESTS_CA_BUNDLE (set on some
     # machines) would silently replace session.verify and HTTPS_PROXY would reroute the calls.
-    session.trust_env = bool(getattr(endpoint, "trust_env", False))
-    session.verify = getattr(endpoint, "ca_path", None) or certifi.where()
+    session.trust_env = trusts_env(endpoint)
+    session.verify = endpoint.ca_path or certifi.where()
     adapter = PoolConfigAdapter(config, observer)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

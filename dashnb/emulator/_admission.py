@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +26,7 @@ _SSE = "text/event-stream;charset=UTF-8"
 
 @dataclass
 class Admitted:
-    body: object  # the parsed JSON
+    body: Any  # the parsed JSON: an object (a dict) unless admit(object_only=False)
     opts: EmulatorOptions  # the live options for this request
     rid: str  # its request id
 

@@ -8,7 +8,9 @@ waits on it. So it has a deadline (``body_timeout``) and a minimum rate (``body_
 from ``BODY_RATE_GRACE_S`` after the head), and it may be evicted like an idle one, counted from
 the end of its head, so a byte every few seconds buys it nothing.
 
-``Defences`` is a part of `Relay` (a mixin): it reads the relay's links, options and counters.
+The relay owns one ``Defences``. It sees the relay's connections (the relay's own ``links``), and
+hands a connection back to the relay to be forgotten through ``lost``: it decides, the relay keeps
+the books. ``client_side`` makes the protocol for an accepted socket (`_link._ClientSide`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._link import Link, _ClientSide
+from ._options import auto_connection_limit
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +83,29 @@ class _RateLimitedLog:
 class Defences:
     """The relay's accept loop and the limits and deadlines it keeps (see the module docstring)."""
 
-    # Set by Relay.__init__ / defined by Relay; named here for the type checker.
-    loop: Any
-    _options: Callable[[], Any]
-    counters: Any
-    links: dict[int, Link]
-    listeners: list[socket.socket]
-    lingering: int
-    starting: int
-    auto_limit: int
-    warn: _RateLimitedLog
-    _sweep_handle: asyncio.TimerHandle | None
-    _closed: bool
-    _client_lost: Callable[[Link], None]
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        options: Callable[[], Any],
+        counters: Any,
+        links: dict[int, Link],
+        warn: _RateLimitedLog,
+        lost: Callable[[Link], None],
+        client_side: Callable[[int | None], _ClientSide],
+    ) -> None:
+        self.loop = loop
+        self.options = options  # () -> EmulatorOptions (swapped live by configure)
+        self.counters = counters
+        self.links = links  # the relay's: read here, changed only by the relay
+        self.warn = warn
+        self.lost = lost  # the relay forgets a connection closed here (Relay._client_lost)
+        self.client_side = client_side  # (limit it is over, or None) -> the protocol for an accepted socket
+        self.listeners: list[socket.socket] = []
+        self.auto_limit = auto_connection_limit()
+        self.lingering = 0  # refused connections still open (see _MAX_LINGERING)
+        self.starting = 0  # accepted sockets whose transport is being made
+        self.sweep_handle: asyncio.TimerHandle | None = None
+        self.closed = False
 
     async def listen(self, socks) -> None:
         # Our own accept loop, not loop.create_server: asyncio's accepts up to its backlog (1024)
@@ -103,7 +116,17 @@ class Defences:
             sock.setblocking(False)
             self.listeners.append(sock)
             self.loop.add_reader(sock.fileno(), self._accept, sock)
-        self._sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
+        self.sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
+
+    def close(self) -> None:
+        """Stop accepting and sweeping; the relay closes the connections."""
+        self.closed = True
+        if self.sweep_handle is not None:
+            self.sweep_handle.cancel()
+            self.sweep_handle = None
+        for sock in self.listeners:
+            self.loop.remove_reader(sock.fileno())
+            sock.close()
 
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(_ACCEPT_BATCH):
@@ -123,7 +146,7 @@ class Defences:
             self.loop.create_task(self._start(conn, limit if refuse else None))
 
     async def _start(self, conn: socket.socket, refuse: int | None) -> None:
-        protocol = _ClientSide(self, refuse)
+        protocol = self.client_side(refuse)
         try:
             await self.loop.connect_accepted_socket(lambda: protocol, conn)
         except OSError as exc:
@@ -147,13 +170,13 @@ class Defences:
         self.loop.call_later(_ACCEPT_RETRY_S, self._resume_accepting, sock)
 
     def _resume_accepting(self, sock: socket.socket) -> None:
-        if not self._closed:
+        if not self.closed:
             self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     # -- defences: the connection limit, deadlines, running out of files --------------------
 
     def connection_limit(self) -> int:
-        return self._options().connection_limit or self.auto_limit
+        return self.options().connection_limit or self.auto_limit
 
     def _evictable(self, link: Link) -> bool:
         # Nothing being answered and no reply on its way: the client loses no work.
@@ -186,9 +209,9 @@ class Defences:
         """Close a connection now, both sides, freeing its descriptors."""
         if not link.client.is_closing():
             link.client.close()
-        self._client_lost(link)
+        self.lost(link)
 
-    def _refuse(self, transport, limit: int) -> bool:
+    def refuse(self, transport, limit: int) -> bool:
         """Turn a connection away; True when it lingers to deliver the 503."""
         self.counters.refused += 1
         self.warn.warning(
@@ -196,7 +219,7 @@ class Defences:
             "emulator refused a connection: all %d connections it may hold (connection_limit) are busy",
             limit,
         )
-        if self._options().tls != "off" or self.lingering >= _MAX_LINGERING:
+        if self.options().tls != "off" or self.lingering >= _MAX_LINGERING:
             # A TLS client could not read a plain-text reply: it sees the connection close.
             transport.abort()
             return False
@@ -210,15 +233,15 @@ class Defences:
         return True
 
     def _sweep_every(self) -> float:
-        opts = self._options()
+        opts = self.options()
         grace = BODY_RATE_GRACE_S if opts.body_min_rate is not None else None
         timeouts = [t for t in (opts.head_timeout, opts.idle_timeout, opts.body_timeout, grace) if t is not None]
         return min([1.0] + [max(0.02, t / 4) for t in timeouts])
 
     def _sweep(self) -> None:
         """Close connections past their deadlines: too slow to send a head or a body, or idle too long."""
-        self._sweep_handle = None
-        opts = self._options()
+        self.sweep_handle = None
+        opts = self.options()
         now = self.loop.time()
         for link in list(self.links.values()):
             if not link.admitted or link.closed:
@@ -238,8 +261,8 @@ class Defences:
                 self.counters.idle_closed += 1
                 log.debug("closing connection %d: idle for %gs (idle_timeout)", link.id, opts.idle_timeout)
                 self._drop(link)
-        if not self._closed:
-            self._sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
+        if not self.closed:
+            self.sweep_handle = self.loop.call_later(self._sweep_every(), self._sweep)
 
     def _check_body(self, link: Link, opts, now: float) -> None:
         """Close a connection whose body is past its deadline, or arriving slower than the minimum rate."""

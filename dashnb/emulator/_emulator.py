@@ -163,7 +163,7 @@ class Emulator:
         socks = _listen(self._options.host, self._options.port)
         self._listeners += socks
         self._port = socks[0].getsockname()[1]
-        await self._relay.listen(socks)
+        await self._relay.defences.listen(socks)
 
     async def _undo_start(self) -> None:
         relay = getattr(self, "_relay", None)
@@ -257,7 +257,10 @@ class Emulator:
                 return fn(*args)
         except RuntimeError:
             pass
-        fut = concurrent.futures.Future()
+        loop = self._loop
+        if loop is None:  # pragma: no cover - _start sets it before returning the handle
+            raise RuntimeError("this emulator has not started")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run():
             try:
@@ -265,7 +268,7 @@ class Emulator:
             except BaseException as exc:  # pragma: no cover - handed to the caller
                 fut.set_exception(exc)
 
-        self._loop.call_soon_threadsafe(run)
+        loop.call_soon_threadsafe(run)
         return fut.result(timeout=10)
 
     # -- public surface -------------------------------------------------------------------

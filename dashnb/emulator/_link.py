@@ -12,9 +12,10 @@ import collections
 import socket
 from typing import Any
 
-# The relay these parts belong to is typed as Any here: it imports this module, never the other
-# way round (it drives a link through the methods the protocols below call).
+# The relay these parts belong to, and its defences, are typed as Any here: they import this
+# module, never the other way round (they drive a link through the methods the protocols below call).
 _Relay = Any
+_Defences = Any
 
 _EOF = object()
 
@@ -199,20 +200,21 @@ def _no_delay(transport) -> None:
 class _ClientSide(asyncio.Protocol):
     # ``refuse``: the connection limit it is over. The link then stays None: the 503 goes out,
     # and what the client sends is discarded.
-    def __init__(self, relay: _Relay, refuse: int | None = None):
+    def __init__(self, relay: _Relay, defences: _Defences, refuse: int | None = None):
         self.relay = relay
+        self.defences = defences
         self.refuse = refuse
         self.made = False
-        self.lingering = False  # a refusal whose 503 is going out (counted in relay.lingering)
+        self.lingering = False  # a refusal whose 503 is going out (counted in defences.lingering)
         self.link: Link | None = None
 
     def connection_made(self, transport):
         self.made = True
-        self.relay.starting -= 1
+        self.defences.starting -= 1
         transport.set_write_buffer_limits(high=1 << 20)
         _no_delay(transport)
         if self.refuse is not None:
-            self.lingering = self.relay._refuse(transport, self.refuse)
+            self.lingering = self.defences.refuse(transport, self.refuse)
         else:
             self.link = self.relay._accepted(transport)
 
@@ -228,7 +230,7 @@ class _ClientSide(asyncio.Protocol):
 
     def connection_lost(self, exc):
         if self.lingering:
-            self.relay.lingering -= 1
+            self.defences.lingering -= 1
         elif self.link is not None:
             self.relay._client_lost(self.link)
 

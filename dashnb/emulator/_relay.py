@@ -14,8 +14,9 @@ makes a socket pair, keeps one end and hands the other to the server as an accep
 (TLS terminated there, as before). So the only sockets a client can reach are the ones the URLs
 name, and every connection passes the relay's defences; each still costs three descriptors.
 
-The relay's defences (accept loop, connection limit, deadlines) are in `_defences`; one
-connection's state, gates and delay queues in `_link`.
+The relay owns its defences (accept loop, connection limit, deadlines: `_defences`), which see its
+connections and hand back the ones they close; one connection's state, gates and delay queues are
+in `_link`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from dataclasses import dataclass
 
 from ._clock import make_clock
 from ._defences import OUT_OF_FILES, Defences, _RateLimitedLog
-from ._link import _EOF, HIGH_WATER, Link, _Delay, _ServerSide
-from ._options import auto_connection_limit
+from ._link import _EOF, HIGH_WATER, Link, _ClientSide, _Delay, _ServerSide
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Backend:
     ssl: ssl.SSLContext | None
 
 
-class Relay(Defences):
+class Relay:
     """Accepts client connections and forwards them, delayed, to the backend the options choose."""
 
     def __init__(self, loop, options_getter, backend_for, counters, rng: random.Random):
@@ -67,17 +67,20 @@ class Relay(Defences):
         self.links: dict[int, Link] = {}
         self.by_handler: dict[object, Link] = {}  # the server's protocol for each link -> the link
         self.waiting: collections.deque[Link] = collections.deque()
-        self.listeners: list[socket.socket] = []
         self.clock = make_clock(loop, spin=CLOCK_SPIN)
         # Seconds each held chunk left after its due time (the latest ones): what the relay adds
         # to the model's rtt/2 per crossing. Benchmarks read and clear it on the loop.
         self.lateness: collections.deque[float] = collections.deque(maxlen=100_000)
-        self.auto_limit = auto_connection_limit()
-        self.lingering = 0  # refused connections still open (see _defences._MAX_LINGERING)
-        self.starting = 0  # accepted sockets whose transport is being made
         self.warn = _RateLimitedLog(loop)
-        self._sweep_handle: asyncio.TimerHandle | None = None
-        self._closed = False
+        self.defences = Defences(
+            loop,
+            options_getter,
+            counters,
+            self.links,
+            self.warn,
+            lost=self._client_lost,
+            client_side=lambda refuse: _ClientSide(self, self.defences, refuse),
+        )
 
     # -- timing ---------------------------------------------------------------------------
 
@@ -130,7 +133,7 @@ class Relay(Defences):
                     "emulator cannot accept connections: %s; closing its longest-idle connection",
                     exc.strerror or exc,
                 )
-                self.evict_one(f"cannot reach its server: {exc.strerror or exc}")
+                self.defences.evict_one(f"cannot reach its server: {exc.strerror or exc}")
             else:
                 log.debug("relay could not make a socket pair: %s", exc)
             self._abort(link)
@@ -353,12 +356,7 @@ class Relay(Defences):
                 self.arm_idle(link)
 
     def close_all(self) -> None:
-        self._closed = True
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
+        self.defences.close()
         for link in list(self.links.values()):
             self._abort(link)
-        for sock in self.listeners:
-            self.loop.remove_reader(sock.fileno())
-            sock.close()
         self.clock.close()
