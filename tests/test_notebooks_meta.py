@@ -148,3 +148,80 @@ def test_structure_problems_are_reported():
     assert any("execution counts" in p for p in problems(_nb(_md(), _code(count=3))))
     err = nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[])
     assert any("error output" in p for p in problems(_nb(_md(), _code(outputs=[err]))))
+
+
+# -- notebooks that fit a 1280 px window and lead somewhere -----------------------------------------
+
+# JupyterLab's code cells at a 1280x800 window, file browser open, show about 100 characters.
+MAX_CODE_LINE = 100
+START_PAGE = "README.md"
+# A markdown link's target, or a file name in backticks: `01_sync_sessions.ipynb`.
+POINTS_TO = re.compile(r"\]\(([^)\s#]+)[^)]*\)|`([\w.-]+\.(?:ipynb|md))`")
+
+
+def long_code_lines(nb) -> list[str]:
+    """Each code line wider than MAX_CODE_LINE, named by cell and line."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for n, line in enumerate(cell.source.splitlines(), 1):
+            if len(line) > MAX_CODE_LINE:
+                found.append(f"cell {i} line {n} has {len(line)} characters (at most {MAX_CODE_LINE}): {line[:60]!r}")
+    return found
+
+
+def next_problems(nb, folder: pathlib.Path) -> list[str]:
+    """What is wrong with the notebook's ending: it must be a markdown cell with a "Next" that points
+    to a file in ``folder`` (another notebook, or the start page)."""
+    if not nb.cells or nb.cells[-1].cell_type != "markdown":
+        return ["the last cell must be markdown with a 'Next' pointing to the next notebook (or the start page)"]
+    text = nb.cells[-1].source
+    at = text.find("Next")
+    if at < 0:
+        return ["the last cell has no 'Next': point to the next notebook (or the start page)"]
+    targets = [a or b for a, b in POINTS_TO.findall(text[at:])]
+    if not targets:
+        return ["the last cell's 'Next' names no notebook: link one, e.g. [01_x.ipynb](01_x.ipynb)"]
+    missing = [t for t in targets if not (folder / t).is_file()]
+    return [f"the last cell's 'Next' points to {t}, which is not in {folder.name}/" for t in missing]
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name for p in ALL])
+def test_code_lines_fit_a_1280px_window(path):
+    assert long_code_lines(nbformat.read(path, as_version=4)) == []
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name for p in ALL])
+def test_every_notebook_ends_with_a_next(path):
+    assert next_problems(nbformat.read(path, as_version=4), NOTEBOOKS) == []
+
+
+def test_the_quickstart_names_every_notebook_and_the_workshop():
+    text = "\n".join(c.source for c in nbformat.read(NOTEBOOKS / "00_quickstart.ipynb", as_version=4).cells)
+    missing = [p.name for p in ALL if p.name != "00_quickstart.ipynb" and p.name not in text]
+    assert missing == [], f"00_quickstart.ipynb does not name {missing}"
+
+
+def test_the_start_page_lists_every_notebook():
+    page = NOTEBOOKS / START_PAGE
+    assert page.is_file(), f"{NOTEBOOKS.name}/{START_PAGE} is the start page JupyterLab shows"
+    text = page.read_text(encoding="utf-8")
+    targets = {a or b for a, b in POINTS_TO.findall(text)}
+    assert {p.name for p in ALL} <= targets, sorted({p.name for p in ALL} - targets)
+
+
+def test_the_fit_checks_catch_what_they_should(tmp_path):
+    (tmp_path / "01_next.ipynb").write_text("{}", encoding="utf-8")
+    wide = _code("x = 1  # " + "a comment that runs on " * 5)
+    assert long_code_lines(_nb(_md(), wide)) and long_code_lines(_nb(_md(), _code())) == []
+    ends = {
+        "a code cell last": _nb(_md(), _code()),
+        "no Next": _nb(_md(), _code(), _md("## Summary\n\nDone.")),
+        "Next naming nothing": _nb(_md(), _md("Next: the async lesson.")),
+        "Next to a missing file": _nb(_md(), _md("Next: [02](02_missing.ipynb)")),
+    }
+    for what, nb in ends.items():
+        assert next_problems(nb, tmp_path), what
+    assert next_problems(_nb(_md(), _md("Next: [01](01_next.ipynb)")), tmp_path) == []
+    assert next_problems(_nb(_md(), _md("Next: `01_next.ipynb`")), tmp_path) == []

@@ -19,25 +19,54 @@ from typing import Any
 from .checks import COUNT_UNITS
 from .names import DURATIONS, ENV_VARS, JAVA_DEFAULTS, JAVA_NAMES, default_text, fmt_seconds
 
-# Inline, so every front end gets it: JupyterLab right-aligns table cells by default. The table
-# takes the output area's width and no more (fixed layout, percentage columns from _table_open),
-# and long words such as environment variable names wrap, so it fits a 1280 px screen however many
-# library columns it has.
-_CELL = ' style="text-align:left; vertical-align:top; overflow-wrap:anywhere; padding:0.3em 0.4em"'
+# Inline, so every front end gets it: JupyterLab right-aligns table cells by default and lays
+# tables out with `table-layout: fixed`, which squeezes columns to fixed shares and breaks words
+# inside ("connectTimeo/ut"). The table takes the output area's width and no more, lays out its
+# columns by their content (auto), and wraps between words only; names such as the environment
+# variables may also break after an underscore (<wbr>). Four columns, the three libraries
+# stacked in one, keep every column wide enough for its longest word in a 1280 px window with the
+# file browser open.
+_CELL = ' style="text-align:left; vertical-align:top; word-break:normal; overflow-wrap:normal; padding:0.3em 0.5em"'
+# (heading, rows() key) of each library, stacked in the third column.
+_LIBRARIES = (("requests / urllib3", "requests"), ("aiohttp", "aiohttp"), ("httpx / dashscope v2", "httpx"))
+_HEAD = ("setting", "value", "in Python", "note")
+_WIDTHS = (19, 9, 44, 28)  # percent: shares to aim for; auto layout still gives each its longest word
 
 
-def _table_open(head: tuple[str, ...]) -> str:
-    """The opening tag and column widths of the settings table: the three short columns (name,
-    value, env var) fixed, the rest sharing what is left, the note half as wide again as each
-    library column."""
-    fixed = (14.0, 11.0, 15.0)
-    libraries = len(head) - len(fixed) - 1
-    share = (100.0 - sum(fixed)) / (libraries + 1.5)
-    widths = [*fixed, *([share] * libraries), 1.5 * share]
-    cols = "".join(f'<col style="width:{w:.1f}%">' for w in widths)
+def _table_open() -> str:
+    """The opening tag and column widths of the settings table."""
+    cols = "".join(f'<col style="width:{w}%">' for w in _WIDTHS)
     return (
-        '<table class="dashnb-poolconfig" style="table-layout:fixed; width:100%; max-width:100%; '
+        '<table class="dashnb-poolconfig" style="table-layout:auto; width:100%; max-width:100%; '
         f'font-size:0.92em; margin-left:0"><colgroup>{cols}</colgroup>'
+    )
+
+
+def _breakable(text: str) -> str:
+    """Text as HTML that may also wrap after an underscore: names such as
+    DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS are wider than a column."""
+    return "_<wbr>".join(html.escape(part) for part in text.split("_"))
+
+
+def _libraries_cell(row: Mapping[str, Any], libraries: tuple[tuple[str, str], ...] = _LIBRARIES) -> str:
+    """What the setting is called in each library, one short paragraph each."""
+    return "".join(
+        f'<div style="margin-bottom:0.3em"><strong>{html.escape(label)}:</strong> {_breakable(row[key])}</div>'
+        for label, key in libraries
+    )
+
+
+def _row_cells(row: Mapping[str, Any], libraries: tuple[tuple[str, str], ...] = _LIBRARIES) -> tuple[str, ...]:
+    esc = html.escape
+    value = esc(row["value_text"])
+    if row["changed"]:
+        value = f"<strong>{value}</strong>"
+    return (
+        f"<code>{esc(row['java_name'])}</code><br><small>{_breakable(row['setting'])}</small><br>"
+        f"<small>env <code>{_breakable(row['env_var'])}</code></small>",
+        f"{value}<br><small>default {esc(row['default_text'])}</small>",
+        _libraries_cell(row, libraries),
+        _breakable(row["note"]),
     )
 
 
@@ -168,29 +197,14 @@ def describe(config: Any) -> str:
 
 def repr_html(config: Any) -> str:
     """The rows() table as HTML, for a notebook."""
-
-    esc = html.escape
-    head = ("Java name", "value", "env var", "requests / urllib3", "aiohttp", "httpx / dashscope v2", "note")
     parts = [
-        _table_open(head),
-        f"<caption>{esc(repr(config))}</caption>",
-        "<thead><tr>" + "".join(f"<th{_CELL}>{esc(h)}</th>" for h in head) + "</tr></thead>",
+        _table_open(),
+        f"<caption>{html.escape(repr(config))}</caption>",
+        "<thead><tr>" + "".join(f"<th{_CELL}>{h}</th>" for h in _HEAD) + "</tr></thead>",
         "<tbody>",
     ]
     for row in rows(config):
-        value = esc(row["value_text"])
-        if row["changed"]:
-            value = f"<strong>{value}</strong>"
-        cells = (
-            f"<code>{esc(row['java_name'])}</code><br><small>{esc(row['setting'])}</small>",
-            f"{value}<br><small>default {esc(row['default_text'])}</small>",
-            f"<code>{esc(row['env_var'])}</code>",
-            esc(row["requests"]),
-            esc(row["aiohttp"]),
-            esc(row["httpx"]),
-            esc(row["note"]),
-        )
-        parts.append("<tr>" + "".join(f"<td{_CELL}>{c}</td>" for c in cells) + "</tr>")
+        parts.append("<tr>" + "".join(f"<td{_CELL}>{c}</td>" for c in _row_cells(row)) + "</tr>")
     parts += ["</tbody>", "</table>"]
-    parts += [f"<p><strong>Warning:</strong> {esc(p)}</p>" for p in config.constraint_problems()]
+    parts += [f"<p><strong>Warning:</strong> {html.escape(p)}</p>" for p in config.constraint_problems()]
     return "\n".join(parts)

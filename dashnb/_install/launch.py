@@ -7,7 +7,9 @@
     (['-m', 'jupyterlab', '--ServerApp.ip=127.0.0.1'], True)
 
 Both listen on 127.0.0.1 only. The lab reads the project's setting defaults (no "get notified about
-Jupyter news?" popup) and logs warnings only, so the URL to open is the last thing it prints.
+Jupyter news?" popup, Markdown opened as a page) and server configuration (warnings only, less the
+ones that repeat for every notebook, see quiet.py), so the URL to open is the last thing it
+prints; it opens the folder's README.md, the start page, when there is one.
 The presenter mode is offline whatever the environment holds: a room has no key to spend.
 """
 
@@ -24,6 +26,7 @@ from .resources import JUPYTER_CONFIG, JUPYTER_SHARE, WORKSHOP_NOTEBOOK, noteboo
 
 OFFLINE_ENV = "DASHNB_OFFLINE"
 PRESENTER_TEMPLATE = "dashnb-presenter"
+START_PAGE = "README.md"
 
 
 def _prepend(environ: Mapping[str, str], name: str, folder: Path) -> str:
@@ -49,10 +52,18 @@ def lab_command(
         f"--ServerApp.root_dir={root}",
         "--log-level=WARN",
     ]
+    if (root / START_PAGE).is_file():
+        # The folder's start page opens first (and the URL printed last points there): it lists
+        # the notebooks in order. A folder of the user's own without it opens JupyterLab as usual.
+        argv.append(f"--LabApp.default_url=/lab/tree/{START_PAGE}")
     if not open_browser:
         argv.append("--no-browser")
     if port is not None:
         argv.append(f"--ServerApp.port={port}")
+    if os.name == "posix":
+        # Kernels on Unix sockets instead of loopback TCP ports: nothing else on the machine can
+        # connect to them, and ipykernel no longer warns, once per kernel, that TCP is unencrypted.
+        argv.append("--KernelManager.transport=ipc")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # Jupyter refuses to start as root unless told that is intended
     environ["JUPYTER_CONFIG_PATH"] = _prepend(environ, "JUPYTER_CONFIG_PATH", JUPYTER_CONFIG)
