@@ -133,7 +133,8 @@ class Script:
         return self._push(Turn("stall", seconds=float(seconds)), None)
 
     def drop(self) -> Script:
-        """Break the next answer off: a stream after its first chunk, a whole reply halfway through."""
+        """Break the next answer off: a stream after its first two chunks, a whole reply halfway
+        through its promised length (the connection closes; the next request is answered as usual)."""
         return self._push(Turn("drop"), None)
 
     def clear(self) -> None:
@@ -206,49 +207,76 @@ def scripted_reply(turn: Turn, usual: Reply, request: GenerationRequest) -> Repl
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"})
 
 
-@dataclass(frozen=True)
 class JournalEntry:
-    """One text-generation request as the emulator received it (its own parsed copy)."""
+    """One text-generation request as the emulator received it: read-only views of its own parsed body.
 
+    Only the protocol, the body and the headers without the key are kept when the request arrives;
+    the rest is read from the body when asked for, so keeping a journal costs a request a few
+    microseconds.
+    """
+
+    __slots__ = ("_body", "_headers", "protocol", "stream")
     protocol: str  # "native" or "compatible"
-    model: Any
-    messages: tuple
-    tools: tuple
-    params: MappingProxyType  # every other parameter (native: `parameters`; compatible: the body's other keys)
-    headers: MappingProxyType  # lower-case names; no Authorization or other key-bearing header
     stream: bool
+    _body: dict
+    _headers: dict
+
+    def __init__(self, protocol: str, body: dict, headers: dict, stream: bool):
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "stream", stream)
+        object.__setattr__(self, "_body", body)
+        object.__setattr__(self, "_headers", headers)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a journal entry is read-only")
+
+    @property
+    def model(self) -> Any:
+        return self._body.get("model")
+
+    def _native_parts(self) -> tuple[dict, dict]:
+        inp = self._body.get("input")
+        params = self._body.get("parameters")
+        return (inp if isinstance(inp, dict) else {}), (params if isinstance(params, dict) else {})
+
+    @property
+    def messages(self) -> tuple:
+        """The conversation as sent (a native prompt becomes one user message)."""
+        if self.protocol == "native":
+            inp, _ = self._native_parts()
+            messages = inp.get("messages")
+            if not messages and isinstance(inp.get("prompt"), str):
+                messages = [{"role": "user", "content": inp["prompt"]}]
+        else:
+            messages = self._body.get("messages")
+        return tuple(messages) if isinstance(messages, list) else ()
+
+    @property
+    def tools(self) -> tuple:
+        tools = self._native_parts()[1].get("tools") if self.protocol == "native" else self._body.get("tools")
+        return tuple(tools) if isinstance(tools, list) else ()
+
+    @property
+    def params(self) -> MappingProxyType:
+        """Every other parameter (native: ``parameters``; compatible: the body's other keys)."""
+        if self.protocol == "native":
+            params = {k: v for k, v in self._native_parts()[1].items() if k != "tools"}
+        else:
+            params = {k: v for k, v in self._body.items() if k not in ("model", "messages", "tools")}
+        return MappingProxyType(params)
+
+    @property
+    def headers(self) -> MappingProxyType:
+        """Lower-case names; no Authorization or other key-bearing header."""
+        return MappingProxyType(self._headers)
 
     @property
     def last_message(self) -> Any:
-        return self.messages[-1] if self.messages else None
+        messages = self.messages
+        return messages[-1] if messages else None
 
-
-def _entry(protocol: str, body: dict, headers, stream: bool, key: str) -> JournalEntry:
-    if protocol == "native":
-        inp: dict = body["input"] if isinstance(body.get("input"), dict) else {}
-        messages = inp.get("messages")
-        if not messages and isinstance(inp.get("prompt"), str):
-            messages = [{"role": "user", "content": inp["prompt"]}]
-        params: dict = body["parameters"] if isinstance(body.get("parameters"), dict) else {}
-        tools = params.get("tools")
-        params = {k: v for k, v in params.items() if k != "tools"}
-    else:
-        messages, tools = body.get("messages"), body.get("tools")
-        params = {k: v for k, v in body.items() if k not in ("model", "messages", "tools")}
-    kept = {
-        name.lower(): value
-        for name, value in headers.items()
-        if name.lower() not in _SECRET_HEADERS and key not in value  # a key pasted into another header too
-    }
-    return JournalEntry(
-        protocol=protocol,
-        model=body.get("model"),
-        messages=tuple(messages) if isinstance(messages, list) else (),
-        tools=tuple(tools) if isinstance(tools, list) else (),
-        params=MappingProxyType(params),
-        headers=MappingProxyType(kept),
-        stream=stream,
-    )
+    def __repr__(self) -> str:
+        return f"<JournalEntry {self.protocol} {self.model!r}: {len(self.messages)} messages, {len(self.tools)} tools>"
 
 
 class Journal:
@@ -261,7 +289,12 @@ class Journal:
     def record(self, protocol: str, body: object, headers, *, stream: bool, key: str) -> None:
         """Keep what one request asked (the server calls this; a body that is no object is skipped)."""
         if isinstance(body, dict):
-            entry = _entry(protocol, body, headers, stream, key)
+            kept = {
+                low: value
+                for name, value in headers.items()
+                if (low := name.lower()) not in _SECRET_HEADERS and key not in value  # a key pasted elsewhere too
+            }
+            entry = JournalEntry(protocol, body, kept, stream)
             with self._lock:
                 self._entries.append(entry)
 
