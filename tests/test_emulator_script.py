@@ -172,6 +172,10 @@ def test_the_journal_is_bounded_and_the_script_is_safe_across_threads():
     for i in range(5):
         journal.record("native", {"model": f"m{i}", "input": {"prompt": "x"}}, {}, stream=False, key="k")
     assert [e.model for e in journal] == ["m2", "m3", "m4"]
+    by_size = Journal(max_bytes=1000)
+    for i in range(5):
+        by_size.record("native", {"model": f"m{i}"}, {}, stream=False, key="k", size=400)
+    assert [e.model for e in by_size] == ["m3", "m4"]
 
     script = Script()
     threads = [threading.Thread(target=lambda: [script.reply("x") for _ in range(200)]) for _ in range(4)]

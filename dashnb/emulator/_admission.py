@@ -28,6 +28,7 @@ class Admitted:
     body: object  # the parsed JSON
     opts: EmulatorOptions  # the live options for this request
     rid: str  # its request id
+    size: int = 0  # the body's length in bytes, as received
 
 
 class Refusal:
@@ -102,7 +103,7 @@ async def admit(
         return fail(400, "InvalidParameter", "The request body is not valid JSON.")
     if object_only and not isinstance(body, dict):
         return fail(400, "InvalidParameter", "The request body must be a JSON object.")
-    return Admitted(body=body, opts=opts, rid=fail.rid)
+    return Admitted(body=body, opts=opts, rid=fail.rid, size=len(raw))
 
 
 def request_id(request) -> str:

@@ -331,8 +331,9 @@ class Emulator:
 
     @property
     def journal(self) -> Journal:
-        """The text-generation requests this emulator received (the latest ``JOURNAL_MAXLEN``), with
-        their protocol, model, messages, tools, parameters and headers (never the key)."""
+        """The text-generation requests this emulator received (the latest 1000, and 32 MiB of bodies:
+        ``_script.JOURNAL_MAXLEN``, ``JOURNAL_MAX_BYTES``), with their protocol, model, messages,
+        tools, parameters and headers (never the key). The pytest fixture clears it before each test."""
         return self._journal
 
     @property

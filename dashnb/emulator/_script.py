@@ -12,9 +12,10 @@ dropped connection. A request the service would refuse (a bad parameter) is refu
 takes no turn. With the queue empty the emulator answers as always, deterministically (`_compose`).
 
 The journal keeps what each text-generation request asked, newest last, at most `JOURNAL_MAXLEN`
-of them (older ones fall off): protocol, model, messages, tools, the other parameters, and the
-headers without the API key. The emulator runs on its own thread, a test on another: both
-objects take a lock for what must not interleave, and an empty script costs a request one length check.
+of them and `JOURNAL_MAX_BYTES` of their bodies (older ones fall off): protocol, model, messages,
+tools, the other parameters, and the headers without the API key. The emulator runs on its own
+thread, a test on another: both objects take a lock for what must not interleave, and an empty
+script costs a request one length check.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from ._errors import ServiceError, lookup
 from ._request import GenerationRequest
 from ._tools import ToolCall
 
-__all__ = ["JOURNAL_MAXLEN", "Journal", "JournalEntry", "Script", "Turn", "scripted_reply"]
+__all__ = ["JOURNAL_MAXLEN", "JOURNAL_MAX_BYTES", "Journal", "JournalEntry", "Script", "Turn", "scripted_reply"]
 
 #: The most requests a journal keeps; older ones are dropped first.
 JOURNAL_MAXLEN = 1000
+#: The most body bytes a journal keeps (bodies may be up to 1 MiB each): older requests are dropped
+#: first, so a run of large requests cannot make a kernel hold a gigabyte of them.
+JOURNAL_MAX_BYTES = 32 * 1024 * 1024
 
 _PIECE = re.compile(r"\s*\S+")
 _KINDS = ("reply", "tool_calls", "error", "stall", "drop")
@@ -280,13 +284,15 @@ class JournalEntry:
 
 
 class Journal:
-    """The text-generation requests received, oldest first, at most `JOURNAL_MAXLEN` of them."""
+    """The text-generation requests received, oldest first: at most `JOURNAL_MAXLEN` of them and
+    `JOURNAL_MAX_BYTES` of their bodies (the oldest go first)."""
 
-    def __init__(self, maxlen: int = JOURNAL_MAXLEN) -> None:
-        self._entries: deque[JournalEntry] = deque(maxlen=maxlen)
+    def __init__(self, maxlen: int = JOURNAL_MAXLEN, max_bytes: int = JOURNAL_MAX_BYTES) -> None:
+        self._entries: deque[tuple[JournalEntry, int]] = deque()
+        self._maxlen, self._max_bytes, self._bytes = maxlen, max_bytes, 0
         self._lock = threading.Lock()
 
-    def record(self, protocol: str, body: object, headers, *, stream: bool, key: str) -> None:
+    def record(self, protocol: str, body: object, headers, *, stream: bool, key: str, size: int = 0) -> None:
         """Keep what one request asked (the server calls this; a body that is no object is skipped)."""
         if isinstance(body, dict):
             kept = {
@@ -296,22 +302,26 @@ class Journal:
             }
             entry = JournalEntry(protocol, body, kept, stream)
             with self._lock:
-                self._entries.append(entry)
+                self._entries.append((entry, size))
+                self._bytes += size
+                while len(self._entries) > self._maxlen or (self._bytes > self._max_bytes and len(self._entries) > 1):
+                    self._bytes -= self._entries.popleft()[1]
 
     @property
     def entries(self) -> tuple[JournalEntry, ...]:
         with self._lock:
-            return tuple(self._entries)
+            return tuple(entry for entry, _ in self._entries)
 
     @property
     def last(self) -> JournalEntry | None:
         """The latest request, or None."""
         with self._lock:
-            return self._entries[-1] if self._entries else None
+            return self._entries[-1][0] if self._entries else None
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)

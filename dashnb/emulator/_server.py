@@ -310,6 +310,7 @@ class DashScopeApp:
             request.headers,
             stream=sse or (compatible and isinstance(body, dict) and body.get("stream") is True),
             key=self._key_text,
+            size=got.size,
         )
         try:
             if compatible:
