@@ -30,7 +30,14 @@ All of it is restored when the test ends. A test may stop the emulator: the next
 one. The fixture's value is the running
 :class:`dashnb.emulator.Emulator`: ``.api_key``, ``.base_url``, ``.compatible_base_url``, ``.ca_path``,
 ``.ssl_context()``, ``.stats()``, and ``.configure(...)`` to change latency, faults or the server-time
-profile for this test only.
+profile for this test only. ``.script`` says what the next requests get (a reply, tool calls, thinking,
+an error of the catalogue, a stall, a dropped stream; the usual replies once it is empty) and
+``.journal`` what they asked; both start empty in each test::
+
+    def test_agent_asks_for_the_weather(dashscope_emulator):
+        dashscope_emulator.script.tool_call("get_weather", {"city": "Paris"}).reply("Sunny, 18 degrees.")
+        run_my_agent("What is the weather in Paris?")
+        assert dashscope_emulator.journal[-1].messages[-1]["role"] == "tool"
 
 Options for the session's emulator come from the ``dashscope_emulator_options`` fixture (default: no
 added latency, ``profile="instant"``); override it in a conftest.py::
@@ -136,6 +143,9 @@ def dashscope_emulator(dashscope_emulator_server, dashscope_emulator_options, mo
     # Counts start at zero. A connection a client still pools from an earlier test (LangChain's
     # ChatOpenAI shares one httpx client per process) stays open and counts again once it serves.
     emu.reset_stats()
+    # No turn scripted by an earlier test answers this one, and its journal starts empty.
+    emu.script.clear()
+    emu.journal.clear()
 
     # Imported before the environment changes: it reads DASHSCOPE_* once, at import, and what it
     # read then is what the settings go back to after the test.

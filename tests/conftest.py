@@ -60,6 +60,8 @@ def emu(_shared_emulator, request):
     # A leak is reported by the test that caused it (below); here only wait for closes in flight.
     _wait_closed(_shared_emulator, 2.0)
     _shared_emulator.reset_stats()
+    _shared_emulator.script.clear()
+    _shared_emulator.journal.clear()
     yield _shared_emulator
     _shared_emulator.configure(**_emulator.EmulatorOptions(**FAST).live)
     _close_sdk_shared_sessions()

@@ -106,3 +106,58 @@ def test_openai_sdk_parse_structured_output(dashscope_emulator):
             model="qwen-plus", messages=[{"role": "user", "content": QUESTION}], response_format=Weather
         )
     assert isinstance(rsp.choices[0].message.parsed, Weather)
+
+
+def to_fahrenheit(celsius: float) -> str:
+    """Convert a temperature in Celsius to Fahrenheit."""
+    return f"{celsius * 9 / 5 + 32:g} degrees fahrenheit"
+
+
+def _run_tool_loop(llm, question: str, tools: dict, limit: int = 5):
+    """A plain agent loop: call the model, run the tools it asks for, give back their results,
+    until it answers in words."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    messages: list = [HumanMessage(question)]
+    for _ in range(limit):
+        ai = llm.invoke(messages)
+        messages.append(ai)
+        if not ai.tool_calls:
+            return ai, messages
+        for call in ai.tool_calls:
+            messages.append(ToolMessage(tools[call["name"]](**call["args"]), tool_call_id=call["id"]))
+    raise AssertionError(f"no answer after {limit} model calls")
+
+
+@pytest.mark.parametrize("make", MODELS)
+def test_langchain_agent_chains_two_tools_from_the_script(dashscope_emulator, make):
+    # The script says what the model does at each step; the agent's own code runs the tools.
+    script = dashscope_emulator.script
+    script.tool_call("get_weather", {"city": "Paris"})
+    script.tool_call("to_fahrenheit", {"celsius": 18})  # B, with what A returned
+    script.reply("It is 64.4 degrees Fahrenheit and sunny in Paris.")
+    tools = {"get_weather": get_weather, "to_fahrenheit": to_fahrenheit}
+    llm = make().bind_tools([get_weather, to_fahrenheit])
+
+    answer, _ = _run_tool_loop(llm, "What is the weather in Paris, in Fahrenheit?", tools)
+
+    assert answer.content == "It is 64.4 degrees Fahrenheit and sunny in Paris."
+    assert len(dashscope_emulator.script) == 0
+    # What the agent sent at each step: the tools each time, then A's result, then B's too.
+    first, second, third = dashscope_emulator.journal.entries
+    assert all({t["function"]["name"] for t in e.tools} == set(tools) for e in (first, second, third))
+    assert [m["role"] for m in first.messages] == ["user"]
+    assert second.messages[-1]["role"] == "tool" and "18 degrees celsius" in second.messages[-1]["content"]
+    assert third.messages[-1]["role"] == "tool" and third.messages[-1]["content"] == "64.4 degrees fahrenheit"
+    assert [m["role"] for m in third.messages] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert all("authorization" not in e.headers for e in (first, second, third))
+
+
+def test_auto_calls_the_next_tool_the_prompt_asks_for_after_a_result(dashscope_emulator):
+    # Without a script: a prompt naming two tools gets one, then the other, then an answer.
+    llm = _chat_openai().bind_tools([get_weather, to_fahrenheit])
+    tools = {"get_weather": get_weather, "to_fahrenheit": to_fahrenheit}
+    answer, messages = _run_tool_loop(llm, "Get the weather in Paris, then convert the Celsius to Fahrenheit.", tools)
+    called = [c["name"] for m in messages for c in getattr(m, "tool_calls", None) or []]
+    assert sorted(called) == ["get_weather", "to_fahrenheit"]
+    assert answer.content and not answer.tool_calls

@@ -626,11 +626,12 @@ def test_openai_wrong_key_is_authentication_error(emu):
     assert "sk-wrong" not in str(info.value)
 
 
-def test_openai_unknown_model_is_bad_request(oai):
-    with pytest.raises(openai.BadRequestError) as info:
+def test_openai_unknown_model_is_not_found(oai):
+    # Compatible mode answers an unknown model as the service does: 404 model_not_found.
+    with pytest.raises(openai.NotFoundError) as info:
         oai.chat.completions.create(model="qwen-does-not-exist", messages=MESSAGES)
-    assert info.value.status_code == 400
-    with pytest.raises(openai.BadRequestError):
+    assert info.value.status_code == 404 and info.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
         list(oai.chat.completions.create(model="qwen-does-not-exist", messages=MESSAGES, stream=True))
 
 
@@ -660,7 +661,7 @@ def test_async_openai(emu):
             chunks = [c async for c in stream]
             with pytest.raises(openai.AuthenticationError) as info:
                 await bad.chat.completions.create(model="qwen-plus", messages=MESSAGES)
-            with pytest.raises(openai.BadRequestError):
+            with pytest.raises(openai.NotFoundError):
                 await client.chat.completions.create(model="nope", messages=MESSAGES)
             return whole, chunks, info.value
         finally:

@@ -114,6 +114,29 @@ def test_a_stopped_emulator_and_the_openai_module_client_do_not_leak_into_later_
     result.assert_outcomes(passed=4)
 
 
+def test_script_and_journal_start_empty_in_each_test(inner):
+    inner.makepyfile(
+        test_inner="""
+        import dashscope
+
+        def test_0_leaves_turns_and_requests_behind(dashscope_emulator):
+            dashscope_emulator.script.reply("scripted").reply("left over")
+            rsp = dashscope.Generation.call(model="qwen-plus", prompt="hi")
+            assert rsp.output.text == "scripted"
+            assert len(dashscope_emulator.script) == 1 and len(dashscope_emulator.journal) == 1
+
+        def test_1_starts_clean(dashscope_emulator):
+            assert len(dashscope_emulator.script) == 0 and len(dashscope_emulator.journal) == 0
+            rsp = dashscope.Generation.call(model="qwen-plus", prompt="hi")
+            assert rsp.output.text != "left over"
+            [entry] = dashscope_emulator.journal.entries
+            assert entry.protocol == "native" and entry.messages[-1]["content"] == "hi"
+        """
+    )
+    result = inner.runpytest_subprocess(*ARGS, "-v")
+    result.assert_outcomes(passed=2)
+
+
 def test_importing_the_plugin_is_light():
     code = (
         "import sys, dashnb.pytest_plugin; "

@@ -219,7 +219,6 @@ def test_parse_compatible_max_completion_tokens_wins():
         None,
         [],
         {"messages": MSGS},
-        {"model": "nope", "messages": MSGS},
         {"model": "qwen-plus"},
         {"model": "qwen-plus", "messages": []},
         {"model": "qwen-plus", "messages": [{"role": "user"}]},
@@ -233,6 +232,12 @@ def test_parse_compatible_refuses_bad_bodies(body):
     with pytest.raises(R.RequestError) as info:
         R.parse_compatible(body)
     assert info.value.status == 400
+
+
+def test_parse_compatible_answers_an_unknown_model_not_found():
+    with pytest.raises(R.RequestError) as info:
+        R.parse_compatible({"model": "nope", "messages": MSGS})
+    assert (info.value.status, info.value.code) == (404, "model_not_found")
 
 
 # ---- compose --------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ Server time follows a profile (``start(profile=...)``, live with ``configure(pro
 model with an assumed time to first token and tokens per second, with jitter (see ``_profiles``).
 Besides text generation it serves text embeddings and vision input (``_embeddings``,
 ``_multimodal``); ``dashnb.pytest_plugin`` hands it to tests as the ``dashscope_emulator`` fixture.
+A test scripts what the next text-generation requests get (``emu.script.tool_call("get_weather",
+{"city": "Paris"}).reply("Sunny.")``) and reads what they asked (``emu.journal``); see ``_script``.
+Like the service, it refuses what thinking mode does not serve (``_errors.REFUSALS``) unless
+started or configured with ``strict=False``.
 
 The network model, per connection: every byte waits rtt/2 each way; a new connection costs one
 round trip for TCP, one more for TLS 1.3 (two for TLS 1.2). So a call on a kept-alive connection

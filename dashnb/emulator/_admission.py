@@ -29,6 +29,7 @@ class Admitted:
     body: Any  # the parsed JSON: an object (a dict) unless admit(object_only=False)
     opts: EmulatorOptions  # the live options for this request
     rid: str  # its request id
+    size: int = 0  # the body's length in bytes, as received
 
 
 class Refusal:
@@ -103,7 +104,7 @@ async def admit(
         return fail(400, "InvalidParameter", "The request body is not valid JSON.")
     if object_only and not isinstance(body, dict):
         return fail(400, "InvalidParameter", "The request body must be a JSON object.")
-    return Admitted(body=body, opts=opts, rid=fail.rid)
+    return Admitted(body=body, opts=opts, rid=fail.rid, size=len(raw))
 
 
 def request_id(request) -> str:

@@ -11,7 +11,19 @@ its examples and its CLI's model list (``examples/legacy_1x/generation/*.py`` de
 qwen3.5-flash, qwen3-max, qwen-max, qwen-plus, qwen-turbo and the vision models; the examples also use
 qwen3.8-flash, qwen3-vl-flash and text-embedding-v4). Older names the service still serves (qwen-flash,
 qwen-long, the open-source qwen3 and qwen2.5 models, qwq-plus) stay, so code written last year runs too.
-An unknown name gets the service's 400, so a typo is caught offline as well.
+An unknown name gets the service's refusal (400 on the native protocol, 404 ``model_not_found`` on
+compatible mode), so a typo is caught offline as well.
+
+Versions. The service lists, beside each family's stable name, a ``-latest`` alias and dated
+snapshots (``qwen-plus-latest``, ``qwen-plus-2025-07-28``; older ones are dated by month and day,
+``qwen-plus-0428``): see Model Studio's model list and its "Deep thinking" page ("Only the latest and
+0428 versions of Qwen-Plus ..."). `family` maps every such name to its family by a pattern, so a new
+snapshot needs no entry here:
+
+    >>> family("qwen-plus-2025-07-28"), family("qwq-plus-latest"), family("qwen-plus-0428")
+    ('qwen-plus', 'qwq-plus', 'qwen-plus')
+    >>> family("qwen-plus-2025-13-01") is None, family("qwen-pluss") is None
+    (True, True)
 
 What each model can do follows the service's documentation, simplified: "hybrid" models think only
 when asked (``enable_thinking``), "only" models always think and stream only, and the open-source
@@ -20,9 +32,10 @@ qwen3 models think by default and refuse a non-streamed call unless thinking is 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["CATALOGUE", "CHAT_MODELS", "ModelInfo", "model_card"]
+__all__ = ["CATALOGUE", "CHAT_MODELS", "ModelInfo", "family", "is_chat_model", "model_card", "model_info"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,39 @@ CATALOGUE: dict[str, ModelInfo] = {
     "text-embedding-v3": ModelInfo(kind="embedding", tools=False),
 }
 
-#: Models the text-generation routes accept (vision models answer text prompts too).
+#: The families the text-generation routes accept (vision models answer text prompts too); their
+#: ``-latest`` aliases and dated snapshots are accepted as well (see `family`).
 CHAT_MODELS = frozenset(name for name, info in CATALOGUE.items() if info.kind in ("chat", "vision"))
+
+# A family's name, then "-latest" or a snapshot's date: YYYY-MM-DD, or MMDD for the older ones.
+_VERSION = re.compile(
+    r"(?P<family>.+?)-(?:latest|20\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])|(?:0[1-9]|1[0-2])\d\d)"
+)
+
+
+def family(name: object) -> str | None:
+    """The catalogue's name for ``name``: itself, or the family of a ``-latest`` alias or dated
+    snapshot; None for a name the service does not serve."""
+    if not isinstance(name, str):
+        return None
+    if name in CATALOGUE:
+        return name
+    m = _VERSION.fullmatch(name) if len(name) <= 64 else None
+    return m.group("family") if m and m.group("family") in CATALOGUE else None
+
+
+def model_info(name: str) -> ModelInfo:
+    """What the model ``name`` (a family, an alias or a snapshot) can do; KeyError if none."""
+    known = family(name)
+    if known is None:
+        raise KeyError(name)
+    return CATALOGUE[known]
+
+
+def is_chat_model(name: object) -> bool:
+    """True for a name the text-generation routes answer for."""
+    known = family(name)
+    return known is not None and known in CHAT_MODELS
 
 
 def model_card(name: str) -> dict:

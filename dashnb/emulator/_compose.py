@@ -118,16 +118,19 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
     if request.thinking:
         budget = reply_tokens if request.thinking_budget is None else min(reply_tokens, request.thinking_budget)
         reasoning = _prose.reasoning_words(prompt, budget)
-    choice = request.tool_choice
+    choice, tools = request.tool_choice, request.tools
     if request.tool_results and choice == "auto":
-        choice = "none"  # tool results are in: answer with them rather than call again
+        # Tool results are in: a tool the prompt mentions and no turn since it has called is
+        # called next ("the weather in Paris, then convert it": A, then B with A's result);
+        # with every mentioned tool called, the reply answers with the results.
+        tools = tuple(t for t in tools if t.name not in request.tools_called)
     calls: tuple[ToolCall, ...] = ()
     # What a reply's JSON or arguments may grow to: what max_tokens allows, never more than the
     # longest reply; a schema asking for more is cut there, as the service cuts at the output limit.
     room = Budget(_CHARS_PER_TOKEN * min(request.max_tokens or MAX_REPLY_TOKENS, MAX_REPLY_TOKENS))
-    if request.tools and choice != "none":  # the digest costs more than the rest of a plain reply
+    if tools and choice != "none":  # the digest costs more than the rest of a plain reply
         seed = _digest(request, index).hex()
-        calls = plan_calls(request.tools, choice, request.parallel_tool_calls, prompt, seed, room)
+        calls = plan_calls(tools, choice, request.parallel_tool_calls, prompt, seed, room)
     if calls:
         return Reply((), input_tokens, reasoning, calls, "length" if room.cut else "tool_calls", index)
 

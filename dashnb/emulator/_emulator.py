@@ -22,6 +22,7 @@ from typing import Any
 
 from ._listen import _certificate_names, _listen, _url_host
 from ._options import FIXED, EmulatorOptions
+from ._script import Journal, Script
 from ._tempdir import _sweep_stale_dirs, make_dir
 
 __all__ = ["REGISTRY", "Emulator"]
@@ -84,6 +85,9 @@ class Emulator:
         self._rng = random.Random(options.seed)
         self._backends: dict[str, Any] = {}  # TLS setting -> the relay's Backend
         self._listeners: list[socket.socket] = []  # the relay's (see _close_listeners)
+        # What tests script the server to answer next, and what it was asked (see `_script`).
+        self._script = Script()
+        self._journal = Journal()
         _STARTED.add(self)
 
     # -- TLS ------------------------------------------------------------------------------
@@ -153,7 +157,13 @@ class Emulator:
         self._counters = Counters()
         self._relay = Relay(loop, lambda: self._options, self._backend_for, self._counters, self._rng)
         self._app = DashScopeApp(
-            loop=loop, options=lambda: self._options, api_key=self._api_key, relay=self._relay, counters=self._counters
+            loop=loop,
+            options=lambda: self._options,
+            api_key=self._api_key,
+            relay=self._relay,
+            counters=self._counters,
+            script=self._script,
+            journal=self._journal,
         )
         # The servers behind the relay, one per TLS setting. They listen nowhere: the relay hands
         # each of them one end of a socket pair per connection (see `_relay`), so the only sockets
@@ -314,6 +324,20 @@ class Emulator:
             self._app.reset_sequences()
 
         self._call(reset)
+
+    @property
+    def script(self) -> Script:
+        """The turns this emulator answers text-generation requests with next, before its own replies:
+        ``emu.script.tool_call("get_weather", {"city": "Paris"}).reply("Sunny.")``. Shared by every
+        user of a shared emulator; the pytest fixture clears it before each test."""
+        return self._script
+
+    @property
+    def journal(self) -> Journal:
+        """The text-generation requests this emulator received (the latest 1000, and 32 MiB of bodies:
+        ``_script.JOURNAL_MAXLEN``, ``JOURNAL_MAX_BYTES``), with their protocol, model, messages,
+        tools, parameters and headers (never the key). The pytest fixture clears it before each test."""
+        return self._journal
 
     @property
     def host(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from . import _catalogue
 from . import _replies as R
 from ._admission import Admitted, Refusal, admit, request_id
 from ._catalogue import CATALOGUE
@@ -85,8 +86,8 @@ def _parts(content) -> tuple[str, int]:
 
 def _parse(body: dict):
     model = body.get("model")
-    if not isinstance(model, str) or model not in VISION_MODELS:
-        if isinstance(model, str) and model in R.KNOWN_MODELS:
+    if not isinstance(model, str) or _catalogue.family(model) not in VISION_MODELS:
+        if _catalogue.is_chat_model(model):
             raise _Invalid(
                 f"Model {model!r} does not take images: use a vision model ({', '.join(sorted(VISION_MODELS))})."
             )

@@ -80,6 +80,9 @@ class EmulatorOptions:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     reply_tokens: int = 16
     malformed: str | None = None
+    # Refuse what the service refuses in thinking mode (see `_errors.REFUSALS`); False keeps the
+    # leniency of earlier versions for tests written against it.
+    strict: bool = True
     seed: int = 0
     host: str = "127.0.0.1"
     port: int = 0
@@ -133,7 +136,7 @@ class EmulatorOptions:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"emulator option seed must be a whole number, got {self.seed!r}")
-        for name in ("connection_close", "tls_stall", "public"):
+        for name in ("connection_close", "tls_stall", "public", "strict"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"emulator option {name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.port, int) or not 0 <= self.port < 65536:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import MISSING, dataclass, fields
 
-from ._catalogue import CATALOGUE, CHAT_MODELS
+from ._catalogue import CHAT_MODELS, is_chat_model, model_info
+from ._errors import REFUSALS
 from ._schema_check import SchemaError, check_schema
 from ._tools import Tool, ToolError, parse_tool_choice, parse_tools
 
@@ -29,7 +30,8 @@ __all__ = [
     "parse_native",
 ]
 
-# The names the text-generation routes accept (see `_catalogue` for where they come from).
+# The families the text-generation routes accept (see `_catalogue` for where they come from), and
+# their -latest aliases and dated snapshots (`_catalogue.family`).
 KNOWN_MODELS = CHAT_MODELS
 
 #: The service allows 1 to 4 choices per request.
@@ -61,6 +63,7 @@ class GenerationRequest:
     tool_choice: str = "auto"  # "auto", "none", "required" or a function name
     parallel_tool_calls: bool = False
     tool_results: tuple = ()  # ((function name, content), ...) of the tool messages that end the conversation
+    tools_called: tuple[str, ...] = ()  # the tools called since the last user message, in order
     response_format: str = "text"  # "text", "json_object" or "json_schema"
     json_schema: dict | None = None
     thinking: bool = False
@@ -98,10 +101,17 @@ def _content_text(content) -> str:
     raise _bad("Message content must be a string or a list of parts.")
 
 
-def _check_model(model) -> str:
+def _check_model(model, *, compatible: bool = False) -> str:
     if not model:
         raise _bad("Model not specified: set `model`, e.g. model='qwen-plus'.")
-    if not isinstance(model, str) or model not in KNOWN_MODELS:
+    if not is_chat_model(model):
+        if compatible:
+            # Compatible mode answers an unknown model as OpenAI does: 404 model_not_found.
+            raise RequestError(
+                404,
+                "model_not_found",
+                f"The model `{str(model)[:100]}` does not exist or you do not have access to it.{_did_you_mean(model)}",
+            )
         raise _bad(f"Model not exist: {model!r}.{_did_you_mean(model)}")
     return model
 
@@ -115,21 +125,27 @@ def _did_you_mean(model) -> str:
     return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
-def _messages(raw) -> tuple[tuple, tuple]:
-    """The conversation as ((role, text), ...), and the tool results that end it."""
+def _messages(raw) -> tuple[tuple, tuple, tuple]:
+    """The conversation as ((role, text), ...), the tool results that end it, and the tools called
+    since the last user message."""
     if not isinstance(raw, list) or not raw:
         raise _bad("Input messages must be a non-empty list.")
     out, names = [], {}
+    called: list[str] = []
     for m in raw:
         if not isinstance(m, dict) or "role" not in m:
             raise _bad("Each message needs a `role` and a `content`.")
         calls = m.get("tool_calls") if m.get("role") == "assistant" else None
         if calls is not None and not isinstance(calls, list):
             raise _bad("An assistant message's tool_calls must be a list.")
+        if m["role"] == "user":
+            called.clear()
         for call in calls or ():
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict) and isinstance(call.get("id"), str):
                 names[call["id"]] = fn.get("name")
+            if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                called.append(fn["name"])
         content = m.get("content")
         if content is None:
             # An assistant turn that only called tools has no text: null (OpenAI) or missing (native).
@@ -142,7 +158,7 @@ def _messages(raw) -> tuple[tuple, tuple]:
         if role != "tool":
             break
         results.append((m.get("name") or names.get(m.get("tool_call_id")) or "", text))
-    return tuple(out), tuple(reversed(results))
+    return tuple(out), tuple(reversed(results)), tuple(called)
 
 
 def _max_tokens(value) -> int | None:
@@ -205,7 +221,7 @@ def _response_format(value, messages) -> tuple[str, dict | None]:
 
 
 def _thinking(model: str, enable, budget) -> tuple[bool, int | None]:
-    info = CATALOGUE[model]
+    info = model_info(model)
     if enable is not None and not isinstance(enable, bool):
         raise _bad("enable_thinking must be true or false.")
     if enable and info.thinking is None:
@@ -236,8 +252,8 @@ _OPTIONAL = frozenset(
 
 def _common(model: str, messages_raw, params: dict, result_format) -> dict:
     """What both protocols ask the same way, as GenerationRequest fields."""
-    messages, results = _messages(messages_raw)
-    if result_format in (None, "text", "message") and not CATALOGUE[model].thinks_by_default:
+    messages, results, called = _messages(messages_raw)
+    if result_format in (None, "text", "message") and not model_info(model).thinks_by_default:
         if _OPTIONAL.isdisjoint(params):
             rf = result_format or "text"
             return {"model": model, "messages": messages, "tool_results": results, "result_format": rf}
@@ -251,7 +267,7 @@ def _common(model: str, messages_raw, params: dict, result_format) -> dict:
     if result_format is None:
         # The service answers tool and thinking requests in message form by default, and the
         # open-source qwen3 models always default to it.
-        result_format = "message" if tools or thinking or CATALOGUE[model].thinks_by_default else "text"
+        result_format = "message" if tools or thinking or model_info(model).thinks_by_default else "text"
     if result_format not in ("text", "message"):
         raise _bad("result_format must be 'text' or 'message'.")
     if result_format == "text" and (tools or thinking):
@@ -260,6 +276,7 @@ def _common(model: str, messages_raw, params: dict, result_format) -> dict:
         "model": model,
         "messages": messages,
         "tool_results": results,
+        "tools_called": called,
         "result_format": result_format,
         "tools": tools,
         "tool_choice": choice,
@@ -304,7 +321,7 @@ def parse_compatible(body) -> tuple[GenerationRequest, bool, bool]:
     """Validate an OpenAI-style chat completion body; returns (request, stream, include_usage)."""
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_request_error", "The request body must be a JSON object.")
-    model = _check_model(body.get("model"))
+    model = _check_model(body.get("model"), compatible=True)
     if not body.get("messages"):
         raise _bad("messages is required and must be a non-empty list.")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -329,12 +346,27 @@ def _flag(params: dict, key: str, name: str = "") -> bool:
     return value
 
 
-def check_mode(request: GenerationRequest, stream: bool) -> None:
-    """The service's rules that depend on streaming (the native protocol says so in a header)."""
-    info = CATALOGUE[request.model]
+def check_mode(request: GenerationRequest, stream: bool, *, strict: bool = True, compatible: bool = False) -> None:
+    """The service's rules that depend on streaming (the native protocol says so in a header), and,
+    when ``strict``, its refusals of what thinking mode does not serve (`_errors.REFUSALS`)."""
+    info = model_info(request.model)
+    if strict and request.thinking:
+        if request.tool_choice not in ("auto", "none"):
+            raise _refusal("thinking_tool_choice", compatible)
+        if request.response_format != "text":
+            raise _refusal("thinking_json_mode", compatible)
+        if stream and not request.incremental_output:
+            raise _refusal("thinking_not_incremental", compatible)
     if stream:
         return
     if info.stream_only:
         raise _bad("This model only support stream mode, please enable the stream parameter.")
     if request.thinking and info.thinks_by_default:
         raise _bad("parameter.enable_thinking must be set to false for non-streaming calls")
+
+
+def _refusal(name: str, compatible: bool) -> RequestError:
+    refusal = REFUSALS[name]
+    # Compatible mode relays the model service's words with their origin in front, as captured.
+    prefix = f"<{refusal.status}> InternalError.Algo.{refusal.code}: " if compatible else ""
+    return RequestError(refusal.status, refusal.code, prefix + refusal.message)

@@ -8,6 +8,7 @@ counts is in `_counters`; the limits a request meets before it is parsed, in `_l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -25,6 +26,7 @@ from ._counters import Counters
 from ._limits import _RateLimiter
 from ._options import is_loopback
 from ._profiles import ServerClock
+from ._script import Journal, Script, scripted_reply
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +122,13 @@ class _Server(web.Server):
 class DashScopeApp:
     """Request handling. `options()` returns the live EmulatorOptions; the relay maps sockets to links."""
 
-    def __init__(self, *, loop, options, api_key: str, relay, counters: Counters):
+    def __init__(self, *, loop, options, api_key: str, relay, counters: Counters, script=None, journal=None):
         self.loop = loop
         self.options = options
         self._key = api_key.encode()
+        self._key_text = api_key
+        self.script = Script() if script is None else script
+        self.journal = Journal() if journal is None else journal
         self.relay = relay
         self.counters = counters
         self.limiter = _RateLimiter()
@@ -264,7 +269,7 @@ class DashScopeApp:
         if not model:
             data = [_catalogue.model_card(m) for m in sorted(_catalogue.CATALOGUE)]
             return self._json(200, {"object": "list", "data": data})
-        if model not in _catalogue.CATALOGUE:  # also "a/b": ids have no slash
+        if _catalogue.family(model) is None:  # also "a/b": ids have no slash
             message = f"The model `{model}` does not exist or you do not have access to it."
             return self._json(404, R.compatible_error(404, "model_not_found", message, rid))
         return self._json(200, _catalogue.model_card(model))
@@ -299,16 +304,34 @@ class DashScopeApp:
         if isinstance(got, web.StreamResponse):
             return got
         body, opts = got.body, got.opts
+        self.journal.record(
+            "compatible" if compatible else "native",
+            body,
+            request.headers,
+            stream=sse or (compatible and isinstance(body, dict) and body.get("stream") is True),
+            key=self._key_text,
+            size=got.size,
+        )
         try:
             if compatible:
                 req, stream, include_usage = R.parse_compatible(body)
             else:
                 req, stream, include_usage = R.parse_native(body), sse, False
-            R.check_mode(req, stream)
+            R.check_mode(req, stream, strict=opts.strict, compatible=compatible)
         except R.RequestError as exc:
             return fail(exc.status, exc.code, exc.message)
 
         reply = R.compose_choices(req, reply_tokens=opts.reply_tokens)
+        turn = self.script.take()  # None, nearly always: the usual reply
+        if turn is not None:
+            if turn.error is not None:
+                return fail(turn.error.status, turn.error.code, turn.error.message)
+            if turn.kind == "stall":
+                await _stall(turn.seconds)
+            elif turn.kind == "drop":
+                opts = dataclasses.replace(opts, malformed="truncated_body")
+            else:
+                reply = tuple(scripted_reply(turn, r, req) for r in reply)
         tokens = max(r.output_tokens for r in reply)  # the choices are generated side by side
         server_s = self.clock.first_byte(opts, req.model, tokens=tokens, stream=stream)
         if server_s:

@@ -9,7 +9,9 @@ Deterministic: the same request gets the same calls and call ids. With ``tool_ch
 is called when the last user message mentions it (a word of its name or description), "required"
 always calls one, a named function calls that one, "none" never calls. With ``parallel_tool_calls``
 every mentioned tool is called, and a tool whose prompt names several values ("Paris and London")
-is called once per value. After ``tool`` messages, "auto" answers in text (see `_prose`).
+is called once per value. After ``tool`` messages, "auto" calls a mentioned tool not yet called since
+the last user message (a chain: A, then B), and answers in text once none is left (see `_prose`).
+A test that needs other calls scripts them (``emulator.script``).
 
 Linear in the request: the prompt's words are read once (a tool is mentioned when a prompt word
 starts with one of its keywords), at most `MAX_HINTS` values are taken from it, and every call's
