@@ -331,7 +331,7 @@ def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
 def test_the_committed_lab_notebook_shows_a_picture_without_widgets():
     # GitHub and other renderers without the widget manager skip the widget view: the panel's
     # output must carry its plot as a PNG beside it, not only an empty box.
-    nb = json.loads((pathlib.Path(__file__).parent.parent / "notebooks" / "04_latency_lab.ipynb").read_text())
+    nb = json.loads((pathlib.Path(__file__).parents[2] / "notebooks" / "04_latency_lab.ipynb").read_text())
     panel = [c for c in nb["cells"] if c["cell_type"] == "code" and "dashnb.lab()" in "".join(c["source"])]
     assert len(panel) == 1
     (out,) = panel[0]["outputs"]
@@ -655,7 +655,7 @@ def test_presenter_layout_is_the_same_lab_in_large_type():
 def test_the_claim_cells_of_04_never_read_the_panel():
     # Moving the panel's sliders must never break a claim: every cell that asserts measures a
     # LabModel (or emulator) of its own.
-    nb = json.loads((pathlib.Path(__file__).parent.parent / "notebooks" / "04_latency_lab.ipynb").read_text())
+    nb = json.loads((pathlib.Path(__file__).parents[2] / "notebooks" / "04_latency_lab.ipynb").read_text())
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     claims = [src for src in code if "assert " in src]
     assert len(claims) >= 3

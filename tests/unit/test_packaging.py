@@ -1,7 +1,7 @@
 """Packaging guards: environment.yml mirrors pyproject.toml, `import dashnb` stays cheap,
 the public surface is complete, and no tracked file carries a secret or a machine path.
 
-    python -m pytest tests/test_packaging.py -q
+    python -m pytest tests/unit/test_packaging.py -q
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO / "pyproject.toml"
 ENVIRONMENT = REPO / "environment.yml"
 

@@ -20,7 +20,7 @@ import pytest
 import dashnb
 from dashnb.__main__ import parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Variables that would send a subprocess somewhere else than where the test means it to go.
 _STEERING = (
     "DASHSCOPE_API_KEY",

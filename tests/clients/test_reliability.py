@@ -31,7 +31,7 @@ from dashnb._session import manager as _session
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GEN = "/services/aigc/text-generation/generation"
 BODY = {"model": "qwen-plus", "input": {"prompt": "hi"}, "parameters": {}}
 SMALL = PoolConfig(connection_pool_size=8, maximum_async_requests=8, maximum_async_requests_per_host=8)
@@ -163,7 +163,7 @@ def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_s
 
 
 # ---- 5. cancelling a gather of 200 calls -----------------------------------------------------
-# KeyboardInterrupt in a real kernel: tests/test_reliability_kernel.py; measure()'s own interrupt
+# KeyboardInterrupt in a real kernel: tests/kernel/test_reliability_kernel.py; measure()'s own interrupt
 # handling: test_measure.py::test_interrupt_stops_cleanly_and_the_session_stays_usable.
 
 
