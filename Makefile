@@ -54,16 +54,26 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff format --check $(LINTED)
 	$(BIN)/python -m mypy
 
-# Every test: lint, the doctests of every module, then unit, integration, real-kernel, OkHttp,
-# nbval over the notebooks (each executed once) and browser. The doctests run on their own, so
-# that --doctest-modules does not import the test modules.
+# The test tiers, one folder each (CONTRIBUTING.md says which test goes where). The socket tiers
+# run on two workers: their tests mostly wait on emulated round trips, not on the CPU.
+XDIST := -n 2 --dist loadfile
+FAST  := -m 'not slow and not kernel and not browser and not java'
+
+# Every test, in an order that fails fast: lint, the doctests of every module (on their own, so
+# that --doctest-modules does not import the test modules), pure unit tests, the emulator and
+# client tiers on two workers, then real kernels, OkHttp, nbval over the notebooks (each executed
+# once) and the browser.
 test: lint
 	$(BIN)/python -m pytest dashnb --doctest-modules -q
-	$(BIN)/python -m pytest tests notebooks $(NBVAL) --durations=15
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/emulator tests/clients $(XDIST) -q --durations=10
+	$(BIN)/python -m pytest tests/kernel tests/java notebooks $(NBVAL) -q --durations=10
+	$(BIN)/python -m pytest tests/browser -q --durations=5
 
-# Everything but the slow, kernel, browser and java (OkHttp) tests: the inner loop while editing.
+# The inner loop while editing: unit, then emulator and clients without the slow tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m 'not slow and not kernel and not browser and not java'
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/emulator tests/clients $(FAST) $(XDIST) -q
 
 demo: $(STAMP)
 	$(BIN)/python -m dashnb bench
