@@ -16,6 +16,8 @@ import importlib as _importlib
 import logging as _logging
 import sys as _sys
 
+from ._extras import lab_extra_error as _lab_extra_error
+
 __version__ = "0.1.0"
 
 # Once: importlib.reload(dashnb) runs this again, and each run would stack another handler.
@@ -118,7 +120,11 @@ def __getattr__(name: str):
         module = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'dashnb' has no attribute {name!r}") from None
-    value = getattr(_importlib.import_module(module, __name__), name)
+    try:
+        imported = _importlib.import_module(module, __name__)
+    except ModuleNotFoundError as exc:  # a base install using a [lab] feature: say what to install
+        raise (_lab_extra_error(exc, f"dashnb.{name}") or exc) from exc
+    value = getattr(imported, name)
     globals()[name] = value
     _name_public_classes()
     return value

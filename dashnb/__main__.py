@@ -22,6 +22,7 @@ from . import emulator
 from ._atomic import write_atomic
 from ._doctor import report
 from ._endpoint import OFFLINE_ENV, DashScope, offline
+from ._install.commands import add_parsers as _install_parsers
 from ._measure import compare
 from ._modes.registry import DEFAULT_MODES, MODES, check_modes, mode_class
 from ._scenarios import SCENARIOS, predict_reuse
@@ -487,6 +488,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _bench_parser(sub)
     _doctor_parser(sub)
+    _install_parsers(sub)  # notebooks, lab, workshop
     return top
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._colors import mode_color
+from ._extras import lab_extra_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -47,8 +48,11 @@ def show_figures_as_png(figure_type) -> None:
 def plot_measurements(measurements: Mapping[str, Measurement], *, max_calls: int = 60) -> Figure:
     """Left: latency distribution (ECDF) per mode. Right: a per-call timeline of each mode's
     first block, each bar split into waiting for a slot, connect + TLS handshake, and request."""
-    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib: only when drawing)
-    from matplotlib.patches import Patch  # noqa: PLC0415
+    try:
+        from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib: only when drawing)
+        from matplotlib.patches import Patch  # noqa: PLC0415
+    except ModuleNotFoundError as exc:  # a base install: plots come with the [lab] extra
+        raise (lab_extra_error(exc, "plotting measurements") or exc) from exc
 
     show_figures_as_png(Figure)
     shown = {k: m for k, m in measurements.items() if not m.skipped and m.calls}

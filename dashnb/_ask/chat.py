@@ -25,6 +25,7 @@ from typing import Any
 
 from .._endpoint import _Secret
 from .core import DEFAULT_MODEL, AskResult, check_params, complete, resolve_session
+from .result import current_cell
 
 __all__ = ["Chat", "chat"]
 
@@ -174,7 +175,8 @@ class Chat:
         merged = {**self._params, **params}
         if "api_key" not in merged and self._api_key is not None:
             merged["api_key"] = self._api_key  # the holder: complete() reveals it in the SDK call only
-        turn = sum(1 for role, _ in self._history if role == "user") + 1
+        earlier = sum(1 for role, _ in self._history if role == "user")
+        turn = earlier + 1
         result = complete(
             self.messages(prompt),
             model=self._model,
@@ -182,7 +184,7 @@ class Chat:
             stream=self.stream,
             params=merged,
             markdown=self.markdown,
-            footer=lambda r: f"turn {turn} · " + r.summary(input_tokens=True),
+            footer=lambda r: f"turn {turn} · " + r.summary(input_tokens=True, earlier_turns=earlier),
         )
         self._history += [("user", prompt), ("assistant", result.text)]
         self._turns.append(result)
@@ -204,25 +206,44 @@ class Chat:
         """The number of turns in the history (user messages)."""
         return sum(1 for role, _ in self._history if role == "user")
 
+    def _head(self) -> str:
+        # getattr throughout: a repr is also taken of a half-built Chat (a refused argument's
+        # traceback with capture_locals=True), before __init__ set anything.
+        session = getattr(self, "_session", None)
+        where = "the notebook's session" if session is None else f"session {getattr(session, 'name', '?')!r}"
+        n = sum(1 for role, _ in getattr(self, "_history", ()) if role == "user")
+        head = f"<Chat {getattr(self, '_model', '?')}, {n} turn{'' if n == 1 else 's'} on {where}"
+        if not n:
+            head += ': c.ask("...") sends the first turn'
+        return head
+
     def __repr__(self) -> str:
-        where = (
-            "the notebook's session" if self._session is None else f"session {getattr(self._session, 'name', '?')!r}"
-        )
-        n = len(self)
-        head = f"<Chat {self._model}, {n} turn{'' if n == 1 else 's'} on {where}"
-        lines = [head]
-        if self._system:
-            lines.append(f"  system: {_short(self._system)!r}")
-        shown = self._history[-_REPR_MESSAGES:]
-        if len(self._history) > len(shown):
-            lines.append(f"  ... {len(self._history) - len(shown)} earlier messages")
+        history = getattr(self, "_history", [])
+        turns = getattr(self, "_turns", [])
+        lines = [self._head()]
+        system = getattr(self, "_system", None)
+        if system:
+            lines.append(f"  system: {_short(system)!r}")
+        shown = history[-_REPR_MESSAGES:]
+        if len(history) > len(shown):
+            lines.append(f"  ... {len(history) - len(shown)} earlier messages")
         lines += [f"  {role}: {_short(content)!r}" for role, content in shown]
-        if self._turns:
-            lines.append(f"  last turn: {self._turns[-1].summary(input_tokens=True)}")
+        if turns:
+            lines.append(f"  last turn: {turns[-1].summary(input_tokens=True)}")
         return "\n".join(lines) + ">"
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        # One display per reply: in the cell that just streamed the last turn, only the head line.
+        last = self.last
+        text = self._head() + ">" if last is not None and last._shown_in == current_cell() else repr(self)
+        display({"text/plain": text}, raw=True)
 
 
 def chat(
+    prompt: str | None = None,
+    /,
     *,
     model: str = DEFAULT_MODEL,
     system: str | None = None,
@@ -234,6 +255,8 @@ def chat(
 ) -> Chat:
     """A new conversation with ``model`` on ``session`` (default: the notebook's, ``dashnb.session()``).
 
+    ``prompt``: the first turn, asked at once (``dashnb.chat("What is TLS?")``); then ``.ask()``
+    goes on. Returns the conversation (a ``Chat``).
     ``system``: the system prompt. ``history``: messages to go on from (a list of
     ``{"role": "user" | "assistant", "content": ...}``, optionally led by a system message).
     ``markdown``: render replies as Markdown in a notebook, sanitized (else as plain text). ``params``: sent
@@ -242,6 +265,9 @@ def chat(
     # First, as in Chat(): no local of this frame shows it.
     if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
         params["api_key"] = _Secret((params["api_key"],))
-    return Chat(
+    conversation = Chat(
         model=model, system=system, session=session, stream=stream, markdown=markdown, history=history, **params
     )
+    if prompt is not None:
+        conversation.ask(prompt)
+    return conversation

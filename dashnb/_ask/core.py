@@ -22,6 +22,7 @@ replies are read in ``stacks``.
 
 from __future__ import annotations
 
+import re
 import time
 import types
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from .. import _observe
 from .._endpoint import _Secret
 from .._session import manager as _sessions
 from .errors import AskError, _hint, _scrub
-from .result import AskResult, AskTimings, Usage
+from .result import AskResult, AskTimings, Usage, current_cell
 from .stacks import STACKS, _httpx_call, _httpx_piece, _httpx_usage, _piece, _usage
 from .view import _View
 
@@ -39,6 +40,10 @@ __all__ = ["STACKS", "AskError", "AskResult", "AskTimings", "Usage", "ask"]
 
 #: The model ``ask``, ``chat`` and ``%%ask`` use unless told otherwise.
 DEFAULT_MODEL = "qwen-plus"
+
+# How the service and the emulator say a model name is wrong ("Model not exist", "The model `x`
+# does not exist or you do not have access to it").
+_NO_MODEL = re.compile(r"model\b.{0,80}?\b(not exist|does not exist)", re.I | re.S)
 
 
 def resolve_session(session: Any) -> Any:
@@ -76,13 +81,15 @@ def complete(
     markdown: bool = False,
     footer: Callable[[AskResult], str] = AskResult.summary,
     stack: str = "dashscope",
+    model_arg: str = "model=",
 ) -> AskResult:
     """One SDK call with these messages, shown as it streams; the core of ``ask`` and ``Chat.ask``.
 
     ``session`` is a dashnb session (``resolve_session``); ``params`` go to the service as they
     are, but ``api_key``, which replaces the endpoint's key for this call and never shows.
-    ``footer`` says what the line under the reply reads. ``stack``: one of ``STACKS``. Raises
-    ``AskError``.
+    ``footer`` says what the line under the reply reads. ``stack``: one of ``STACKS``.
+    ``model_arg``: how the caller names the model (``model=``, ``-m``), for the hint when the
+    service has no such model. Raises ``AskError``.
     """
     if stack not in STACKS:
         raise ValueError(f"stack must be one of {', '.join(map(repr, STACKS))}, got {stack!r}")
@@ -134,7 +141,12 @@ def complete(
         rid = getattr(resp, "request_id", None)
         text = f"{model} on {label}: HTTP {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
         hint = _hint(status, code)
-        err = AskError(f"{text}. {hint}".rstrip(), status_code=status, code=code, request_id=rid)
+        unknown = status in (400, 404) and _NO_MODEL.search(detail) is not None
+        if unknown:  # the one thing to change is the model: say it the way the caller wrote it
+            hint = f"Change {model_arg} to a model name this endpoint serves (the default is {DEFAULT_MODEL!r})."
+        sep = " " if text.endswith(("?", "!")) else ". "
+        err = AskError(f"{text}{sep}{hint}".rstrip(), status_code=status, code=code, request_id=rid)
+        err.unknown_model = model if unknown else None
         view.fail(f"HTTP {status}" + (f" {code}" if code else ""))
         return err
 
@@ -203,6 +215,8 @@ def complete(
         requests_on_connection=sample.requests_on_connection,
     )
     view.finish(footer(res))
+    if view.in_notebook:
+        object.__setattr__(res, "_shown_in", current_cell())
     return res
 
 

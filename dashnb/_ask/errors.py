@@ -25,6 +25,8 @@ class AskError(RuntimeError):
         self.status_code = status_code
         self.code = code
         self.request_id = request_id
+        #: The model name the service does not know, when that is what failed.
+        self.unknown_model: str | None = None
 
 
 # A 4xx (but 429) is the request's fault: asking again unchanged fails the same way, so the hint

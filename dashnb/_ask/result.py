@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import sys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +47,14 @@ class AskResult:
     reused: bool | None
     connection_id: int | None = None
     requests_on_connection: int | None = None
+    # The notebook cell that showed this reply as it streamed: shown as that cell's result, it
+    # would show the reply a second time.
+    _shown_in: int | None = dataclasses.field(default=None, init=False, compare=False)
 
-    def summary(self, *, input_tokens: bool = False) -> str:
+    def summary(self, *, input_tokens: bool = False, earlier_turns: int | None = None) -> str:
         """One line: latency and reuse (what ``ask`` shows under the reply); ``input_tokens``
-        adds the tokens sent (a conversation's grow with its history)."""
+        adds the tokens sent (a conversation's grow with its history), ``earlier_turns`` how many
+        earlier turns they carried."""
         return _summary_line(
             self.model,
             self.timings,
@@ -58,6 +63,7 @@ class AskResult:
             self.requests_on_connection,
             self.usage,
             input_tokens=input_tokens,
+            earlier_turns=earlier_turns,
         )
 
     def __str__(self) -> str:
@@ -69,6 +75,27 @@ class AskResult:
 
     def _repr_html_(self) -> str:
         return _html(self.text, self.summary())
+
+    def _ipython_display_(self) -> None:
+        # One display per reply: the cell that streamed it shows nothing more; any other shows it.
+        if self._shown_in is not None and self._shown_in == current_cell():
+            return
+        from IPython.display import display
+
+        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
+
+
+def current_cell() -> int | None:
+    """The execution count of the notebook cell running now, or None outside a kernel.
+
+    A script never imported IPython, so looking in sys.modules keeps scripts from paying for it.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
 
 
 def _ms(seconds: float | None) -> str:
@@ -84,6 +111,7 @@ def _summary_line(
     usage: Usage | None,
     *,
     input_tokens: bool = False,
+    earlier_turns: int | None = None,
 ) -> str:
     parts = [f"{model}: first token {_ms(timings.first_token_s)}, total {_ms(timings.total_s)}"]
     if usage is not None and usage.output_tokens is not None:
@@ -91,6 +119,8 @@ def _summary_line(
             parts.append(f"{usage.input_tokens} in + {usage.output_tokens} out tokens")
         else:
             parts.append(f"{usage.output_tokens} tokens")
+    if earlier_turns is not None:  # why a conversation's input grows: the history goes with each turn
+        parts.append(f"{earlier_turns} earlier turn{'' if earlier_turns == 1 else 's'} sent")
     conn = f" #{connection_id}" if connection_id is not None else ""
     if reused is True:
         nth = f" (request {requests_on_connection} on it)" if requests_on_connection else ""

@@ -78,6 +78,11 @@ class _View:
         if self._display is not None:
             self._handle = self._display(self._live, display_id=True)
 
+    @property
+    def in_notebook(self) -> bool:
+        """Whether the reply is shown in a notebook display (else it went to stdout)."""
+        return self._handle is not None
+
     def add(self, piece: str) -> None:
         self._live.text += piece
         if self._handle is None:

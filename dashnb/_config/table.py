@@ -86,8 +86,10 @@ _EQUIVALENTS: Mapping[str, tuple[str, str, str, str]] = MappingProxyType(
         "connection_pool_size": (
             "HTTPAdapter(pool_maxsize=...), with pool_block=False",
             "none in aiohttp (it keeps every idle connection); dashnb closes the surplus when a connection is released",
-            "Limits(max_keepalive_connections=...): idle connections kept, as in OkHttp. v2 client: "
-            "http_max_keepalive_connections / DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS (20)",
+            "Limits(max_keepalive_connections=...): idle connections kept, as in OkHttp, on dashnb's "
+            "pools; httpcore's own pool counts all open ones against it, so a steady concurrency above "
+            "it reconnects per call. v2 client: http_max_keepalive_connections / "
+            "DASHSCOPE_HTTP_MAX_KEEPALIVE_CONNECTIONS (20)",
             "Idle connections kept for reuse, not a cap on open ones: OkHttp's ConnectionPool "
             "(maxIdleConnections) and urllib3's pool_maxsize both let a burst open more and close "
             "the extra ones once idle.",

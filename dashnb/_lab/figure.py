@@ -9,7 +9,7 @@ picture is drawn; the figure is a bare ``Figure``, never pyplot (see ``dashnb._p
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._colors import mode_color
 from .._results import Comparison
@@ -18,7 +18,7 @@ from .settings import LabSettings, PlotScale
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["lab_figure", "lab_figure_png"]
+__all__ = ["lab_figure", "lab_figure_png", "lab_figure_svg"]
 
 
 def lab_figure(
@@ -36,16 +36,24 @@ def lab_figure(
     between runs); calls above a locked scale are marked at the top. ``pinned``: a run drawn as
     dashed ghost marks behind this one, for before/after.
     """
-    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib: only when drawing)
+    import matplotlib  # noqa: PLC0415 (matplotlib: only when drawing)
+    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     fig = Figure(figsize=figsize)
     # Fixed margins, in inches (room for tick labels whatever the size): the constrained layout
     # engine costs about as much as drawing the plot.
     width, height = figsize
+    # ... and in proportion to the text, which the SVG of presenter mode draws larger.
+    k = max(1.0, float(matplotlib.rcParams["font.size"]) / 10)
     fig.subplots_adjust(
-        left=0.7 / width, right=1 - 0.2 / width, bottom=0.72 / height, top=1 - 0.58 / height, wspace=0.3
+        left=0.7 * k / width,
+        right=1 - 0.2 / width,
+        bottom=0.72 * k / height,
+        top=1 - 0.58 * k / height,
+        wspace=0.3 * k,
     )
-    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    ax_lat, ax_conn = fig.subplots(1, 2, width_ratios=(1.6 * k, 1))
     shown = [m for m in result if not m.skipped]
     names = [m.mode for m in shown]
     colors = [mode_color(name) for name in names]
@@ -124,8 +132,10 @@ def lab_figure(
     ax_conn.set_yticks(range(len(names)), names)
     ax_conn.invert_yaxis()
     ax_conn.set_xlabel("connections opened")
-    # Room right of the longest bar for its label.
-    ax_conn.set_xlim(0, scale.connections * 1.4)
+    # Room right of the longest bar for its label; connections are counted, so whole-number ticks.
+    ax_conn.set_xlim(0, scale.connections * 1.4 * k)
+    ax_conn.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    ax_conn.set_gid("connections")  # the SVG's group for this axes: the browser test reads its ticks
     ax_conn.set_title("Connections opened")
     if settings is not None:
         fig.suptitle(
@@ -139,6 +149,47 @@ def lab_figure(
 def _spread(x: float, n: int) -> list[float]:
     # Across the bar, deterministically (no random jitter between redraws).
     return [x - 0.22 + 0.44 * (i + 0.5) / max(1, n) for i in range(n)]
+
+
+def lab_figure_svg(
+    result: Comparison,
+    settings: LabSettings | None = None,
+    *,
+    text_pt: float = 10.0,
+    scale: PlotScale | None = None,
+    pinned: Comparison | None = None,
+    y_axis: str = "keep",
+    figsize: tuple[float, float] = (10, 3.6),
+) -> str:
+    """The lab's plot as SVG whose text stays text, every piece of it ``text_pt`` points.
+
+    A picture the browser scales keeps its text in proportion: ``text_pt`` over the figure's
+    width in points is the share of the displayed width one letter takes, whatever the window
+    (a PNG scaled down to a third shrinks its text to a third, too). Text as text, not paths,
+    also keeps the file small and lets the page be searched and measured.
+    """
+    import matplotlib  # noqa: PLC0415 (matplotlib: only when drawing)
+    import matplotlib.text  # noqa: PLC0415
+
+    sizes: dict[str, Any] = {
+        "font.size": text_pt,
+        "axes.titlesize": text_pt,
+        "axes.labelsize": text_pt,
+        "xtick.labelsize": text_pt,
+        "ytick.labelsize": text_pt,
+        "legend.fontsize": text_pt,
+        "figure.titlesize": text_pt,
+        "svg.fonttype": "none",
+        "svg.hashsalt": "dashnb",  # the same plot gives the same file (ids are not random)
+    }
+    with matplotlib.rc_context(sizes):  # type: ignore[arg-type]  # its stub wants literal keys
+        # "small" and "medium" resolve against font.size: make them the same size too.
+        fig = lab_figure(result, settings, scale=scale, pinned=pinned, y_axis=y_axis, figsize=figsize)
+        for text in fig.findobj(matplotlib.text.Text):
+            text.set_fontsize(text_pt)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
 
 
 def lab_figure_png(

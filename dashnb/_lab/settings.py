@@ -34,6 +34,7 @@ __all__ = [
     "LAB_SCENARIOS",
     "MIN_SAMPLES",
     "MODE_COLORS",
+    "MODE_FAMILIES",
     "POOL_FIELDS",
     "SETTINGS",
     "TIMEOUT_STOPS",
@@ -42,7 +43,9 @@ __all__ = [
     "LabSettings",
     "PlotScale",
     "mode_color",
+    "mode_family",
     "pool_config",
+    "pool_hint",
 ]
 
 DEFAULT_LAB_MODES = ("per_call", "shared", "async")
@@ -136,6 +139,42 @@ def done_text(result: Comparison, seconds: float) -> str:
         text += "; failed calls: " + ", ".join(f"{m} {e}/{n}" for m, e, n in failed)
         text += f" ({', '.join(codes)})"
     return text
+
+
+#: The client families the lab's mode picker groups modes by, in its order.
+MODE_FAMILIES = ("requests", "aiohttp", "dashscope 2.x (httpx)", "openai (httpx)")
+
+
+def mode_family(name: str) -> str:
+    """The client family of mode ``name``: what the picker files it under."""
+    if name.startswith("v2_"):
+        return MODE_FAMILIES[2]
+    if name.startswith("openai_"):
+        return MODE_FAMILIES[3]
+    return MODE_FAMILIES[1] if mode_class(name).is_async else MODE_FAMILIES[0]
+
+
+def pool_hint(settings: LabSettings) -> str:
+    """Why moving a pool slider changes nothing on the plot now, and what shows it ('' when it can).
+
+    A pool limit shows only when more calls are in flight than it allows, in a mode that runs
+    calls concurrently: at the defaults (concurrency 2) no pool setting is ever reached.
+    """
+    concurrent = [m for m in settings.modes if mode_class(m).concurrent]
+    c = settings.config
+    smallest = min(c.connection_pool_size, c.maximum_async_requests, c.maximum_async_requests_per_host)
+    if concurrent and settings.concurrency > smallest and settings.calls > smallest:
+        return ""
+    why = (
+        "no mode ticked runs calls concurrently (threads, async, sdk_threads, ...)"
+        if not concurrent
+        else f"concurrency {settings.concurrency} never reaches a pool limit (smallest {smallest})"
+    )
+    label = LAB_SCENARIOS["pool_too_small"].label
+    return (
+        f"The pool sliders change nothing yet: {why}. Pick the scenario '{label}', or raise "
+        "concurrency (and calls) above a pool slider with threads or async ticked."
+    )
 
 
 # -- lab scenarios: named starting points, built on dashnb.SCENARIOS where they are networks ------

@@ -26,11 +26,13 @@ from typing import Any
 
 import ipywidgets as w
 
+from .._colors import mode_color
 from .._modes.registry import MODES
 from .._stats import html_table
-from .layout import LAB_FIGURE, PRESENTER_FIGURE, lab_layout, presenter_layout
+from .figure import lab_figure_svg
+from .layout import LAB_FIGURE, PRESENTER_FIGURE, STATIC_FIGURE, lab_layout, presenter_layout
 from .model import LabModel
-from .settings import LAB_SCENARIOS, timeout_stops
+from .settings import LAB_SCENARIOS, MODE_FAMILIES, POOL_FIELDS, mode_family, pool_hint, timeout_stops
 
 __all__ = ["LatencyLab", "lab"]
 
@@ -73,6 +75,76 @@ class _StopsLink:
         self.slider.unobserve(self._to_model, names="value")
 
 
+class ModePicker(w.HBox):
+    """The modes measured, as one row: a button per chosen mode (in its plot colour; click to
+    remove it) and a menu of the others, grouped by client family. Two dozen check boxes would
+    push the plot off the screen; the row is one line whatever the registry holds."""
+
+    ADD = ""
+
+    def __init__(self, model: LabModel) -> None:
+        self.model = model
+        self._open = True
+        self.menu = w.Dropdown(
+            options=[("add a mode…", self.ADD)],
+            tooltip="modes grouped by client family: requests, aiohttp, dashscope 2.x, openai",
+            layout=w.Layout(width="300px"),
+        )
+        self.menu.observe(self._add, names="value")
+        self.chosen = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        super().__init__([w.HTML("<b>Modes</b>&nbsp;"), self.chosen, self.menu])
+        self.layout.flex_flow = "row wrap"
+        self.layout.align_items = "center"
+        self.add_class("dashnb-lab-modes")
+        model.observe(self._show, names="modes")
+        self._show()
+
+    def _show(self, _change=None) -> None:
+        modes = self.model.modes
+        for old in self.chosen.children:
+            old.close()
+        chips = []
+        for name in modes:
+            chip = w.Button(
+                description=f"{name} ✕",
+                tooltip=f"remove {name}: {MODES[name]}",
+                layout=w.Layout(width="auto"),
+                style={"button_color": mode_color(name), "text_color": "white"},
+            )
+            chip.on_click(lambda _b, name=name: self.remove(name))
+            chip.add_class("dashnb-lab-mode")
+            chips.append(chip)
+        self.chosen.children = chips
+        # The menu lists the modes not chosen, family by family, each entry naming its family.
+        rest = [
+            (f"{family}: {name}", name)
+            for family in MODE_FAMILIES
+            for name in MODES
+            if name not in modes and mode_family(name) == family
+        ]
+        self.menu.unobserve(self._add, names="value")
+        try:
+            self.menu.options = [("add a mode…", self.ADD), *rest]
+            self.menu.value = self.ADD
+        finally:
+            self.menu.observe(self._add, names="value")
+
+    def _add(self, change) -> None:
+        if change["new"] and change["new"] not in self.model.modes:
+            self.model.modes = (*self.model.modes, change["new"])
+
+    def remove(self, name: str) -> None:
+        self.model.modes = tuple(m for m in self.model.modes if m != name)
+
+    def close(self) -> None:
+        # Closed by the panel and again when collected: only the first time does anything.
+        if self._open:
+            self._open = False
+            self.model.unobserve(self._show, names="modes")
+            self.menu.unobserve(self._add, names="value")
+        super().close()
+
+
 class LatencyLab(w.VBox):
     """The panel: controls linked to a LabModel, a status line, a plot and a table.
 
@@ -88,7 +160,7 @@ class LatencyLab(w.VBox):
             raise TypeError("pass either a LabModel or settings, not both")
         self.model = model if model is not None else LabModel(**settings)
         self.presenter = presenter
-        self._png: bytes | None = None
+        self._svg: str | None = None
         self._drawn: tuple | None = None
         m = self.model
         c = dict(continuous_update=False, style=wide, layout=slider_layout)
@@ -141,19 +213,10 @@ class LatencyLab(w.VBox):
                 options=[(f"{v:g}", v) for v in stops], description=label, **j
             )
             self._links.append(_StopsLink(m, name, slider))
-        self.mode_boxes = {
-            name: w.Checkbox(
-                value=name in m.modes,
-                description=name,
-                indent=False,
-                tooltip=MODES[name],
-                layout=w.Layout(width="auto"),
-            )
-            for name in MODES
-        }
-        for box in self.mode_boxes.values():
-            box.observe(self._boxes_changed, names="value")
-        m.observe(self._modes_changed, names="modes")
+        self.mode_picker = ModePicker(m)
+        self.pool_hint = w.HTML()
+        self.pool_hint.add_class("dashnb-lab-pool-hint")
+        m.observe(self._show_pool_hint, names=["concurrency", "calls", "modes", *POOL_FIELDS])
 
         def button(label: str, tip: str, action) -> w.Button:
             b = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto"))
@@ -173,7 +236,7 @@ class LatencyLab(w.VBox):
         self.status = w.HTML()
         self.scenario_note = w.HTML()
         self.exports = w.HTML()
-        self.plot = w.Output(layout=w.Layout(min_height="290px" if not presenter else "240px"))
+        self.plot = w.Output(layout=w.Layout(min_height="288px" if not presenter else "240px"))
         self.table = w.HTML()
         actions = w.HBox([*self.buttons.values(), self.save], layout=w.Layout(flex_flow="row wrap"))
         children = presenter_layout(self, actions) if presenter else lab_layout(self, actions)
@@ -183,6 +246,8 @@ class LatencyLab(w.VBox):
             self.add_class("dashnb-lab-presenter")
         # Stable hooks for the browser tests (and anyone styling the panel).
         self.status.add_class("dashnb-lab-status")
+        self.scenario_note.add_class("dashnb-lab-scenario-note")
+        self.controls["scenario"].add_class("dashnb-lab-scenario")
         self.plot.add_class("dashnb-lab-plot")
         self.table.add_class("dashnb-lab-table")
         self.exports.add_class("dashnb-lab-exports")
@@ -194,6 +259,7 @@ class LatencyLab(w.VBox):
         m.observe(self._show_scenario, names="scenario")
         self._show_status()
         self._show_scenario()
+        self._show_pool_hint()
         if m.result is not None:
             self._show_result()
         m.live = True
@@ -212,19 +278,15 @@ class LatencyLab(w.VBox):
         # The widget view, plus the latest plot as a picture: front ends without the widget
         # (nbconvert, GitHub, a notebook opened before its kernel runs) show that instead of
         # an empty box. Front ends with widgets rank the widget view first.
+        # Drawn here, once per display, not on every redraw: the panel itself shows an SVG.
         bundle = super()._repr_mimebundle_(**kwargs)
-        if self._png is not None:
-            bundle["image/png"] = base64.b64encode(self._png).decode("ascii")
+        if self.model.result is not None:
+            bundle["image/png"] = base64.b64encode(self.model.to_png(**STATIC_FIGURE)).decode("ascii")
         return bundle
 
-    def _boxes_changed(self, _change=None) -> None:
-        chosen = tuple(name for name, box in self.mode_boxes.items() if box.value)
-        if chosen != self.model.modes:
-            self.model.modes = chosen
-
-    def _modes_changed(self, change) -> None:
-        for name, box in self.mode_boxes.items():
-            box.value = name in change["new"]
+    def _show_pool_hint(self, _change=None) -> None:
+        text = pool_hint(self.model.settings())
+        self.pool_hint.value = f"<small style='color:#8a4b00'>{html.escape(text)}</small>" if text else ""
 
     def _pin(self) -> None:
         try:
@@ -258,14 +320,21 @@ class LatencyLab(w.VBox):
         if key == self._drawn:
             return
         self._drawn = key
-        png = self._png = m.to_png(**(PRESENTER_FIGURE if self.presenter else LAB_FIGURE))
+        svg = self._svg = lab_figure_svg(
+            result,
+            settings,
+            scale=m.scale,
+            pinned=m.pinned,
+            y_axis=m.y_axis,
+            **(PRESENTER_FIGURE if self.presenter else LAB_FIGURE),
+        )
         # Filled through the Output's model (not `with out:`), so nbval, Lab and Voila all
         # see the same outputs and nothing lands in whatever cell happens to be running.
         self.plot.outputs = (
             {
                 "output_type": "display_data",
                 "data": {
-                    "image/png": base64.b64encode(png).decode("ascii"),
+                    "image/svg+xml": svg,
                     "text/plain": f"<latency plot: {settings.label}>",
                 },
                 "metadata": {},
@@ -278,8 +347,8 @@ class LatencyLab(w.VBox):
         self._show_exports()
 
     def _show_exports(self, _change=None) -> None:
-        if self.save.value and self.model.result is not None and self._png is not None:
-            self.exports.value = self._export_links(self._png)
+        if self.save.value and self.model.result is not None:
+            self.exports.value = self._export_links(self.model.to_png(**STATIC_FIGURE))
         else:
             self.exports.value = ""
 
@@ -305,7 +374,7 @@ class LatencyLab(w.VBox):
         if not self._links and self.comm is None:  # closed already
             return
         m = self.model
-        m.unobserve(self._modes_changed, names="modes")
+        m.unobserve(self._show_pool_hint, names=["concurrency", "calls", "modes", *POOL_FIELDS])
         m.unobserve(self._show_status, names=["status", "error", "measuring"])
         m.unobserve(self._show_result, names=["result", "scale", "pinned", "y_axis"])
         m.unobserve(self._show_scenario, names="scenario")

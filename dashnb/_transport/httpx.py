@@ -13,8 +13,11 @@ Imported on first use (by ``dashnb._session.manager`` and the modes), so it may 
 How each Java (OkHttp) setting is carried over to httpx (httpcore does the pooling):
 
 - ``connection_pool_size`` -> ``Limits(max_keepalive_connections=...)``: idle connections kept.
-  httpcore closes idle connections beyond it when the pool is next used, as OkHttp's
-  ConnectionPool(maxIdleConnections) does; a burst opens more and churns, never waits for it.
+  httpcore 1.0 closes a connection that falls idle while the pool holds more connections *in
+  total* than that, so a steady concurrency above it churns a connection per call; dashnb's pools
+  count only the idle ones, as OkHttp's ConnectionPool(maxIdleConnections) does
+  (``dashnb._httpx_keepalive``), and close the surplus when the pool is next used. A burst opens
+  more connections, never waits for the limit.
 - ``maximum_async_requests`` / ``..._per_host`` -> ``Limits(max_connections=...)`` on the async
   client, set to the smaller of the two: httpx has one limit for all hosts and DashScope is one
   host, so for it the smaller limit is the one OkHttp's Dispatcher enforces. httpx counts open

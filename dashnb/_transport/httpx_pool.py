@@ -6,7 +6,8 @@ a proxy's tunnel (the transports put it in front of httpcore's proxy pools too);
 numbers the connection and adds httpcore's ``trace`` extension to each request it serves, which
 reports the TCP connect, the TLS handshake, the request going out and the response closing, to
 a ``dashnb._observe.Observer``. A ``Registry`` holds one client's connections for the
-open-connection gauge.
+open-connection gauge. Both pools keep connections by the number idle, as OkHttp does
+(``dashnb._httpx_keepalive``), not by httpcore's count of all connections.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import httpcore
 
 from .. import _observe
+from .httpx_keepalive import IdleKeepalive
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,7 @@ class ObservedAsyncConnection(_Delegating, httpcore.AsyncConnectionInterface):
         await self._inner.aclose()
 
 
-class ObservedPool(httpcore.ConnectionPool):
+class ObservedPool(IdleKeepalive, httpcore.ConnectionPool):
     _dashnb_conn_cls: type[ObservedConnection]
     _dashnb_registry: Registry
 
@@ -203,7 +205,7 @@ class ObservedPool(httpcore.ConnectionPool):
         return conn
 
 
-class ObservedAsyncPool(httpcore.AsyncConnectionPool):
+class ObservedAsyncPool(IdleKeepalive, httpcore.AsyncConnectionPool):
     _dashnb_conn_cls: type[ObservedAsyncConnection]
     _dashnb_registry: Registry
 

@@ -100,6 +100,16 @@ def _digest(request: GenerationRequest, *extra) -> bytes:
 
 def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> Reply:
     prompt = next((text for role, text in reversed(request.messages) if role == "user"), "")
+    # What shapes the words besides the prompt: the system prompt's language, whether this is the
+    # conversation's first reply (which says, once, that it is the emulator's) and, only when the
+    # prompt asks about them, the earlier turns' topics. All cached by their text in `_prose`.
+    system = next((text for role, text in request.messages if role == "system"), None)
+    lang = _prose.language_of(system)
+    first = not any(role == "assistant" for role, _ in request.messages)
+    earlier = None
+    if _prose.asks_about_earlier(prompt):
+        users = [text for role, text in request.messages if role == "user"]
+        earlier = tuple(_prose.topic_of(text) for text in users[-4:-1])
     input_tokens = sum(count_tokens(c) + 3 for _, c in request.messages)
     if request.tools:
         input_tokens += count_tokens(json.dumps([t.parameters for t in request.tools]))
@@ -127,13 +137,16 @@ def _compose_one(request: GenerationRequest, reply_tokens: int, index: int) -> R
         if request.tool_results:
             tokens = _prose.tool_result_words(request.tool_results, n, variant)
         else:
-            tokens = _prose.reply_words(prompt, n, variant, index)
+            tokens = _prose.reply_words(prompt, n, variant, index, lang=lang, first=first, earlier=earlier)
         finish = "length" if limit is not None and limit < reply_tokens else "stop"
     else:
         if request.response_format == "json_schema":
             value = instance(request.json_schema, hints_of(prompt), room)
         else:
-            value = {"answer": "".join(_prose.reply_words(prompt, 12, variant, index)), "source": "dashnb emulator"}
+            value = {
+                "answer": "".join(_prose.reply_words(prompt, 12, variant, index, lang=lang, first=False)),
+                "source": "dashnb emulator",
+            }
         whole = tuple(_PIECE.findall(json.dumps(value, ensure_ascii=False)))
         tokens = whole if limit is None else whole[:limit]  # cut like the service: the JSON stays unfinished
         finish = "length" if len(tokens) < len(whole) or room.cut else "stop"

@@ -247,9 +247,11 @@ class Relay(Defences):
         self.forward_eof(link)
 
     def _half_close_waited(self, link: Link) -> None:
-        # Still being answered: the server closes once its reply is out. Otherwise no request
-        # came (the bytes were a handshake or a partial head) or it has been answered.
-        if not link.closed and not link.busy:
+        # The FIN waits at most this grace. TCP cannot tell a half-close from a client that gave
+        # up, and a handler that stalls (stall_before_headers) or waits for a body that can no
+        # longer come must not hold the connection open: a reply slower than the grace is lost,
+        # and counted as cancelled, not as its status (DashScopeApp.handle).
+        if not link.closed:
             self.forward_eof(link)
 
     def forward_eof(self, link: Link) -> None:

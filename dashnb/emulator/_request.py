@@ -12,6 +12,7 @@ words. No I/O: ``dashnb.emulator._replies`` composes the reply, ``_wire`` frames
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import MISSING, dataclass, fields
 
 from ._catalogue import CATALOGUE, CHAT_MODELS
@@ -101,8 +102,17 @@ def _check_model(model) -> str:
     if not model:
         raise _bad("Model not specified: set `model`, e.g. model='qwen-plus'.")
     if not isinstance(model, str) or model not in KNOWN_MODELS:
-        raise _bad(f"Model not exist: {model!r}. The emulator knows: {', '.join(sorted(KNOWN_MODELS))}.")
+        raise _bad(f"Model not exist: {model!r}.{_did_you_mean(model)}")
     return model
+
+
+def _did_you_mean(model) -> str:
+    """A few known names close to ``model``, not the whole list; none for a long or odd name
+    (difflib's cost grows with the name's length)."""
+    if not isinstance(model, str) or len(model) > 64:
+        return ""
+    close = difflib.get_close_matches(model.lower(), sorted(KNOWN_MODELS), n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def _messages(raw) -> tuple[tuple, tuple]:

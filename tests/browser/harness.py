@@ -262,6 +262,7 @@ def lab_server(
 PRESENTER_TEMPLATE = "dashnb-presenter"
 PRESENTER_NOTEBOOK = NOTEBOOKS / "workshop.ipynb"
 JUPYTER_SHARE = REPO / "dashnb" / "_jupyter" / "share" / "jupyter"
+JUPYTER_ETC = REPO / "dashnb" / "_jupyter" / "etc" / "jupyter"
 
 
 @contextlib.contextmanager
@@ -283,6 +284,8 @@ def voila_server(
         env = _isolated_env(state)
         if template is not None:
             env["JUPYTER_PATH"] = str(JUPYTER_SHARE)
+            # As `make workshop`: voila.json there culls the kernels of closed pages.
+            env["JUPYTER_CONFIG_PATH"] = str(JUPYTER_ETC)
             extra_args = [f"--template={template}", *extra_args]
         served = root / notebook.name
 

@@ -2,10 +2,10 @@
 
 A reply is untrusted input, and JupyterLab renders what a kernel sends in a session as it is:
 Markdown with its HTML, and HTML with its event handlers. So three calls against the emulator
-(which quotes a question back in its reply) ask about a payload that a hand-written Markdown
+(which names a question's topic in its reply) ask about a payload that a hand-written Markdown
 scrubber let through, and every payload of ``_xss_corpus`` goes through the display those calls
-stream into (the emulator only quotes eight words of a prompt, collapsing whitespace, so it cannot
-return every payload itself). Any payload that ran would set ``window.__pwned``; the negative
+stream into (the emulator names a topic in at most six words, collapsing whitespace, so it
+cannot return every payload itself). Any payload that ran would set ``window.__pwned``; the negative
 control shows the same payload as raw HTML and sets ``window.__control``, so the page does run
 what it is given. One kernel, one page.
 """
@@ -116,7 +116,7 @@ def test_hostile_replies_stay_text_in_lab(page, start_lab, hostile_dir):
         reply = _outputs(page, CELLS.index(cell))
         assert reply.count() == 1, (cell, reply.count())
         text = reply.inner_text()
-        assert "You asked:" in text and 'onerror="window.__pwned=1"' in text, text  # shown, as text
+        assert "answer about" in text and 'onerror="window.__pwned=1"' in text, text  # shown, as text
         assert "qwen-plus: first token" in text and "connection #" in text, text  # the footer
 
     assert sum(_outputs(page, CELLS.index(cell)).count() for cell in CORPUS) == len(REPLIES)

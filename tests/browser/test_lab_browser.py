@@ -13,10 +13,14 @@ committed notebook.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
 
 import pytest
+
+from dashnb._lab.settings import LAB_SCENARIOS
 
 from . import harness
 
@@ -80,7 +84,7 @@ def _step(page, before: str) -> tuple[str, float, float]:
 def _exercise(page, name: str, timings: dict) -> None:
     _assert_no_errors(page)
     first = harness.wait_image_settled(page, selector=PLOT_IMAGE)
-    assert first.startswith("data:image/png;base64,")
+    assert first.startswith("data:image/svg+xml")  # text that stays text, sharp at any size
     assert "per_call" in _text(page, TABLE)
     harness.screenshot(page, f"{name}-before", scroll_to=PANEL)
 
@@ -218,3 +222,198 @@ def test_presenter_mode_fits_both_sizes_and_stays_offline(browser, start_voila):
     assert large > 1920 - 520 - 200, plot_width
     print(f"presenter timings: {json.dumps(timings)}; plot widths {plot_width}")
     (harness.artifacts_dir() / "presenter-timings.json").write_text(json.dumps(timings, indent=2))
+
+
+# -- the lab as one instrument, and presenter mode on a projector ----------------------------
+
+LAB_SIZE = (1280, 800)
+
+# After the panel's top is scrolled to the top of Lab's notebook: the boxes of the plot and of
+# every visible slider, clipped by what the reader can see (the window and the notebook's own
+# scrolling area).
+_ONE_SCREEN_JS = """
+sel => {
+  const panel = [...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null).pop();
+  let scroller = panel.parentElement;
+  while (scroller && !(scroller.scrollHeight > scroller.clientHeight
+                       && /(auto|scroll)/.test(getComputedStyle(scroller).overflowY)))
+    scroller = scroller.parentElement;
+  panel.scrollIntoView({block: 'start'});
+  const s = scroller ? scroller.getBoundingClientRect() : {top: 0, left: 0, bottom: innerHeight, right: innerWidth};
+  const seen = {left: Math.max(0, s.left), top: Math.max(0, s.top),
+                right: Math.min(innerWidth, s.right), bottom: Math.min(innerHeight, s.bottom)};
+  const box = e => { const r = e.getBoundingClientRect();
+    return {what: (e.innerText || e.className).slice(0, 40), left: r.left, top: r.top, right: r.right,
+            bottom: r.bottom, width: r.width, height: r.height}; };
+  const shown = q => [...panel.querySelectorAll(q)].filter(e => e.offsetParent !== null);
+  return {seen, panel: box(panel), plot: box(panel.querySelector('.dashnb-lab-plot img')),
+          sliders: shown('.widget-slider').map(box),
+          checkboxes: shown('.widget-checkbox').length,
+          axis: shown('.widget-toggle-buttons').map(box)};
+}
+"""
+
+
+def _inside(box: dict, area: dict) -> bool:
+    return (
+        box["left"] >= area["left"] - 0.5
+        and box["top"] >= area["top"] - 0.5
+        and box["right"] <= area["right"] + 0.5
+        and box["bottom"] <= area["bottom"] + 0.5
+    )
+
+
+def test_the_lab_shows_its_sliders_and_its_plot_together_at_1280x800(page, start_lab):
+    """Issue 21 (1): drag a slider, watch the plot, without scrolling in between."""
+    page.set_viewport_size({"width": LAB_SIZE[0], "height": LAB_SIZE[1]})
+    lab = start_lab()
+    harness.open_notebook(page, lab, NOTEBOOK)
+    harness.run_all_cells(page)
+    _assert_no_errors(page)
+    before = harness.wait_image_settled(page, selector=PLOT_IMAGE)
+    boxes = page.evaluate(_ONE_SCREEN_JS, PANEL)
+    page.wait_for_timeout(300)  # let Lab's scroller settle before the picture
+    harness.screenshot(page, "lab-1280x800", full_page=False)
+    print(
+        f"lab at 1280x800: panel {boxes['panel']['height']:.0f} px tall; plot {boxes['plot']}; "
+        f"sliders {boxes['sliders']}; seen {boxes['seen']}; checkboxes {boxes['checkboxes']}"
+    )
+    assert len(boxes["sliders"]) >= 4, boxes["sliders"]
+    for box in [boxes["plot"], *boxes["sliders"], *boxes["axis"]]:
+        assert _inside(box, boxes["seen"]), f"{box['what']!r} is off screen once the panel is in view: {box}"
+    # Modes are picked from a compact picker, not two dozen check boxes.
+    assert boxes["checkboxes"] <= 2, boxes["checkboxes"]
+    # And the slider in view drives the plot in view.
+    _step(page, before)
+    after = page.evaluate(_ONE_SCREEN_JS, PANEL)
+    assert _inside(after["plot"], after["seen"]), after["plot"]
+
+
+POOL_TOO_SMALL = LAB_SCENARIOS["pool_too_small"].label
+PROJECTOR_SIZES = ((1024, 768), (1280, 720), (1920, 1080))
+MIN_PLOT_TEXT_PX = 16
+
+# What a projector shows: the plot's text as displayed (the plot is an SVG whose text stays
+# text: its font sizes, times the scale the page draws it at), the connections axis' tick
+# labels, anything wider than the window or cut off, and the scenario note.
+_LEGIBLE_JS = """
+async () => {
+  const panel = document.querySelector('.dashnb-lab-presenter');
+  const img = panel.querySelector('.dashnb-lab-plot img');
+  const r = img.getBoundingClientRect();
+  const out = {plot: {width: r.width, height: r.height, left: r.left, right: r.right, top: r.top, bottom: r.bottom},
+               src: img.src.slice(0, 30), text_px: [], ticks: []};
+  if (img.src.startsWith('data:image/svg+xml')) {
+    const text = await (await fetch(img.src)).text();
+    const svg = new DOMParser().parseFromString(text, 'image/svg+xml').documentElement;
+    const scale = r.width / svg.viewBox.baseVal.width;
+    for (const t of svg.querySelectorAll('text')) {
+      const m = /font(?:-size)?:\\s*([\\d.]+)px/.exec(t.getAttribute('style') || '');
+      if (m && t.textContent.trim()) out.text_px.push([t.textContent.trim(), parseFloat(m[1]) * scale]);
+    }
+    const conn = svg.querySelector('#connections');
+    if (conn) out.ticks = [...conn.querySelectorAll('[id^="xtick_"] text')].map(t => t.textContent.trim());
+  }
+  const page = document.documentElement;
+  out.overflow_px = Math.max(page.scrollWidth, document.body.scrollWidth) - innerWidth;
+  out.wider = [...panel.querySelectorAll('*')].filter(e => e.offsetParent !== null)
+    .map(e => [e.className && e.className.baseVal === undefined ? String(e.className).slice(0, 40) : e.tagName,
+               e.getBoundingClientRect().right])
+    .filter(([_, right]) => right > innerWidth + 0.5).slice(0, 5);
+  const cut = e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1
+    && getComputedStyle(e).overflowX !== 'visible' && getComputedStyle(e).overflowX !== 'auto'
+    && getComputedStyle(e).overflowX !== 'scroll';
+  out.cut = [...panel.querySelectorAll('.widget-label, .widget-label-basic, .widget-readout, button, '
+    + '.lm-TabBar-tabLabel, .widget-html-content, .widget-dropdown select, .dashnb-lab-table')]
+    .filter(cut).map(e => (e.innerText || e.value || '').slice(0, 40));
+  const note = panel.querySelector('.dashnb-lab-scenario-note') || null;
+  const n = note && note.getBoundingClientRect();
+  out.note = note ? {text: note.innerText.trim().slice(0, 60), shown: note.offsetParent !== null,
+                     left: n.left, top: n.top, right: n.right, bottom: n.bottom} : null;
+  return out;
+}
+"""
+
+
+def test_presenter_mode_is_legible_on_a_projector(browser, start_voila):
+    """Issue 21 (2): at 1024x768, 1280x720 and 1920x1080 the plot's text is at least 16 px as
+    displayed, the connections axis counts in whole numbers, nothing is wider than the window or
+    cut off, and a chosen scenario's note is on screen."""
+    voila = start_voila(harness.PRESENTER_NOTEBOOK, template=harness.PRESENTER_TEMPLATE)
+    seen = {}
+    for size in PROJECTOR_SIZES:
+        context, page, _sockets, _ = _presenter_page(browser, voila, size)
+        name = f"projector-{size[0]}x{size[1]}"
+        try:
+            _assert_no_errors(page)
+            before = harness.image_src(page, selector=PLOT_IMAGE)
+            # A scenario whose note says what to look for; its plot has more connections.
+            page.locator("select").filter(has_text=POOL_TOO_SMALL).select_option(label=POOL_TOO_SMALL)
+            harness.wait_image_settled(page, selector=PLOT_IMAGE, previous=before)
+            got = page.evaluate(_LEGIBLE_JS)
+            harness.screenshot(page, name, full_page=False)
+            # The Java names are the longest labels: nothing cut in the pool tab either.
+            harness.scope(page).locator(".lm-TabBar-tab").get_by_text("Pool (Java)", exact=True).click()
+            got["cut"] += page.evaluate(_LEGIBLE_JS)["cut"]
+            smallest = min((px for _, px in got["text_px"]), default=None)
+            seen[name] = {k: got[k] for k in ("plot", "src", "ticks", "overflow_px", "wider", "cut", "note")}
+            seen[name]["smallest_text_px"] = smallest
+            print(f"{name}: {json.dumps(seen[name])}")
+        finally:
+            context.close()
+    (harness.artifacts_dir() / "projector-measurements.json").write_text(json.dumps(seen, indent=2))
+    for name, got in seen.items():
+        assert got["src"].startswith("data:image/svg+xml"), f"{name}: the plot is not an SVG, its text is pixels"
+        assert got["smallest_text_px"] is not None and got["smallest_text_px"] >= MIN_PLOT_TEXT_PX, (name, got)
+        assert got["ticks"] and all(t.lstrip("−-").isdigit() for t in got["ticks"]), (name, got["ticks"])
+        assert got["overflow_px"] <= 0 and not got["wider"], (name, got["overflow_px"], got["wider"])
+        assert not got["cut"], (name, got["cut"])
+        note = got["note"]
+        width, height = (int(x) for x in name.split("-")[1].split("x"))
+        assert note and note["shown"] and "connection" in note["text"], (name, note)
+        area = {"left": 0, "top": 0, "right": width, "bottom": height}
+        assert _inside(note, area), (name, note)
+
+
+def _kernel_processes(voila) -> int:
+    """Kernels the Voila server runs: its descendant processes started as ipykernel (Linux /proc)."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+    family, grew = {voila.process.pid}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return sum(1 for pid in family if b"ipykernel" in commands.get(pid, b""))
+
+
+# What the dashnb-presenter configuration promises (dashnb/_jupyter/etc/jupyter/voila.json): an
+# idle kernel without a page is shut down after 60 s, checked every 10 s. Wide margin on top.
+CULL_BOUND_S = 60 + 10 + 60
+
+
+def test_a_closed_presenter_page_leaves_no_kernel_behind(browser, start_voila):
+    """Issue 21 (2): every page load of Voila starts a kernel; closing the page must end it,
+    while a page still open keeps its kernel and keeps working."""
+    voila = start_voila(harness.PRESENTER_NOTEBOOK, template=harness.PRESENTER_TEMPLATE)
+    kept, page, _s, _ = _presenter_page(browser, voila, (1280, 720))
+    closed, _other, _s2, _ = _presenter_page(browser, voila, (1280, 720))
+    try:
+        assert _kernel_processes(voila) == 2
+        closed.close()
+        started = time.perf_counter()
+        while _kernel_processes(voila) > 1:
+            waited = time.perf_counter() - started
+            assert waited < CULL_BOUND_S, f"the closed page's kernel still runs after {waited:.0f} s"
+            time.sleep(1)
+        print(f"closed page's kernel gone after {time.perf_counter() - started:.0f} s")
+        # The open page was idle all that time and still has its kernel: a slider step redraws.
+        assert _kernel_processes(voila) == 1
+        _step(page, harness.image_src(page, selector=PLOT_IMAGE))
+    finally:
+        kept.close()

@@ -244,7 +244,7 @@ def test_markdown_display_streams_sanitized_html(fresh, monkeypatch):
     assert partial and r.text.startswith(partial)
     assert f'<div class="dashnb-reply">{_markdown.to_html(partial)}</div>' in shown[1][1]["text/html"]
     final = shown[-1][1]
-    footer = f"turn 1 · {r.summary(input_tokens=True)}"
+    footer = f"turn 1 · {r.summary(input_tokens=True, earlier_turns=0)}"
     assert final["text/html"] == (
         f'<div class="dashnb-ask"><div class="dashnb-reply">{_markdown.to_html(r.text)}</div>'
         f"{footer_html(footer)}</div>"
@@ -310,7 +310,8 @@ def test_ask_magic_without_a_kernel_prints_plain_text(tmp_path):
     assert state["reused"] == [False, True]
     results = state["results"]
     assert results[:3] == [None, None, None]
-    assert results[3].startswith("UsageError: qwen-nonexistent on emulator") and "model name" in results[3]
+    # A model the service does not know is the call's error, said in the magic's terms.
+    assert results[3].startswith("AskError: qwen-nonexistent on emulator") and "Change -m to" in results[3]
     assert results[4] is None
     assert results[5] is None and results[6].startswith("UsageError: %%ask needs a prompt")
     assert results[7].startswith("UsageError: %%ask: model must be a model name")
@@ -322,3 +323,21 @@ def test_ask_magic_without_a_kernel_prints_plain_text(tmp_path):
     assert "turn 2 · qwen-plus:" in cells[3] and "reused connection" in cells[3]
     assert "<IPython" not in out and "text/markdown" not in out
     assert "Traceback" not in out + done.stderr
+
+
+def test_a_half_built_chat_has_a_repr_and_a_bare_one_says_how_to_go_on():
+    import traceback
+
+    half = _chat.Chat.__new__(_chat.Chat)  # what a refused argument's traceback holds
+    assert repr(half).startswith("<Chat ?, 0 turns")
+    try:
+        _chat.Chat(model="")
+    except ValueError as exc:
+        traceback.TracebackException.from_exception(exc, capture_locals=True)  # no AttributeError
+    assert 'c.ask("...") sends the first turn' in repr(_chat.Chat())
+
+
+def test_chat_with_a_question_asks_it_at_once(emu, make_session, capsys):
+    c = _chat.chat("What is TLS?", session=make_session(endpoint=emu))
+    assert isinstance(c, _chat.Chat) and [m["role"] for m in c.history] == ["user", "assistant"]
+    assert "0 earlier turns sent" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import dataclasses
 import io
 import json
 import pathlib
@@ -22,7 +23,9 @@ import traitlets
 from matplotlib.colors import to_hex
 
 from dashnb import SCENARIOS, PoolConfig, _colors
+from dashnb._lab import settings as lab_settings
 from dashnb._lab.figure import lab_figure
+from dashnb._lab.layout import STATIC_FIGURE
 from dashnb._lab.model import LabModel, LabSettings
 from dashnb._lab.settings import (
     LAB_SCENARIOS,
@@ -236,23 +239,25 @@ def test_the_view_follows_its_controls():
         view = lab(rtt_ms=0, calls=2, modes=("per_call", "shared"), debounce_s=0.0)
         try:
             await view.model.wait()
-            first = view.plot.outputs[0]["data"]["image/png"]
+            first = view.plot.outputs[0]["data"]["image/svg+xml"]
             assert "per_call" in view.table.value and "done in" in view.status.value
 
             view.controls["rtt_ms"].value = 30  # what a slider release does
             assert view.model.rtt_ms == 30
             await view.model.wait()
             assert view.model.measured.rtt_ms == 30
-            assert view.plot.outputs[0]["data"]["image/png"] != first
+            assert view.plot.outputs[0]["data"]["image/svg+xml"] != first
             assert len(view.plot.outputs) == 1
 
-            view.mode_boxes["async"].value = True
+            view.mode_picker.menu.value = "async"  # what picking it from the menu does
             assert view.model.modes == ("per_call", "shared", "async")
+            assert view.mode_picker.menu.value == ""  # the menu is ready for the next one
+            assert "async" not in dict((v, k) for k, v in view.mode_picker.menu.options)
             await view.model.wait()
             assert list(view.model.latency_ms) == ["per_call", "shared", "async"]
 
-            for box in view.mode_boxes.values():
-                box.value = False
+            for chip in list(view.mode_picker.chosen.children):
+                chip.click()
             await view.model.wait()
             assert "choose at least one mode" in view.status.value
         finally:
@@ -315,7 +320,7 @@ def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
             assert (view.model.rtt_ms, view.model.ttfb_ms) == (5, SCENARIOS["same_region"].ttfb_ms)
             await view.model.wait()
             latest = view._repr_mimebundle_()
-            return before, after, latest, view.plot.outputs[0]["data"]["image/png"]
+            return before, after, latest, view.model.to_png(**STATIC_FIGURE)
         finally:
             view.close()
 
@@ -324,7 +329,8 @@ def test_the_panel_carries_a_picture_of_its_latest_plot_for_static_renders():
     for bundle in (after, latest):
         assert {"text/plain", "application/vnd.jupyter.widget-view+json", "image/png"} <= set(bundle)
         assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
-    assert latest["image/png"] == shown != after["image/png"]  # the latest plot, not the first
+    assert base64.b64decode(latest["image/png"]) == shown  # the latest plot, not the first
+    assert latest["image/png"] != after["image/png"]
     assert "server" in latest["text/plain"]
 
 
@@ -642,14 +648,15 @@ def test_presenter_layout_is_the_same_lab_in_large_type():
         view = lab(rtt_ms=0, calls=2, modes=("shared",), debounce_s=0.0, presenter=True, name="test-presenter")
         try:
             await view.model.wait()
-            return view, view._dom_classes, view._png, view.children[0].value
+            return view, view._dom_classes, view._svg, view.children[0].value
         finally:
             view.close()
 
-    view, classes, png, css = run(scenario())
+    view, classes, svg, css = run(scenario())
     assert "dashnb-lab-presenter" in classes and "<style>" in css and ".dashnb-lab-presenter" in css
-    width = int.from_bytes(png[16:20], "big")  # PNG IHDR: drawn for a wide window
-    assert width >= 1400
+    # An SVG whose text stays text, 13 pt in a 7.5 in figure: 16 px and more once scaled to the
+    # plot's width in any window of 1024 px or wider (the browser test measures it).
+    assert 'width="540pt"' in svg and "font-size: 13px" in svg and "<path" in svg
 
 
 def test_the_claim_cells_of_04_never_read_the_panel():
@@ -678,3 +685,36 @@ def test_one_redraw_per_measurement_even_when_the_scale_moves():
 
     drawn, final = run(scenario())
     assert len(drawn) == 2 and drawn[-1] == final and drawn[0] != final
+
+
+def test_the_pool_sliders_say_when_they_change_nothing_and_which_scenario_shows_them():
+    # At the defaults (concurrency 2, pools of 32) no pool limit is ever reached.
+    hint = lab_settings.pool_hint(LabSettings())
+    assert "concurrency 2" in hint and LAB_SCENARIOS["pool_too_small"].label in hint
+    shown = LabModel(scenario="pool_too_small")
+    try:
+        assert lab_settings.pool_hint(shown.settings()) == ""
+    finally:
+        shown.close()
+    sequential = dataclasses.replace(LabSettings(), concurrency=8, calls=16, modes=("per_call", "shared"))
+    assert "concurrently" in lab_settings.pool_hint(sequential)
+
+
+def test_the_mode_picker_groups_every_mode_by_client_family():
+    families = {name: lab_settings.mode_family(name) for name in MODES}
+    assert set(families.values()) == set(lab_settings.MODE_FAMILIES)
+    assert families["shared"] == families["sdk_threads"] == "requests"
+    assert families["async"] == families["sdk_async"] == "aiohttp"
+    assert families["v2_async_default"].startswith("dashscope") and families["openai_dashnb"].startswith("openai")
+
+
+def test_the_connections_axis_counts_in_whole_numbers():
+    model = LabModel(rtt_ms=0, calls=2, modes=("shared",))
+    try:
+        result = run(model.measure())
+    finally:
+        model.close()
+    for connections in (1.0, 3.0, 7.5, 20.0):  # nice_ceiling's steps; 7.5 gave ticks at 2.5 and 7.5
+        fig = lab_figure(result, scale=PlotScale(latency_ms=100.0, connections=connections))
+        ticks = [t for t in fig.axes[1].get_xticks() if 0 <= t <= connections * 2]
+        assert ticks and all(float(t).is_integer() for t in ticks), (connections, ticks)

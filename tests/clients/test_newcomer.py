@@ -427,35 +427,49 @@ def _make(tmp_path: Path, target: str, *args: str) -> str:
         pytest.skip("make is not installed")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("python", "voila"):
+    for tool in ("python", "dashnb"):
         stub = bin_dir / tool
-        stub.write_text(
-            '#!/bin/sh\necho "DASHNB_OFFLINE=$DASHNB_OFFLINE JUPYTER_CONFIG_PATH=$JUPYTER_CONFIG_PATH ARGS=$*"\n'
-        )
+        stub.write_text('#!/bin/sh\necho "DASHNB_OFFLINE=$DASHNB_OFFLINE ARGS=$*"\n')
         stub.chmod(0o755)
-    stamp = tmp_path / "stamp"
-    stamp.touch()  # newer than pyproject.toml: nothing to install
+    stamps = {"STAMP": tmp_path / "stamp", "LAB_STAMP": tmp_path / "lab-stamp"}
+    for stamp in stamps.values():
+        stamp.touch()  # newer than pyproject.toml: nothing to install
     env = {k: v for k, v in os.environ.items() if k not in ("DASHNB_OFFLINE", "MAKEFLAGS")}
     done = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), target, f"BIN={bin_dir}", f"STAMP={stamp}", *args],
+        ["make", "-s", "-C", str(ROOT), target, f"BIN={bin_dir}", *(f"{k}={v}" for k, v in stamps.items()), *args],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_make_lab_and_workshop_pass_the_offline_switch_and_lab_settings(tmp_path):
+def test_make_lab_and_workshop_run_the_dashnb_commands(tmp_path):
+    # The Makefile calls the installed commands (tests/unit/test_install_commands.py checks what they start).
     out = _make(tmp_path, "lab", "OFFLINE=1")
-    assert "DASHNB_OFFLINE=1 " in out and f"JUPYTER_CONFIG_PATH={ROOT}/dashnb/_jupyter/etc/jupyter " in out
-    assert out.rstrip().splitlines()[-1].startswith("DASHNB_OFFLINE=1")  # Lab's output (the URL) comes last
-    assert "--log-level=WARN" in out
-    assert "DASHNB_OFFLINE= " in _make(tmp_path, "lab")  # without OFFLINE, the key decides
-    assert "DASHNB_OFFLINE=1 " in _make(tmp_path, "workshop")
+    assert out.strip() == "DASHNB_OFFLINE=1 ARGS=lab notebooks"
+    assert _make(tmp_path, "lab").strip() == "DASHNB_OFFLINE= ARGS=lab notebooks"  # without OFFLINE, the key decides
+    assert _make(tmp_path, "workshop").strip() == "DASHNB_OFFLINE= ARGS=workshop"  # offline by itself
+
+
+def test_make_lab_installs_the_lab_extra_and_make_test_every_extra(tmp_path):
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    printed = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "-p", "-n", "clean"], env=env, capture_output=True, text=True, timeout=60
+    ).stdout
+    variables = dict(re.findall(r"^(LAB_STAMP|STAMP) := (\S+)$", printed, re.M))
+    assert variables == {"LAB_STAMP": ".venv/.installed-lab", "STAMP": ".venv/.installed-test+lab+dev+docs"}
+    recipe = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for target, stamp in (("lab", "LAB_STAMP"), ("workshop", "LAB_STAMP"), ("docs", "STAMP"), ("lint", "STAMP")):
+        assert re.search(rf"^{target}: \$\({stamp}\)$", recipe, re.M), target
 
 
 def test_install_is_one_line_per_phase_not_pip_quiet_nor_pip_verbose():
     recipe = (ROOT / "Makefile").read_text(encoding="utf-8")
-    install = recipe[recipe.index("$(STAMP): pyproject.toml") : recipe.index("\nlab:")]
+    install = recipe[recipe.index("$(VENV)/.installed-%: pyproject.toml") : recipe.index("\nlab:")]
     assert "--quiet" not in install and " -q " not in install
     assert install.count('echo "dashnb: [') == 3 and "$(INSTALL_LOG)" in install
 
@@ -487,10 +501,9 @@ def test_the_projects_lab_never_asks_about_jupyter_news(tmp_path):
 def test_the_licence_is_an_spdx_string_with_a_backend_that_takes_it():
     tomllib = pytest.importorskip("tomllib")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    # A licence table makes setuptools >= 77 print a deprecation box on every install; the SPDX
-    # string needs setuptools 77 or newer as the build backend (PEP 639).
+    # A licence table is deprecated (PEP 639); the SPDX string needs hatchling 1.27 or newer.
     assert meta["project"]["license"] == "Apache-2.0" and meta["project"]["license-files"] == ["LICENSE"]
-    assert meta["build-system"]["requires"] == ["setuptools>=77"]
+    assert meta["build-system"]["requires"] == ["hatchling>=1.27"]
 
 
 @pytest.mark.parametrize("pip_fails", [False, True])
@@ -508,9 +521,9 @@ def test_install_prints_its_phases_and_on_failure_pips_last_lines(tmp_path, pip_
         f'case "$*" in *"-e "*) {"echo ERROR: no matching distribution; exit 1" if pip_fails else "exit 0"};; esac\n'
     )
     stub.chmod(0o755)
-    stamp = tmp_path / "stamp"
+    stamp = venv / ".installed-test+lab+dev+docs"
     done = subprocess.run(
-        ["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}", f"STAMP={stamp}"],
+        ["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}"],
         env={k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     out = done.stdout + done.stderr

@@ -555,7 +555,7 @@ def test_replies_answer_the_prompts_shape(emu, oai):
     assert ask("Hello!").startswith("Hello!")
     question = ask("Why does TLS 1.3 save a round trip?", max_tokens=30)
     assert len(question.split()) == 30
-    assert "Why does TLS 1.3 save a round trip?" in question and "emulator" in question
+    assert "TLS 1.3 save a round trip" in question and "emulator" in question
     listing = ask("List four ways to reuse connections.")
     assert [line[:2] for line in listing.splitlines()[1:5]] == ["1.", "2.", "3.", "4."]
     assert all(_SENTENCE_END.search(t) for t in (question, listing))

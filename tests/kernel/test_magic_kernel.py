@@ -3,6 +3,7 @@ and the reply arrives as HTML rendered from its Markdown and sanitized, updated 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -116,3 +117,62 @@ def test_two_ask_cells_make_one_conversation_rendered_as_html(kernel):
         assert f"{(one, two)[n - 1]['input_tokens']} in + " in final["text/plain"]
         everything = json.dumps([m["content"] for m in messages])
         assert key not in everything and not EMULATOR_KEY.search(everything)
+
+
+def _reply_displays(messages, reply):
+    """How many outputs of a cell show ``reply``: displays (their last state) and results."""
+    last: dict = {}
+    results = []
+    for msg in messages:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind in ("display_data", "update_display_data"):
+            last[content.get("transient", {}).get("display_id") or id(msg)] = content["data"]
+        elif kind == "execute_result":
+            results.append(content["data"])
+    shown = [*last.values(), *results]
+    return sum(reply in d.get("text/plain", "") or html.escape(reply) in d.get("text/html", "") for d in shown)
+
+
+def test_each_reply_is_shown_once_and_chat_and_ask_read_as_typed(kernel):
+    km, kc = kernel
+    assert "Error" not in run_cell(kc, SETUP)
+    assert run_cell(kc, "%load_ext dashnb") == ""
+    cells = {
+        "ask": 'dashnb.ask("What is a TLS handshake?")',
+        "chat": 'c = dashnb.chat("What is TLS?")\nc.ask("And why does it cost a round trip?")',
+        "chat_last": 'dashnb.chat("Why pool connections?")',
+        "line": "%ask What's a pooled connection?",
+        "model": "%ask -m qwen-pls Hello?",
+        "later": "r = next(v for v in Out.values() if isinstance(v, dashnb.AskResult))\nr",
+    }
+    got = {name: iopub_messages(kc, kc.execute(code)) for name, code in cells.items()}
+    state = json.loads(
+        run_cell(
+            kc,
+            "print(json.dumps({'chat': [m['role'] for m in c.history], 'reply': c.last.text, 'ask': r.text,"
+            " 'line': get_ipython().run_line_magic('ask', '').history[-2:], 'first': repr(dashnb.chat())}))",
+        )
+    )
+
+    # One display per reply: streamed, then no result repeating it (the cell's last line).
+    assert _reply_displays(got["ask"], state["ask"]) == 1
+    assert _reply_displays(got["chat"], state["reply"]) == 1
+    assert not [m for m in got["ask"] if m["msg_type"] == "execute_result"]
+    # In a later cell the result shows itself.
+    assert _reply_displays(got["later"], state["ask"]) == 1
+    # chat("question") asked at once and returned the conversation, shown without repeating it.
+    assert state["chat"] == ["user", "assistant", "user", "assistant"]
+    shown = [m["content"]["data"]["text/plain"] for m in got["chat_last"] if m["msg_type"] == "display_data"]
+    assert any(t.startswith("<Chat qwen-plus, 1 turn") for t in shown) and "assistant:" not in shown[-1], shown
+    # Each turn says how many earlier turns it sent.
+    footers = [m["content"]["data"]["text/plain"] for m in got["chat"] if m["msg_type"] == "update_display_data"]
+    assert any("1 earlier turn sent" in f for f in footers), footers
+    # %ask question is a line magic that asks.
+    assert state["line"][0] == {"role": "user", "content": "What's a pooled connection?"}, got["line"]
+    # A wrong model: the call's error, no traceback, a short "did you mean", said as typed (-m).
+    errors = [m["content"] for m in got["model"] if m["msg_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "AskError", errors
+    text = "\n".join(errors[0]["traceback"])
+    assert "Did you mean 'qwen-plus'" in text and "Change -m to" in text and "Traceback" not in text, text
+    assert text.count("qwen") <= 8, text  # a few close names, not the catalogue
+    assert 'c.ask("...")' in state["first"]  # a bare chat() says how to go on

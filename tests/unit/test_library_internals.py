@@ -84,6 +84,9 @@ def _httpcore_assign() -> None:
     for pool in (httpcore.ConnectionPool, httpcore.AsyncConnectionPool):
         _params(pool._assign_requests_to_connections, [])
         _params(pool.create_connection, ["origin"])
+        made = pool(max_keepalive_connections=3)
+        assert isinstance(made._connections, list), f"{pool.__name__}._connections is no longer a list"
+        assert made._max_keepalive_connections == 3, f"{pool.__name__} no longer keeps _max_keepalive_connections"
 
 
 def _dashscope_shared_session() -> None:
@@ -142,8 +145,9 @@ INTERNALS = [
     Internal("httpx", "_utils.get_environment_proxies()", "_transport/httpx.py", _httpx_environment_proxies),
     Internal(
         "httpcore",
-        "ConnectionPool._assign_requests_to_connections(), create_connection(origin)",
-        "_transport/httpx_pool.py",
+        "ConnectionPool._assign_requests_to_connections(), create_connection(origin), "
+        "_connections, _max_keepalive_connections",
+        "_transport/httpx_pool.py, _transport/httpx_keepalive.py",
         _httpcore_assign,
     ),
     Internal(

@@ -7,7 +7,6 @@ the public surface is complete, and no tracked file carries a secret or a machin
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import re
 import statistics
@@ -30,7 +29,6 @@ ENVIRONMENT = REPO / "environment.yml"
 # PyPI name -> conda-forge name, where the two differ (normalised spellings).
 PYPI_TO_CONDA = {
     "matplotlib": "matplotlib-base",  # the library without the Qt GUI stack
-    "playwright": "playwright-python",
 }
 # Conda entries that are not Python distributions of the project.
 CONDA_ONLY = {"python", "pip"}
@@ -108,11 +106,15 @@ def read_simple_yaml(text: str):
 # --- pyproject <-> environment.yml ---------------------------------------------------
 
 
-def pyproject_requirements() -> dict[str, str]:
-    """Normalised name -> specifier of the runtime deps and the test + lab extras."""
+# environment.yml is the learner's environment: what `pip install 'dashnb[lab]'` brings.
+ENVIRONMENT_EXTRAS = ("lab",)
+
+
+def pyproject_requirements(extras: tuple[str, ...] = ENVIRONMENT_EXTRAS) -> dict[str, str]:
+    """Normalised name -> specifier of the runtime deps and the given extras."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
     reqs = list(project["dependencies"])
-    for extra in ("test", "lab"):
+    for extra in extras:
         reqs += project["optional-dependencies"][extra]
     out = {}
     for text in reqs:
@@ -193,6 +195,28 @@ def test_environment_yml_mirrors_pyproject():
         assert pypi_name not in conda, f"conda-forge calls {pypi_name!r} {conda_name!r}"
     differing = {n: (wanted[n], have[n]) for n in wanted if not _same_spec(wanted[n], have[n])}
     assert not differing, f"version floors differ (pyproject, environment.yml): {differing}"
+
+
+def test_environment_yml_is_the_learners_environment_without_contributor_tools():
+    conda, pip = environment_requirements()
+    contributor_only = set()
+    for extra in ("test", "dev", "docs"):
+        contributor_only |= set(pyproject_requirements((extra,))) - set(pyproject_requirements())
+    assert contributor_only >= {"pytest", "playwright", "ruff", "mypy", "sphinx"}
+    listed = {*conda, *pip, *(n for n, c in PYPI_TO_CONDA.items() if c in conda)}
+    assert not contributor_only & listed, sorted(contributor_only & listed)
+
+
+def test_the_extras_split_learners_from_contributors():
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    base = {normalise(Requirement(r).name) for r in project["dependencies"]}
+    extras = {k: {normalise(Requirement(r).name) for r in v} for k, v in project["optional-dependencies"].items()}
+    assert {"dashscope", "aiohttp", "requests", "httpx", "trustme"} <= base
+    assert not {"matplotlib", "ipywidgets", "jupyterlab", "voila", "openai"} & base  # a small base package
+    assert {"jupyterlab", "voila", "ipywidgets", "matplotlib", "openai"} <= extras["lab"]
+    heavy_tools = {"playwright", "mypy", "ruff", "langchain-community", "langchain-openai", "pytest", "sphinx"}
+    assert not heavy_tools & extras["lab"]
+    assert heavy_tools <= extras["test"] | extras["dev"] | extras["docs"]
 
 
 def test_mirror_check_can_fail():
@@ -315,14 +339,13 @@ def test_public_classes_say_dashnb_in_reprs_and_pickle_by_that_name():
 
 
 def test_the_package_ships_its_type_marker_and_subpackages():
-    """py.typed (PEP 561) exists and is package data, and every package under dashnb/ is one
-    that setuptools' find includes."""
-    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    """py.typed (PEP 561) exists, and the wheel takes the whole dashnb/ folder: every subpackage and
+    every data file in it (tests/kernel/test_distribution.py checks a built wheel's contents)."""
+    hatch = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]["build"]
     assert (REPO / "dashnb" / "py.typed").is_file()
-    assert "py.typed" in setuptools.get("package-data", {}).get("dashnb", [])
-    packages = [".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "dashnb").rglob("__init__.py")]
-    include = setuptools["packages"]["find"]["include"]
-    assert all(any(fnmatch.fnmatch(p, pattern) for pattern in include) for p in packages), packages
+    assert "dashnb" in hatch["targets"]["wheel"]["only-include"]
+    packages = [p.parent for p in (REPO / "dashnb").rglob("__init__.py")]
+    assert all(p.is_relative_to(REPO / "dashnb") for p in packages) and len(packages) > 5, packages
 
 
 # --- tracked files: no secrets, no TLS shortcuts, no paths of this machine --------------
