@@ -52,13 +52,22 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff format --check $(LINTED)
 	$(BIN)/python -m mypy
 
-# Every test: lint, the doctests of every module, then unit, integration, real-kernel, OkHttp,
-# packaging, docs and browser. The doctests run on their own, so that --doctest-modules does not
-# import the test modules. The notebooks run under nbval once, as a user gets them: copied out of
-# the wheel installed with [lab] into a fresh venv (tests/test_distribution.py).
+# The test tiers, one folder each (CONTRIBUTING.md says which test goes where). The socket tiers
+# run on two workers: their tests mostly wait on emulated round trips, not on the CPU.
+XDIST := -n 2 --dist loadfile
+FAST  := -m 'not slow and not kernel and not browser and not java'
+
+# Every test, in an order that fails fast: lint, the doctests of every module (on their own, so
+# that --doctest-modules does not import the test modules), pure unit tests, the emulator and
+# client tiers on two workers, then real kernels (with packaging: the notebooks run under nbval
+# once, as a user gets them, copied out of the wheel installed with [lab] into a fresh venv by
+# tests/kernel/test_distribution.py), OkHttp, and the browser (with the docs site).
 test: lint
 	$(BIN)/python -m pytest dashnb --doctest-modules -q
-	$(BIN)/python -m pytest tests --durations=15
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/emulator tests/clients $(XDIST) -q --durations=10
+	$(BIN)/python -m pytest tests/kernel tests/java -q --durations=10
+	$(BIN)/python -m pytest tests/browser -q --durations=5
 
 # The notebooks under nbval where they are: the quick loop while editing one.
 nbval: $(STAMP)
@@ -76,9 +85,10 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -b html -W --keep-going -q -c docs -d $(DOCS_OUT)-doctrees . $(DOCS_OUT)
 	@echo "dashnb: the site is in $(DOCS_OUT) (open $(DOCS_OUT)/index.html, or serve it: python -m http.server -b 127.0.0.1 -d $(DOCS_OUT))"
 
-# Everything but the slow, kernel, browser and java (OkHttp) tests: the inner loop while editing.
+# The inner loop while editing: unit, then emulator and clients without the slow tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests -m 'not slow and not kernel and not browser and not java'
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/emulator tests/clients $(FAST) $(XDIST) -q
 
 demo: $(STAMP)
 	$(BIN)/python -m dashnb bench

@@ -4,7 +4,7 @@
                                                             # notebooks/data/crosscheck.json
     $ .venv/bin/python benchmarks/crosscheck.py --print    # runs and prints only
 
-The Java side is tests/crosscheck/OkHttpCrosscheck.java: an OkHttpClient built the way the
+The Java side is tests/java/OkHttpCrosscheck.java: an OkHttpClient built the way the
 DashScope Java SDK's OkHttpClientFactory builds its one client (ConnectionPool, Dispatcher
 maxRequests / maxRequestsPerHost, connect/read/write timeouts, HTTP/1.1 only), compiled into a
 temporary directory against the system's OkHttp 3.x and Okio 1.x jars (Debian: libokhttp-java,
@@ -15,7 +15,7 @@ libokio-java, default-jdk-headless). The Python side is a dashnb session with th
 Each scenario runs twice, on a fresh private emulator each time: once through Java, once
 through dashnb. Per step it records what the server saw (connections opened, peak open, open
 once the client settled) and what the client saw (calls that succeeded, peak calls in flight,
-which timeout a failure came after). ``tests/test_okhttp_crosscheck.py`` asserts that both sides
+which timeout a failure came after). ``tests/java/test_okhttp_crosscheck.py`` asserts that both sides
 agree, or differ exactly as documented in ``Step.differs``, and that the recorded table still
 matches a fresh run.
 """
@@ -49,7 +49,7 @@ from dashnb.emulator._relay import HALF_CLOSE_GRACE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-JAVA_SOURCE = os.path.join(ROOT, "tests", "crosscheck", "OkHttpCrosscheck.java")
+JAVA_SOURCE = os.path.join(ROOT, "tests", "java", "OkHttpCrosscheck.java")
 RECORD = os.path.join(ROOT, "notebooks", "data", "crosscheck.json")
 # Where Debian's libokhttp-java / libokio-java put their jars; another directory can be named
 # in DASHNB_JAVA_LIBS (the jars must be OkHttp 3.x and Okio 1.x: plain Java, no Kotlin).

@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 if not any(isinstance(h, _logging.NullHandler) for h in _logging.getLogger(__name__).handlers):
     _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
-# Written out, sorted, and checked against _LAZY by a test (tests/test_packaging.py), so that
+# Written out, sorted, and checked against _LAZY by a test (tests/unit/test_packaging.py), so that
 # a name can be neither exported by accident nor forgotten.
 __all__ = [
     "AskError",

@@ -16,7 +16,7 @@ open) 32 threads open a connection for nearly every call. OkHttp's ``ConnectionP
 evicts only idle connections beyond its limit, and so does this mixin: a pool keeps at most
 ``max(concurrency, max_keepalive_connections)`` connections and churns none at a steady load.
 
-httpcore internals this relies on (``tests/test_httpx_keepalive.py`` fails, naming the entry, when
+httpcore internals this relies on (``tests/clients/test_httpx_keepalive.py`` fails, naming the entry, when
 a release changes one):
 
 - ``_assign_requests_to_connections(self) -> list``: a plain method (also on the async pool),

@@ -13,7 +13,7 @@ How each Java (OkHttp) setting is carried over:
 OkHttp has two separate pieces, and they must not be confused: ``ConnectionPool`` decides which
 connections are *kept* once idle; the ``Dispatcher`` decides how many *async* calls run at once.
 Neither makes a call wait for a connection: a call the Dispatcher admits opens a new connection
-if no idle one is free (checked against real OkHttp 3.x by tests/test_okhttp_crosscheck.py).
+if no idle one is free (checked against real OkHttp 3.x by tests/java/test_okhttp_crosscheck.py).
 
 - ``connection_pool_size`` -> idle connections kept. urllib3 ``pool_maxsize`` with
   ``pool_block=False`` does exactly that: a burst opens extra connections, which are discarded

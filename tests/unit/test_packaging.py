@@ -1,7 +1,7 @@
 """Packaging guards: environment.yml mirrors pyproject.toml, `import dashnb` stays cheap,
 the public surface is complete, and no tracked file carries a secret or a machine path.
 
-    python -m pytest tests/test_packaging.py -q
+    python -m pytest tests/unit/test_packaging.py -q
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pytest itself depends on tomli there
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO / "pyproject.toml"
 ENVIRONMENT = REPO / "environment.yml"
 
@@ -340,7 +340,7 @@ def test_public_classes_say_dashnb_in_reprs_and_pickle_by_that_name():
 
 def test_the_package_ships_its_type_marker_and_subpackages():
     """py.typed (PEP 561) exists, and the wheel takes the whole dashnb/ folder: every subpackage and
-    every data file in it (tests/test_distribution.py checks a built wheel's contents)."""
+    every data file in it (tests/kernel/test_distribution.py checks a built wheel's contents)."""
     hatch = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]["build"]
     assert (REPO / "dashnb" / "py.typed").is_file()
     assert "dashnb" in hatch["targets"]["wheel"]["only-include"]

@@ -3,7 +3,7 @@ checkout, and the wheel installed with [lab] into a fresh venv, where `dashnb no
 the notebooks out, every notebook runs under nbval from that copy, `dashnb lab` serves them with
 the project's settings and `dashnb workshop` serves the presenter mode.
 
-    python -m pytest tests/test_distribution.py -q
+    python -m pytest tests/kernel/test_distribution.py -q
 
 The fresh venv installs from the package index (the normal one: not every dependency is in a
 local cache), once per session, shared by the tests here. It is the only run of the notebooks
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 
 # Installing JupyterLab and its kin takes minutes on a busy machine: far past the suite's per-test timeout.

@@ -1,6 +1,6 @@
 """Reliability in a real Jupyter kernel, with its stderr captured: leaks, "Run All", interrupts.
 
-tests/test_kernel.py covers re-running a session cell 200 times and "Run All" through a
+tests/kernel/test_kernel.py covers re-running a session cell 200 times and "Run All" through a
 dashnb.run() cell, reading the cells' outputs. These add what only the kernel process's own
 stderr shows (asyncio and aiohttp report "Unclosed client session" through logging, and
 ResourceWarnings raised in __del__ go to stderr), the "Run All" case with real SDK calls inside

@@ -25,7 +25,7 @@ import pytest
 from dashnb import LabModel, _measure
 from dashnb._run import run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREVIOUS = {"settings": {"note": "the previous run"}, "modes": {}}
 
 

@@ -1,6 +1,6 @@
 """Server-time profiles (instant, realistic) and the embedding / vision endpoints' refusals.
 
-python -m pytest tests/test_emulator_profiles.py -q
+python -m pytest tests/emulator/test_emulator_profiles.py -q
 """
 
 from __future__ import annotations

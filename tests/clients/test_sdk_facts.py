@@ -43,6 +43,9 @@ from dashscope import AioGeneration, Generation  # noqa: E402
 
 T = 0.4  # the request_timeout used throughout: short, and far from the emulator's 5 ms round trip
 STALL = 5.0  # how long the emulator stalls: far longer than anything a test waits
+# A call ended by its timeout ends before this (a busy machine only adds time; the stall, the
+# deadline or a default timeout would end it later): the counts and exception types say the rest.
+LONG = STALL - 1.0
 STREAM = {"stream": True, "incremental_output": True}
 GEN = "/services/aigc/text-generation/generation"
 BODY = {"model": "qwen-plus", "input": {"prompt": "hi"}, "parameters": {}}
@@ -168,8 +171,9 @@ def test_async_request_timeout_replaces_the_sessions_client_timeout(emu):
             return via_sdk, (direct, time.perf_counter() - t0)
 
     (outcome, took, _), (direct, direct_took) = asyncio.run(main())
-    assert type(outcome) is TimeoutError and 1.1 < took < 2.5, (outcome, took)
-    assert isinstance(direct, aiohttp.SocketTimeoutError) and direct_took < 1.0, (direct, direct_took)
+    assert type(outcome) is TimeoutError and 1.1 < took < LONG, (outcome, took)
+    # the session's own sock_read (0.3 s) ended the control, before the SDK's 1.2 s
+    assert isinstance(direct, aiohttp.SocketTimeoutError) and direct_took < took, (direct, direct_took)
 
 
 def test_async_not_streamed_read_timeout_is_a_total_timeout_and_not_resent(emu, sdk_log):
@@ -182,7 +186,7 @@ def test_async_not_streamed_read_timeout_is_a_total_timeout_and_not_resent(emu, 
     outcome, took, _ = asyncio.run(main())
     assert type(outcome) is TimeoutError, repr(outcome)
     assert not isinstance(outcome, aiohttp.ClientConnectionError)
-    assert 0.3 < took < 0.9, took
+    assert 0.3 < took < LONG, took
     assert emu.stats()["requests"] == 1
     assert _resends(sdk_log) == 0
 
@@ -201,7 +205,7 @@ def test_async_streamed_read_timeout_before_headers_is_resent(emu, sdk_log):
     assert isinstance(outcome, aiohttp.ClientConnectionError)
     assert emu.stats()["requests"] == 2
     assert _resends(sdk_log) == 1
-    assert 2 * T * 0.8 < took < 2 * T + 1.0, took
+    assert 2 * T * 0.8 < took < LONG, took
 
 
 def test_async_streamed_mid_stream_stall_is_not_resent(emu, sdk_log):
@@ -226,7 +230,7 @@ def test_async_not_streamed_tls_stall_ends_at_the_total_timeout(emu, sdk_log):
             return await async_attempt(s, _call(emu, request_timeout=T))
 
     outcome, took, _ = asyncio.run(main())
-    assert type(outcome) is TimeoutError and 0.3 < took < 0.9, (outcome, took)
+    assert type(outcome) is TimeoutError and 0.3 < took < LONG, (outcome, took)
     stats = emu.stats()
     assert (stats["tcp_connections"], stats["tls_handshakes"], stats["requests"]) == (1, 0, 0), stats
     assert _resends(sdk_log) == 0
@@ -266,7 +270,7 @@ def test_sdk_default_aiohttp_session_streamed_call_has_no_connect_limit_either(e
 
     (streamed, took, _), (control, control_took, _) = asyncio.run(main())
     assert streamed == "pending" and took >= 2.0, (streamed, took)
-    assert type(control) is TimeoutError and control_took < 1.0, (control, control_took)
+    assert type(control) is TimeoutError and 0.3 < control_took < 2.0, (control, control_took)
 
 
 # ---- sync: request_timeout becomes (t, t) --------------------------------------------------------
@@ -297,8 +301,8 @@ def test_sync_request_timeout_is_passed_as_one_number_for_connect_and_read(emu):
         emu.configure(stall_before_headers=0.0)
         assert Generation.call(**_call(emu), session=s).status_code == 200
     assert adapter.timeouts == [T, T, 300], adapter.timeouts  # 300: DEFAULT_REQUEST_TIMEOUT_SECONDS
-    assert isinstance(tls, requests.ReadTimeout) and 0.3 < tls_took < 0.9, (tls, tls_took)
-    assert isinstance(headers, requests.ReadTimeout) and 0.3 < headers_took < 0.9, (headers, headers_took)
+    assert isinstance(tls, requests.ReadTimeout) and 0.3 < tls_took < LONG, (tls, tls_took)
+    assert isinstance(headers, requests.ReadTimeout) and 0.3 < headers_took < LONG, (headers, headers_took)
 
 
 def test_sync_stalled_tls_handshake_is_a_read_timeout_and_not_resent(emu, sdk_log):
@@ -359,14 +363,14 @@ def test_sync_tcp_connect_timeout_is_resent(emu, full_backlog, sdk_log, caplog):
     assert isinstance(outcome, requests.ConnectTimeout) and isinstance(outcome, requests.ConnectionError)
     assert (via_sdk, direct) == (2, 1)
     assert _resends(sdk_log) == 1
-    assert 0.5 < took < 1.5, took
+    assert 0.5 < took < LONG, took
 
 
 def test_sync_stall_before_headers_is_not_resent(emu, sdk_log):
     emu.configure(stall_before_headers=STALL)
     with _plain_requests(emu) as s:
         outcome, took, _ = sync_attempt(s, _call(emu, request_timeout=T))
-    assert isinstance(outcome, requests.ReadTimeout) and 0.3 < took < 0.9, (outcome, took)
+    assert isinstance(outcome, requests.ReadTimeout) and 0.3 < took < LONG, (outcome, took)
     assert emu.stats()["requests"] == 1
     assert _resends(sdk_log) == 0
 
@@ -385,7 +389,7 @@ def test_sync_not_streamed_stall_mid_body_is_resent_after_the_server_answered(em
         streamed, _, chunks = sync_attempt(s, _call(emu, request_timeout=T, **STREAM))
     assert type(outcome) is requests.ConnectionError and "Read timed out" in str(outcome), repr(outcome)
     assert (posts, resends) == (2, 1)
-    assert 2 * T * 0.8 < took < 2 * T + 1.0, took
+    assert 2 * T * 0.8 < took < LONG, took
     assert type(streamed) is requests.ConnectionError and chunks == 1, (streamed, chunks)
     assert emu.stats()["requests"] == 1
     assert _resends(sdk_log) == 1

@@ -2,7 +2,7 @@
 the command lines and environment handed to JupyterLab and Voila, and what a base install says
 when a [lab] feature is used.
 
-    python -m pytest tests/test_install_commands.py -q
+    python -m pytest tests/unit/test_install_commands.py -q
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dashnb._install.copy import COPIED, KEPT, MANIFEST, REPLACED, UP_TO_DATE, U
 from dashnb._install.launch import lab_command, workshop_command
 from dashnb._install.resources import JUPYTER_CONFIG, JUPYTER_SHARE, notebooks_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _dashnb(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:

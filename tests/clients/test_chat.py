@@ -1,6 +1,6 @@
 """dashnb.chat: a conversation through the official SDK on a dashnb session, against the emulator;
 and the %%ask magic in an IPython without a kernel (plain text). The magic in a real kernel, with
-its Markdown display, is tests/test_magic_kernel.py."""
+its Markdown display, is tests/kernel/test_magic_kernel.py."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from dashnb.emulator._replies import count_tokens
 dashscope = pytest.importorskip("dashscope")
 from dashscope import Generation  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "Answer in one sentence."
 FIRST = "What is a TLS handshake?"
 SECOND = "And why does skipping it make a call faster?"

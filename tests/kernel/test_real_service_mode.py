@@ -21,7 +21,7 @@ from _kernels import execute_notebook
 
 from dashnb import emulator
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 # The notebooks that call dashnb.endpoint(); 03-05 run on private emulators by design.
 REAL_SERVICE_NOTEBOOKS = ["00_quickstart.ipynb", "01_sync_sessions.ipynb", "02_async_connector.ipynb"]

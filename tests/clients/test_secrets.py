@@ -32,7 +32,7 @@ from dashnb._session import manager as _session
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 LOGGERS = ("", "dashnb", "urllib3", "requests", "aiohttp", "asyncio", "dashscope")
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 jupyter_client = pytest.importorskip("jupyter_client")
 nbformat = pytest.importorskip("nbformat")
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = [*sorted(NOTEBOOKS_DIR.glob("0*.ipynb")), NOTEBOOKS_DIR / "workshop.ipynb"]
 
 # Cells that fail when run again after the cells above them ran again, per notebook (cell numbers

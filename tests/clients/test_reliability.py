@@ -31,7 +31,7 @@ from dashnb._session import manager as _session
 dashscope = pytest.importorskip("dashscope")
 from dashscope import AioGeneration, Generation  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GEN = "/services/aigc/text-generation/generation"
 BODY = {"model": "qwen-plus", "input": {"prompt": "hi"}, "parameters": {}}
 SMALL = PoolConfig(connection_pool_size=8, maximum_async_requests=8, maximum_async_requests_per_host=8)
@@ -163,7 +163,7 @@ def test_new_config_while_100_async_calls_are_in_flight(emulator_factory, make_s
 
 
 # ---- 5. cancelling a gather of 200 calls -----------------------------------------------------
-# KeyboardInterrupt in a real kernel: tests/test_reliability_kernel.py; measure()'s own interrupt
+# KeyboardInterrupt in a real kernel: tests/kernel/test_reliability_kernel.py; measure()'s own interrupt
 # handling: test_measure.py::test_interrupt_stops_cleanly_and_the_session_stays_usable.
 
 
@@ -454,7 +454,8 @@ def test_timeouts_fire_on_time_and_leave_the_pool_usable(emulator_factory, make_
     r = s.requests.post(url, json=BODY, headers=headers)
     assert r.status_code == 200 and b'"stop"' in r.content
     for took in (sync_s, async_s):
-        assert LIMIT * 0.8 <= took <= LIMIT * 1.2, (fault, sync_s, async_s)
+        # the limit ended it, not the 30 s stall (a busy machine only adds time)
+        assert LIMIT * 0.8 <= took < LIMIT + 10, (fault, sync_s, async_s)
     st = s.stats()
     assert st["in_flight"] == 0 and st["queued"] == 0
     figure(7, f"{fault} timeout {LIMIT} s: sync fired at {sync_s:.3f} s, async at {async_s:.3f} s; next call 200")

@@ -20,7 +20,7 @@ import pytest
 import dashnb
 from dashnb.__main__ import parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Variables that would send a subprocess somewhere else than where the test means it to go.
 _STEERING = (
     "DASHSCOPE_API_KEY",
@@ -444,7 +444,7 @@ def _make(tmp_path: Path, target: str, *args: str) -> str:
 
 
 def test_make_lab_and_workshop_run_the_dashnb_commands(tmp_path):
-    # The Makefile calls the installed commands (tests/test_install_commands.py checks what they start).
+    # The Makefile calls the installed commands (tests/unit/test_install_commands.py checks what they start).
     out = _make(tmp_path, "lab", "OFFLINE=1")
     assert out.strip() == "DASHNB_OFFLINE=1 ARGS=lab notebooks"
     assert _make(tmp_path, "lab").strip() == "DASHNB_OFFLINE= ARGS=lab notebooks"  # without OFFLINE, the key decides

@@ -149,8 +149,10 @@ def test_call_scope_reports_reuse_for_sdk_calls(sdk, make_session):
 # ---- timeouts -------------------------------------------------------------------------------
 
 
-def _within(elapsed, target, tolerance=0.2):
-    assert target * (1 - tolerance) <= elapsed <= target * (1 + tolerance), (elapsed, target)
+def _within(elapsed, target):
+    # The limit ended the call: not before it (less a timer's slack), and long before the
+    # emulator's stall would have (30 s; the TLS stall never ends). A busy machine only adds time.
+    assert target * 0.8 <= elapsed < target + 10, (elapsed, target)
 
 
 def test_connect_timeout_fires_on_a_stalled_tls_handshake(emulator_factory, make_session):

@@ -106,8 +106,9 @@ def test_run_inside_a_running_loop_and_timeouts_still_fire():
         (name, dt), (name2, dt2), after = asyncio.run(cell())
         print(name, round(dt, 2), name2, round(dt2, 2), after)
         assert "nest_asyncio2" in sys.modules
-        assert name == "SocketTimeoutError" and 0.4 <= dt <= 0.6, (name, dt)   # sock_read
-        assert name2 == "TimeoutError" and 0.24 <= dt2 <= 0.36, (name2, dt2)   # total: needs current_task()
+        # each limit, not the 30 s stall, ended its call (a busy machine only adds time)
+        assert name == "SocketTimeoutError" and 0.4 <= dt < 10, (name, dt)   # sock_read
+        assert name2 == "TimeoutError" and 0.24 <= dt2 < 10, (name2, dt2)   # total: needs current_task()
         emu.configure(stall_before_headers=0.0)
         s.close()
         emu.stop()

@@ -1,7 +1,7 @@
 """Agent-style calls through real clients: tool calling and structured output, with LangChain's
 ChatOpenAI and ChatTongyi and the openai SDK, against the emulator (``dashscope_emulator`` fixture).
 
-    python -m pytest tests/test_clients_agents.py -q
+    python -m pytest tests/clients/test_clients_agents.py -q
 """
 
 from __future__ import annotations

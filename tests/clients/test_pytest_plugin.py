@@ -1,7 +1,7 @@
 """The pytest plugin: the README's example test runs as written, the fixture resets the emulator
 before each test and restores the environment after it, and loading the plugin imports nothing heavy.
 
-    python -m pytest tests/test_pytest_plugin.py -q
+    python -m pytest tests/clients/test_pytest_plugin.py -q
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The inner runs name the plugin, as the installed entry point does, and run in a subprocess so
 # that their emulator and environment are their own; warnings are errors there as here.
 ARGS = ("-p", "dashnb.pytest_plugin", "-p", "no:cacheprovider", "-W", "error", "-p", "no:randomly")

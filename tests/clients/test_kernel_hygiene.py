@@ -172,7 +172,7 @@ def test_failed_starts_leave_no_descriptor_and_no_dir(tmp_path, monkeypatch):
 # ---- a request followed by a half-close ------------------------------------------------------------
 
 
-# Covered in tests/test_emulator_wire.py: such a request now gets its reply (and counts once).
+# Covered in tests/emulator/test_emulator_wire.py: such a request now gets its reply (and counts once).
 
 
 # ---- absurd PoolConfig numbers -----------------------------------------------------------------------

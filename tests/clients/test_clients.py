@@ -3,7 +3,7 @@
 Each client is built the way its documentation shows, with no URL, key or CA argument: the
 fixture's environment and module settings are all it gets, so these tests also check the plugin.
 
-    python -m pytest tests/test_clients.py -q
+    python -m pytest tests/clients/test_clients.py -q
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real OkHttp is the referee: dashnb's pooling must do what the Java SDK's client does.
 
-The Java side (tests/crosscheck/OkHttpCrosscheck.java) is compiled here, into a temporary
+The Java side (tests/java/OkHttpCrosscheck.java) is compiled here, into a temporary
 directory, against the system's OkHttp 3.x jars, and configured as the DashScope Java SDK's
 OkHttpClientFactory configures OkHttp. benchmarks/crosscheck.py runs each workload through it
 and through a dashnb session with the same PoolConfig, each on a fresh emulator, and compares
@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "benchmarks"))
 
 import crosscheck  # noqa: E402
 
