@@ -45,7 +45,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from dashnb._atomic import write_atomic
-from dashnb.emulator._relay import HALF_CLOSE_GRACE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -541,12 +540,9 @@ def fault(emu: Any, name: str | None) -> Iterator[str]:
         raise ValueError(f"unknown fault {name!r}")
 
 
-def _settled_open(emu: Any, quiet: float = 0.3, limit: float = 4.0) -> int:
+def _settled_open(emu: Any, quiet: float = 0.3, limit: float = 3.0) -> int:
     """Open connections once the count has not changed for ``quiet`` seconds (closes cross the
-    emulated network, and OkHttp's pool cleanup runs on its own thread). While connections are
-    still open it waits longer than the emulator's half-close grace: a client that closes while
-    its request is being answered (or stalled) has its FIN held that long before the server sees
-    it, so a shorter wait would count a connection the client has already closed."""
+    emulated network, and OkHttp's pool cleanup runs on its own thread)."""
     deadline = time.monotonic() + limit
     last, since = emu.stats()["open_connections"], time.monotonic()
     while time.monotonic() < deadline:
@@ -554,7 +550,7 @@ def _settled_open(emu: Any, quiet: float = 0.3, limit: float = 4.0) -> int:
         now = emu.stats()["open_connections"]
         if now != last:
             last, since = now, time.monotonic()
-        elif time.monotonic() - since >= (quiet if last == 0 else quiet + HALF_CLOSE_GRACE):
+        elif time.monotonic() - since >= quiet:
             break
     return last
 

@@ -170,6 +170,7 @@ class Link:
         self.to_client: _Delay | None = None
         self.stalled = False  # tls_stall: accepted, never answered
         self.spoke = False  # the client has sent bytes (a request may be on its way)
+        self.stalling = False  # the handler is in a stall fault: a FIN from the client goes on at once
         # The client half-closed: its FIN waits at the relay until the request it sent is
         # answered (client_eof), or has been passed on to the server (eof_forwarded).
         self.client_eof = False

@@ -243,7 +243,7 @@ class Relay:
         # (aiohttp closes on a FIN; asyncio's TLS ends the session on one). So while a request
         # may be on its way or being answered the FIN waits here, and the server answers with
         # Connection: close (DashScopeApp.handle); its close then crosses back to the client.
-        if not link.client_eof and (link.busy or (link.head_since is not None and link.spoke)):
+        if not link.client_eof and not link.stalling and (link.busy or (link.head_since is not None and link.spoke)):
             link.client_eof = True
             self.loop.call_later(HALF_CLOSE_GRACE, self._half_close_waited, link)
             return

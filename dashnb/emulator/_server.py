@@ -327,7 +327,7 @@ class DashScopeApp:
             if turn.error is not None:
                 return fail(turn.error.status, turn.error.code, turn.error.message)
             if turn.kind == "stall":
-                await _stall(turn.seconds)
+                await _stall(turn.seconds, self._link(request))
             elif turn.kind == "drop":
                 opts = dataclasses.replace(opts, malformed="truncated_body")
             else:
@@ -337,7 +337,7 @@ class DashScopeApp:
         if server_s:
             await asyncio.sleep(server_s)  # the model thinking: server time, not network
         if opts.stall_before_headers:
-            await _stall(opts.stall_before_headers)
+            await _stall(opts.stall_before_headers, self._link(request))
 
         if stream:
             frames = (
@@ -369,7 +369,7 @@ class DashScopeApp:
             # Promise the whole length, send half, hang up: a client must not take this as a reply.
             request.transport.close()
             return resp
-        await _stall(opts.stall_mid_stream)
+        await _stall(opts.stall_mid_stream, self._link(request))
         await resp.write(data[half:])
         await resp.write_eof()
         return resp
@@ -391,7 +391,7 @@ class DashScopeApp:
                 frame = b'id:2\nevent:result\n:HTTP_STATUS/200\ndata:{"output": {"choi\n\n'
             await resp.write(frame)
             if i == 0 and opts.stall_mid_stream:
-                await _stall(opts.stall_mid_stream)
+                await _stall(opts.stall_mid_stream, self._link(request))
             if opts.malformed == "truncated_body" and i == 1:
                 request.transport.close()
                 return resp
@@ -407,11 +407,22 @@ class DashScopeApp:
         )
 
 
-async def _stall(seconds: float) -> None:
-    if math.isinf(seconds):
-        await asyncio.Event().wait()  # until the client gives up and the handler is cancelled
-    else:
-        await asyncio.sleep(seconds)
+async def _stall(seconds: float, link=None) -> None:
+    # While the handler stalls, a FIN from the client is a client giving up, not a half-close
+    # awaiting this reply: the relay passes it on at once (Relay._half_close_upstream), so the
+    # handler is cancelled and the connection closes when the client's does.
+    if link is not None:
+        link.stalling = True
+        if link.client_eof and not link.eof_forwarded and link.relay is not None:
+            link.relay.forward_eof(link)
+    try:
+        if math.isinf(seconds):
+            await asyncio.Event().wait()  # until the client gives up and the handler is cancelled
+        else:
+            await asyncio.sleep(seconds)
+    finally:
+        if link is not None:
+            link.stalling = False
 
 
 # The hex digit that starts a version-4 UUID's fourth group: its two top bits are the variant, 10.
