@@ -12,15 +12,17 @@ under nbval in `make test`, so that they run once, as a user installs them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import re
-import select
 import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -198,17 +200,25 @@ def _serve(fresh: dict, argv: list[str], cwd: Path, pattern: str, timeout: float
         [str(fresh["venv"] / "bin" / argv[0]), *argv[1:]], env=fresh["env"], cwd=cwd, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    seen = []
-    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        # A server that has printed all it will print leaves readline blocked: wait for output
-        # with the deadline, so a URL in an unexpected form fails the test instead of hanging it.
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
+    stdout = proc.stdout
+
+    # A server that has printed all it will print leaves readline blocked: a thread reads, and the
+    # wait for a matching line has a deadline, so a URL in an unexpected form fails the test
+    # instead of hanging it.
+    def read() -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed by _stop while reading
+            for line in stdout:
+                lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
             break
         seen.append(line)
         if match := re.search(pattern, line):
