@@ -212,10 +212,6 @@ class Secret(tuple):
         raise TypeError("an API key is not pickled")
 
 
-# The name dashnb._ask still imports; Secret is the one to use.
-_Secret = Secret
-
-
 def mask_url(url: str) -> str:
     """``url`` as it may be shown: user name and password, query values and fragment masked.
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._endpoint import _Secret
+from .._endpoint import Secret
 from .core import DEFAULT_MODEL, AskResult, check_params, complete, resolve_session
 from .result import current_cell
 
@@ -109,8 +109,8 @@ class Chat:
         **params: Any,
     ) -> None:
         # First: a refused argument's traceback must not show it.
-        if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
-            params["api_key"] = _Secret((params["api_key"],))  # vars(), __dict__, debuggers: <secret>
+        if params.get("api_key") is not None and not isinstance(params["api_key"], Secret):
+            params["api_key"] = Secret((params["api_key"],))  # vars(), __dict__, debuggers: <secret>
         check_params(params, "dashnb.chat()")
         self._model = _check_model(model)
         self._history, self._system = _check_history(history, _check_system(system))
@@ -167,8 +167,8 @@ class Chat:
         ``temperature``...). Raises ``AskError`` (the history is then unchanged).
         """
         # First: from here on no local of this frame holds the key.
-        if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
-            params["api_key"] = _Secret((params["api_key"],))
+        if params.get("api_key") is not None and not isinstance(params["api_key"], Secret):
+            params["api_key"] = Secret((params["api_key"],))
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("a turn needs a non-empty prompt string")
         check_params(params, "Chat.ask()")
@@ -263,8 +263,8 @@ def chat(
     with every turn (``max_tokens=200``, ``temperature=0.2``, ``api_key=...``, which never shows).
     """
     # First, as in Chat(): no local of this frame shows it.
-    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
-        params["api_key"] = _Secret((params["api_key"],))
+    if params.get("api_key") is not None and not isinstance(params["api_key"], Secret):
+        params["api_key"] = Secret((params["api_key"],))
     conversation = Chat(
         model=model, system=system, session=session, stream=stream, markdown=markdown, history=history, **params
     )

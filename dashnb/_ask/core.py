@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _observe
-from .._endpoint import _Secret
+from .._endpoint import Secret
 from .._session import manager as _sessions
 from .errors import AskError, _hint, _scrub
 from .result import AskResult, AskTimings, Usage, current_cell
@@ -95,9 +95,9 @@ def complete(
         raise ValueError(f"stack must be one of {', '.join(map(repr, STACKS))}, got {stack!r}")
     from dashscope import Generation  # lazily: importing dashscope costs about a second
 
-    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
+    if params.get("api_key") is not None and not isinstance(params["api_key"], Secret):
         # In the caller's dict too, so its frame stops showing the key (a Chat's merged params).
-        params["api_key"] = _Secret((params["api_key"],))
+        params["api_key"] = Secret((params["api_key"],))
     params = dict(params)
     ep = session.endpoint
     label = str(getattr(ep, "label", "the endpoint"))
@@ -109,7 +109,7 @@ def complete(
     # The key lives in a masked holder, revealed only in the call that hands it to the SDK: a
     # local holding it would show in any tool that captures frame locals (pytest --showlocals,
     # crash reporters), and so would the kwargs dict if it went in there.
-    key = params.pop("api_key", None) or _Secret((ep.api_key,))
+    key = params.pop("api_key", None) or Secret((ep.api_key,))
     if not isinstance(key.reveal(), str) or not key.reveal().strip():
         raise ValueError("api_key must be a non-empty string (or leave it out to use the endpoint's key)")
     secrets = [key]
@@ -271,8 +271,8 @@ def ask(
     turn use ``dashnb.chat()`` (``ask`` refuses ``messages=`` and says so).
     """
     # First: from here on no local of this frame holds the key.
-    if params.get("api_key") is not None and not isinstance(params["api_key"], _Secret):
-        params["api_key"] = _Secret((params["api_key"],))
+    if params.get("api_key") is not None and not isinstance(params["api_key"], Secret):
+        params["api_key"] = Secret((params["api_key"],))
     check_params(params, "ask()")  # first: ask(messages=...) without a prompt should hear about chat()
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("ask() needs a non-empty prompt string")

@@ -8,7 +8,7 @@ status, and the scrubbing that keeps the API key out of any text shown or raised
 
 from __future__ import annotations
 
-from .._endpoint import _Secret
+from .._endpoint import Secret
 
 
 class AskError(RuntimeError):
@@ -72,7 +72,7 @@ def _hint(status: int | None, code: str | None) -> str:
     return ""
 
 
-def _scrub(text: str, secrets: list[_Secret]) -> str:
+def _scrub(text: str, secrets: list[Secret]) -> str:
     for secret in secrets:
         if secret.reveal():  # revealed in expressions only: no local of this frame holds the key
             text = text.replace(secret.reveal(), "<api key>")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._endpoint import _Secret
+from .._endpoint import Secret
 from .result import Usage
 
 
@@ -67,7 +67,7 @@ def _httpx_piece(item: Any) -> str:
     return (getattr(part, "content", None) or "") if part is not None else ""
 
 
-def _httpx_call(stack: str, session: Any, ep: Any, kwargs: dict[str, Any], key: _Secret) -> Any:
+def _httpx_call(stack: str, session: Any, ep: Any, kwargs: dict[str, Any], key: Secret) -> Any:
     """The reply (or the stream of chunks) of one call through the session's httpx client.
 
     The key is revealed only in the calls that take it: no local of this frame holds it."""

@@ -2,7 +2,7 @@
 whichever protocol asks, the usual replies come back once the script is empty, and the journal
 records what each request asked without the key.
 
-    python -m pytest tests/test_emulator_script.py -q
+    python -m pytest tests/emulator/test_emulator_script.py -q
 """
 
 from __future__ import annotations

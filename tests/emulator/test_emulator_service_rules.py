@@ -3,7 +3,7 @@ with the service's own codes and words in both protocols (``strict=False`` keeps
 and model names: ``-latest`` aliases and dated snapshots answer as their family, an unknown name is
 a 404 ``model_not_found`` on compatible mode and a 400 on the native protocol.
 
-    python -m pytest tests/test_emulator_service_rules.py -q
+    python -m pytest tests/emulator/test_emulator_service_rules.py -q
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def test_the_package_ships_its_type_marker_and_subpackages():
 
 
 # Packages whose modules still share private names among themselves: the emulator (its own
-# layout), and importers not yet moved to public names (dashnb._ask imports _endpoint._Secret).
+# layout), and the packages whose own private cross-imports are not yet public (_ask, _lab).
 _PRIVATE_NAMES_KEPT = ("dashnb.emulator", "dashnb._ask", "dashnb._lab")
 
 
